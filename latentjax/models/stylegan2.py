@@ -1,0 +1,420 @@
+"""StyleGAN2 generator as Flax modules and a pure-functional `StyleGAN2` wrapper.
+
+The architecture is that of NVIDIA's stylegan2-ada-pytorch `training/networks.py`
+(mapping network with optional class embedding, synthesis network of blocks with modulated
+convolutions, noise inputs, skip/resnet/orig architectures). Layouts are NHWC for activations
+and HWIO / (in, out) for weights. Weights are stored unscaled and scaled at run time
+(equalised learning rate), so converted checkpoints and freshly initialised models share one
+parameter convention.
+
+Parameter tree (what `StyleGAN2.params` holds)::
+
+    mapping:   embed/{weight, bias} (conditional only), fc{i}/{weight, bias}, w_avg
+    synthesis: b{res}/const (first block), b{res}/conv{0,1}/{weight, bias, affine/{weight, bias},
+               noise_strength, noise_const}, b{res}/torgb/{weight, bias, affine/...},
+               b{res}/skip/weight (resnet architecture)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
+from latentjax.ops.conv2d_resample import conv2d_resample
+from latentjax.ops.modulated_conv import modulated_conv2d
+from latentjax.ops.upfirdn2d import setup_filter, upsample2d
+
+ARCHITECTURES = ("orig", "skip", "resnet")
+NOISE_MODES = ("const", "random", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleGAN2Config:
+    """Everything that defines the architecture; serialisable to JSON, hashable for `jit`.
+
+    `channels[i]` is the width of the block at resolution 4 * 2**i, read from a checkpoint's
+    weight shapes when converting. `resample_filter` is the 2-D FIR, normalised to sum 1.
+    """
+
+    z_dim: int
+    w_dim: int
+    img_resolution: int
+    img_channels: int
+    channels: tuple[int, ...]
+    c_dim: int = 0
+    embed_features: int = 0
+    mapping_layers: int = 8
+    mapping_features: int = 0  # hidden width of the mapping network; 0 = w_dim
+    mapping_lr_multiplier: float = 0.01
+    mapping_activation: str = "lrelu"
+    activation: str = "lrelu"
+    architecture: str = "skip"
+    kernel_size: int = 3
+    use_noise: bool = True
+    conv_clamp: float | None = None
+    resample_filter: tuple[tuple[float, ...], ...] = tuple(map(tuple, setup_filter([1, 3, 3, 1]).tolist()))
+
+    def __post_init__(self):
+        res_log2 = int(np.log2(self.img_resolution)) if self.img_resolution > 0 else 0
+        if self.img_resolution < 4 or 2 ** res_log2 != self.img_resolution:
+            raise ValueError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
+        if len(self.channels) != res_log2 - 1:
+            raise ValueError(f"channels must list one width per block resolution {self.block_resolutions}, "
+                             f"got {len(self.channels)} values")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.c_dim > 0 and self.embed_features <= 0:
+            raise ValueError("a conditional mapping network (c_dim > 0) needs embed_features > 0")
+        if self.z_dim <= 0:
+            raise ValueError(f"z_dim must be positive, got {self.z_dim}")
+        check_activation(self.activation)
+        check_activation(self.mapping_activation)
+
+    @property
+    def block_resolutions(self) -> tuple[int, ...]:
+        return tuple(4 * 2 ** i for i in range(int(np.log2(self.img_resolution)) - 1))
+
+    @property
+    def num_ws(self) -> int:
+        """Number of per-layer w vectors the synthesis network consumes."""
+        convs = 1 + 2 * (len(self.block_resolutions) - 1)
+        return convs + 1  # the last block's toRGB; earlier toRGBs share a w with the next conv
+
+    def block_num_torgb(self, res: int) -> int:
+        return int(self.architecture == "skip" or res == self.img_resolution)
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Names of the intermediate features `StyleGAN2.features` returns, in compute order."""
+        names = []
+        for res in self.block_resolutions:
+            if res > 4:
+                names.append(f"b{res}.conv0")
+            names.append(f"b{res}")
+            if self.block_num_torgb(res):
+                names.append(f"b{res}.img")
+        return tuple(names)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        d["resample_filter"] = [list(r) for r in self.resample_filter]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StyleGAN2Config":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown StyleGAN2 config keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
+        d = dict(d)
+        d["channels"] = tuple(int(c) for c in d["channels"])
+        if "resample_filter" in d:
+            d["resample_filter"] = tuple(tuple(float(v) for v in row) for row in d["resample_filter"])
+        return cls(**d)
+
+
+def normalize_2nd_moment(x, eps: float = 1e-8):
+    """x * rsqrt(mean(x^2) + eps) over the feature axis (StyleGAN's pixel norm of z)."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def _normal(scale: float = 1.0):
+    return lambda key, shape: jax.random.normal(key, shape, jnp.float32) * scale
+
+
+class FullyConnected(nn.Module):
+    """Dense layer with equalised learning rate: stored weights are scaled by lr/sqrt(fan_in)."""
+
+    features: int
+    activation: str = "linear"
+    lr_multiplier: float = 1.0
+    bias_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, x):
+        fan_in = x.shape[-1]
+        weight = self.param("weight", _normal(1.0 / self.lr_multiplier), (fan_in, self.features))
+        bias = self.param("bias", lambda k, s: jnp.full(s, self.bias_init, jnp.float32), (self.features,))
+        x = x @ (weight * (self.lr_multiplier / np.sqrt(fan_in)))
+        return bias_act(x, bias * self.lr_multiplier, act=self.activation)
+
+
+class MappingNetwork(nn.Module):
+    """z (and class c) -> w, broadcast to num_ws, with truncation towards `w_avg`."""
+
+    config: StyleGAN2Config
+
+    @nn.compact
+    def __call__(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
+        cfg = self.config
+        x = normalize_2nd_moment(z.astype(jnp.float32))
+        if cfg.c_dim > 0:
+            y = FullyConnected(cfg.embed_features, name="embed")(c.astype(jnp.float32))
+            x = jnp.concatenate([x, normalize_2nd_moment(y)], axis=1)
+        hidden = cfg.mapping_features or cfg.w_dim
+        for idx in range(cfg.mapping_layers):
+            features = cfg.w_dim if idx == cfg.mapping_layers - 1 else hidden
+            x = FullyConnected(features, activation=cfg.mapping_activation,
+                               lr_multiplier=cfg.mapping_lr_multiplier, name=f"fc{idx}")(x)
+        w_avg = self.param("w_avg", nn.initializers.zeros_init(), (cfg.w_dim,))
+        ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], cfg.num_ws, cfg.w_dim))
+        return truncate(ws, w_avg, truncation_psi, truncation_cutoff)
+
+
+def truncate(ws, w_avg, truncation_psi=1.0, truncation_cutoff=None):
+    """w_avg + psi * (ws - w_avg) on the first `truncation_cutoff` layers (all if None).
+
+    Both `truncation_psi` and `truncation_cutoff` may be traced values.
+    """
+    if isinstance(truncation_psi, (int, float)) and truncation_psi == 1:
+        return ws
+    truncated = w_avg + truncation_psi * (ws - w_avg)
+    if truncation_cutoff is None:
+        return truncated
+    layer = jnp.arange(ws.shape[1])[None, :, None]
+    return jnp.where(layer < truncation_cutoff, truncated, ws)
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv (optionally upsampling), noise, bias, activation, clamp."""
+
+    out_channels: int
+    resolution: int
+    up: int
+    config: StyleGAN2Config
+
+    @nn.compact
+    def __call__(self, x, w, noise_mode="const", gain=1.0, compute_dtype=jnp.float32, impl="fast"):
+        cfg = self.config
+        k = cfg.kernel_size
+        styles = FullyConnected(x.shape[-1], bias_init=1.0, name="affine")(w)
+        weight = self.param("weight", _normal(), (k, k, x.shape[-1], self.out_channels))
+        noise = None
+        if cfg.use_noise:
+            noise_const = self.param("noise_const", _normal(), (self.resolution, self.resolution))
+            strength = self.param("noise_strength", nn.initializers.zeros_init(), ())
+            if noise_mode == "random":
+                shape = (x.shape[0], self.resolution, self.resolution, 1)
+                noise = jax.random.normal(self.make_rng("noise"), shape, jnp.float32) * strength
+            elif noise_mode == "const":
+                noise = (noise_const * strength)[None, :, :, None]
+        x = modulated_conv2d(x, weight, styles, noise=noise, up=self.up, padding=k // 2,
+                             resample_filter=np.asarray(cfg.resample_filter), flip_weight=(self.up == 1),
+                             compute_dtype=compute_dtype, impl=impl)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.out_channels,))
+        act_gain = ACTIVATIONS[cfg.activation].default_gain * gain
+        clamp = cfg.conv_clamp * gain if cfg.conv_clamp is not None else None
+        return bias_act(x, bias, act=cfg.activation, gain=act_gain, clamp=clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 conv to image channels, without demodulation."""
+
+    config: StyleGAN2Config
+
+    @nn.compact
+    def __call__(self, x, w, compute_dtype=jnp.float32, impl="fast"):
+        cfg = self.config
+        fan_in = x.shape[-1]
+        styles = FullyConnected(fan_in, bias_init=1.0, name="affine")(w) / np.sqrt(fan_in)
+        weight = self.param("weight", _normal(), (1, 1, fan_in, cfg.img_channels))
+        bias = self.param("bias", nn.initializers.zeros_init(), (cfg.img_channels,))
+        x = modulated_conv2d(x, weight, styles, demodulate=False, compute_dtype=compute_dtype, impl=impl)
+        return bias_act(x, bias, clamp=cfg.conv_clamp)
+
+
+class SkipLayer(nn.Module):
+    """The resnet architecture's 1x1 upsampling shortcut (no bias, linear, gain sqrt(1/2))."""
+
+    out_channels: int
+    config: StyleGAN2Config
+
+    @nn.compact
+    def __call__(self, x, compute_dtype=jnp.float32, impl="fast"):
+        weight = self.param("weight", _normal(), (1, 1, x.shape[-1], self.out_channels))
+        weight = weight / np.sqrt(x.shape[-1])
+        y = conv2d_resample(x.astype(compute_dtype), weight.astype(compute_dtype),
+                            f=np.asarray(self.config.resample_filter), up=2, flip_weight=False, impl=impl)
+        return y.astype(jnp.float32) * np.sqrt(0.5)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (const | upsampling conv0), conv1, and toRGB added to the skip image."""
+
+    resolution: int
+    in_channels: int  # 0 for the first (constant input) block
+    out_channels: int
+    config: StyleGAN2Config
+
+    @nn.compact
+    def __call__(self, x, img, ws, noise_mode="const", compute_dtype=jnp.float32, impl="fast"):
+        cfg = self.config
+        features = {}
+        name = f"b{self.resolution}"
+        layer = dict(noise_mode=noise_mode, compute_dtype=compute_dtype, impl=impl)
+        conv1 = SynthesisLayer(self.out_channels, self.resolution, 1, cfg, name="conv1")
+        if self.in_channels == 0:
+            const = self.param("const", _normal(), (self.resolution, self.resolution, self.out_channels))
+            x = jnp.broadcast_to(const[None], (ws.shape[0],) + const.shape)
+            x = conv1(x, ws[:, 0], **layer)
+            w_used = 1
+        else:
+            conv0 = SynthesisLayer(self.out_channels, self.resolution, 2, cfg, name="conv0")
+            if cfg.architecture == "resnet":
+                y = SkipLayer(self.out_channels, cfg, name="skip")(x, compute_dtype=compute_dtype, impl=impl)
+                x = conv0(x, ws[:, 0], **layer)
+                features[f"{name}.conv0"] = x
+                x = y + conv1(x, ws[:, 1], gain=np.sqrt(0.5), **layer)
+            else:
+                x = conv0(x, ws[:, 0], **layer)
+                features[f"{name}.conv0"] = x
+                x = conv1(x, ws[:, 1], **layer)
+            w_used = 2
+        features[name] = x
+        if img is not None:
+            img = upsample2d(img, np.asarray(cfg.resample_filter), impl=impl)
+        if cfg.block_num_torgb(self.resolution):
+            y = ToRGBLayer(cfg, name="torgb")(x, ws[:, w_used], compute_dtype=compute_dtype, impl=impl)
+            img = y if img is None else img + y
+            features[f"{name}.img"] = img
+        return x, img, features
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, num_ws, w_dim] -> image [N, H, W, C] and the per-layer features."""
+
+    config: StyleGAN2Config
+
+    @nn.compact
+    def __call__(self, ws, noise_mode="const", compute_dtype=jnp.float32, impl="fast"):
+        cfg = self.config
+        x = img = None
+        features = {}
+        w_idx = 0
+        for i, res in enumerate(cfg.block_resolutions):
+            num_conv = 1 if i == 0 else 2
+            block = SynthesisBlock(res, cfg.channels[i - 1] if i else 0, cfg.channels[i], cfg, name=f"b{res}")
+            block_ws = ws[:, w_idx: w_idx + num_conv + cfg.block_num_torgb(res)]
+            x, img, block_features = block(x, img, block_ws, noise_mode=noise_mode,
+                                           compute_dtype=compute_dtype, impl=impl)
+            features.update(block_features)
+            w_idx += num_conv
+        return img, features
+
+
+def mix_styles(ws_a, ws_b, inject_index):
+    """Style mixing: layers [0, inject_index) from `ws_a`, the rest from `ws_b` (may be traced)."""
+    layer = jnp.arange(ws_a.shape[1])[None, :, None]
+    return jnp.where(layer < inject_index, ws_a, ws_b)
+
+
+class StyleGAN2:
+    """A StyleGAN2 generator: a config, a params pytree, and pure functions of (params, inputs).
+
+    Every entry point takes `params` first, has no hidden state, and works under `jit`, `vmap`
+    and `grad`. Images are NHWC in the source model's value range (about [-1, 1]).
+    """
+
+    family = "stylegan2"
+
+    def __init__(self, config: StyleGAN2Config, params, metadata: dict | None = None):
+        self.config = config
+        self.params = params
+        self.metadata = dict(metadata or {})
+        self._mapping = MappingNetwork(config)
+        self._synthesis = SynthesisNetwork(config)
+
+    # --- shapes -------------------------------------------------------------------------
+    z_dim = property(lambda self: self.config.z_dim)
+    c_dim = property(lambda self: self.config.c_dim)
+    w_dim = property(lambda self: self.config.w_dim)
+    num_ws = property(lambda self: self.config.num_ws)
+    img_resolution = property(lambda self: self.config.img_resolution)
+    img_channels = property(lambda self: self.config.img_channels)
+    layer_names = property(lambda self: self.config.layer_names)
+
+    def __repr__(self):
+        cfg = self.config
+        return (f"StyleGAN2({cfg.img_resolution}x{cfg.img_resolution}x{cfg.img_channels}, z_dim={cfg.z_dim}, "
+                f"w_dim={cfg.w_dim}, c_dim={cfg.c_dim}, num_ws={cfg.num_ws}, channels={list(cfg.channels)})")
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def init(cls, config: StyleGAN2Config, key) -> "StyleGAN2":
+        """A generator with freshly initialised weights (the reference's init distributions)."""
+        k_map, k_syn = jax.random.split(key)
+        z = jnp.zeros((1, config.z_dim))
+        c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
+        ws = jnp.zeros((1, config.num_ws, config.w_dim))
+        params = {
+            "mapping": MappingNetwork(config).init(k_map, z, c)["params"],
+            "synthesis": SynthesisNetwork(config).init(k_syn, ws)["params"],
+        }
+        return cls(config, params)
+
+    def abstract_params(self):
+        """Shapes and dtypes of the params tree (no computation), e.g. for restoring checkpoints."""
+        return jax.eval_shape(lambda: type(self).init(self.config, jax.random.key(0)).params)
+
+    # --- pure functions -----------------------------------------------------------------
+    def mapping(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
+        """z [N, z_dim] (and c [N, c_dim]) -> ws [N, num_ws, w_dim]."""
+        cfg = self.config
+        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
+            raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
+        if cfg.c_dim:
+            if c is None or c.shape != (z.shape[0], cfg.c_dim):
+                got = None if c is None else tuple(c.shape)
+                raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {cfg.c_dim}], got {got}")
+        elif c is not None and c.size:
+            raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
+        return self._mapping.apply({"params": params["mapping"]}, z, c, truncation_psi, truncation_cutoff)
+
+    def synthesis(self, params, ws, noise_mode="const", key=None, compute_dtype=jnp.float32, impl="fast"):
+        """ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32)."""
+        return self._run_synthesis(params, ws, noise_mode, key, compute_dtype, impl)[0]
+
+    def features(self, params, ws, layers: Sequence[str] | None = None, noise_mode="const", key=None,
+                 compute_dtype=jnp.float32, impl="fast"):
+        """Intermediate activations by name (see `layer_names`), NHWC float32, plus 'img'."""
+        img, features = self._run_synthesis(params, ws, noise_mode, key, compute_dtype, impl)
+        features["img"] = img
+        if layers is None:
+            return features
+        unknown = [name for name in layers if name not in features]
+        if unknown:
+            raise ValueError(f"unknown layers {unknown}; expected names from {list(features)}")
+        return {name: features[name] for name in layers}
+
+    def generate(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const",
+                 key=None, compute_dtype=jnp.float32):
+        """The whole model: z (and c) -> image [N, H, W, C]."""
+        ws = self.mapping(params, z, c, truncation_psi, truncation_cutoff)
+        return self.synthesis(params, ws, noise_mode=noise_mode, key=key, compute_dtype=compute_dtype)
+
+    mix = staticmethod(mix_styles)
+
+    def _run_synthesis(self, params, ws, noise_mode, key, compute_dtype, impl):
+        cfg = self.config
+        if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
+            raise ValueError(f"ws must have shape [N, {cfg.num_ws}, {cfg.w_dim}], got {tuple(ws.shape)}")
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        rngs = {}
+        if noise_mode == "random" and cfg.use_noise:
+            if key is None:
+                raise ValueError("noise_mode='random' needs an explicit key (jax.random.key)")
+            rngs["noise"] = key
+        return self._synthesis.apply({"params": params["synthesis"]}, ws.astype(jnp.float32),
+                                     noise_mode=noise_mode, compute_dtype=compute_dtype, impl=impl, rngs=rngs)
+
+    def config_json(self) -> str:
+        return json.dumps({"family": self.family, "config": self.config.to_dict()}, indent=1)

@@ -350,15 +350,16 @@ class StyleGAN2:
     @classmethod
     def init(cls, config: StyleGAN2Config, key) -> "StyleGAN2":
         """A generator with freshly initialised weights (the reference's init distributions)."""
-        k_map, k_syn = jax.random.split(key)
-        z = jnp.zeros((1, config.z_dim))
-        c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
-        ws = jnp.zeros((1, config.num_ws, config.w_dim))
-        params = {
-            "mapping": MappingNetwork(config).init(k_map, z, c)["params"],
-            "synthesis": SynthesisNetwork(config).init(k_syn, ws)["params"],
-        }
-        return cls(config, params)
+        @jax.jit
+        def init_params(key):
+            k_map, k_syn = jax.random.split(key)
+            z = jnp.zeros((1, config.z_dim))
+            c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
+            ws = jnp.zeros((1, config.num_ws, config.w_dim))
+            return {"mapping": MappingNetwork(config).init(k_map, z, c)["params"],
+                    "synthesis": SynthesisNetwork(config).init(k_syn, ws)["params"]}
+
+        return cls(config, init_params(key))
 
     def abstract_params(self):
         """Shapes and dtypes of the params tree (no computation), e.g. for restoring checkpoints."""

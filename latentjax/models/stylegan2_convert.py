@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from latentjax.io.torch_pickle import CheckpointError
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 
 NVIDIA_CLASSES = {
@@ -36,7 +37,7 @@ _SYNTHESIS_KWARGS = {"channel_base", "channel_max", "num_fp16_res", "architectur
 W_AVG_SAMPLES = 10_000  # z samples used to estimate w_avg when a checkpoint has none
 
 
-class ConversionError(ValueError):
+class ConversionError(CheckpointError):
     """A checkpoint whose keys, shapes or constructor arguments do not describe a StyleGAN2."""
 
 

@@ -1,0 +1,14 @@
+"""latentjax: explore, edit and invert the latent spaces of pretrained GANs in JAX.
+
+    import latentjax as lj
+    G = lj.load_generator("ffhq.pkl")
+    img = G.generate(G.params, z, truncation_psi=0.7)   # NHWC
+"""
+
+from latentjax.io import CheckpointError, load_generator, save_generator
+from latentjax.models import StyleGAN2, StyleGAN2Config
+from latentjax.models.stylegan2_convert import ConversionError
+
+__version__ = "0.1.0"
+__all__ = ["CheckpointError", "ConversionError", "StyleGAN2", "StyleGAN2Config", "load_generator",
+           "save_generator"]

@@ -1,0 +1,112 @@
+"""The `latentjax` command (also `python -m latentjax`): a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _generate(args) -> int:
+    import latentjax as lj
+    from latentjax.viz import image_grid, save_png, to_uint8
+
+    G = lj.load_generator(args.checkpoint, ema=not args.no_ema)
+    key = jax.random.key(args.seed)
+    k_z, k_c, k_noise = jax.random.split(key, 3)
+    z = jax.random.normal(k_z, (args.num, G.z_dim))
+    c = None
+    if G.c_dim:
+        labels = (jnp.full((args.num,), args.class_index) if args.class_index is not None
+                  else jax.random.randint(k_c, (args.num,), 0, G.c_dim))
+        c = jax.nn.one_hot(labels, G.c_dim)
+    elif args.class_index is not None:
+        raise SystemExit(f"error: {args.checkpoint} is unconditional; --class-index does not apply")
+    generate = jax.jit(G.generate, static_argnames=("noise_mode",))
+    start = time.perf_counter()
+    images = []
+    for lo in range(0, args.num, args.batch_size):
+        sl = slice(lo, lo + args.batch_size)
+        images.append(np.asarray(generate(G.params, z[sl], None if c is None else c[sl],
+                                          truncation_psi=args.truncation_psi,
+                                          truncation_cutoff=args.truncation_cutoff,
+                                          noise_mode=args.noise_mode, key=jax.random.fold_in(k_noise, lo))))
+    seconds = time.perf_counter() - start
+    grid = image_grid(to_uint8(np.concatenate(images)), cols=args.cols)
+    out = save_png(args.out, grid)
+    print(f"{G}\nwrote {args.num} samples to {out} ({seconds:.1f} s, seed {args.seed}, "
+          f"truncation_psi {args.truncation_psi})")
+    return 0
+
+
+def _convert(args) -> int:
+    import latentjax as lj
+
+    G = lj.load_generator(args.source, ema=not args.no_ema)
+    out = lj.save_generator(G, args.out_dir)
+    print(f"{G}\nwrote {out}")
+    return 0
+
+
+def _info(args) -> int:
+    import latentjax as lj
+
+    G = lj.load_generator(args.checkpoint, ema=not args.no_ema)
+    count = sum(int(np.size(x)) for x in jax.tree.leaves(G.params))
+    print(json.dumps({"family": G.family, "parameters": count, "num_ws": G.num_ws, "layers": list(G.layer_names),
+                      "config": G.config.to_dict(), "metadata": G.metadata}, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentjax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_checkpoint(p, name="checkpoint"):
+        p.add_argument(name, help="checkpoint: NVIDIA .pkl, .pt (+ .json), rosinality .pt or a latentjax directory")
+        p.add_argument("--no-ema", action="store_true", help="use the training copy (G / g) instead of the EMA one")
+
+    p = sub.add_parser("generate", help="sample a grid of images from a generator")
+    add_checkpoint(p)
+    p.add_argument("--out", default="out/samples.png", help="PNG file to write")
+    p.add_argument("--num", type=int, default=16, help="number of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truncation-psi", type=float, default=1.0)
+    p.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N ws")
+    p.add_argument("--class-index", type=int, default=None, help="class label (conditional models; default random)")
+    p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cols", type=int, default=None, help="grid columns (default: about sqrt(num))")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("convert", help="convert a checkpoint to the latentjax format")
+    add_checkpoint(p, "source")
+    p.add_argument("out_dir", help="output directory (config.json + params/)")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("info", help="print a generator's architecture and provenance")
+    add_checkpoint(p)
+    p.set_defaults(func=_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    jax.config.update("jax_threefry_partitionable", True)
+    args = build_parser().parse_args(argv)
+    from latentjax.io import CheckpointError
+
+    try:
+        return args.func(args)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

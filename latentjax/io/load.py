@@ -1,0 +1,74 @@
+"""`load_generator`: one entry point that recognises every supported checkpoint by content.
+
+Recognised (all read without torch and without executing anything from the file):
+- a latentjax directory (`config.json` + `params/`);
+- an NVIDIA network snapshot `.pkl` (`G_ema`, or `G` with `ema=False`), from the
+  stylegan2-ada-pytorch or StyleGAN3 repositories;
+- an NVIDIA `Generator` state dict (`.pt`) with its constructor kwargs in a `.json` of the same
+  stem (`{"class_name": ..., "init_kwargs": {...}}`);
+- a rosinality `.pt`: `{'g_ema', 'latent_avg'}`, a training checkpoint (`g`, `d`, `g_ema`,
+  `args`, ...: only `g_ema`, or `g` with `ema=False`, is read), or a bare `g_ema` state dict.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from latentjax.io.native import is_native_dir, load_native
+from latentjax.io.torch_pickle import CheckpointError, PersistentObject, load as load_pickle
+from latentjax.models import stylegan2_convert
+
+
+def load_generator(path, *, ema: bool = True):
+    """Load a generator from any supported file or directory; see the module docstring.
+
+    `ema=False` selects the training copy (`G` / `g`) where a checkpoint holds both.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if is_native_dir(path):
+            return load_native(path)
+        raise CheckpointError(f"{path}: a directory must hold a latentjax generator (config.json + params/)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file or directory")
+    return from_checkpoint(load_pickle(path), path, ema=ema)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, np.ndarray) for v in obj.values())
+
+
+def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
+    """Build a generator from an unpickled checkpoint object; `path` names it in errors."""
+    where = str(path)
+    if isinstance(obj, Mapping) and isinstance(obj.get("G_ema"), PersistentObject):
+        network = obj["G_ema" if ema else "G"]
+        return stylegan2_convert.from_nvidia(network.state_dict(), network.init_kwargs,
+                                             network.class_name, where=f"{where} [{'G_ema' if ema else 'G'}]")
+    if isinstance(obj, Mapping) and "g_ema" in obj:
+        key = "g_ema" if ema else "g"
+        if not _is_state_dict(obj.get(key)):
+            raise CheckpointError(f"{where}: key {key!r} is not a state dict of tensors")
+        latent_avg = obj.get("latent_avg")
+        return stylegan2_convert.from_rosinality(obj[key], latent_avg, where=f"{where} [{key}]")
+    if _is_state_dict(obj) and "style.1.weight" in obj:
+        return stylegan2_convert.from_rosinality(obj, None, where=where)
+    if _is_state_dict(obj) and "mapping.fc0.weight" in obj:
+        kwargs_file = path.with_suffix(".json")
+        if not kwargs_file.is_file():
+            raise CheckpointError(f"{where}: an NVIDIA state dict needs its constructor kwargs in {kwargs_file} "
+                                  f"(a JSON object with 'init_kwargs')")
+        try:
+            spec = json.loads(kwargs_file.read_text())
+            init_kwargs = spec["init_kwargs"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{kwargs_file}: expected a JSON object with 'init_kwargs' ({e!r})") from e
+        return stylegan2_convert.from_nvidia(obj, init_kwargs, spec.get("class_name", "training.networks.Generator"),
+                                             where=where)
+    keys = sorted(map(str, obj))[:12] if isinstance(obj, Mapping) else type(obj).__name__
+    raise CheckpointError(f"{where}: not a recognised generator checkpoint (top level: {keys}); expected an "
+                          f"NVIDIA snapshot, an NVIDIA state dict + .json, a rosinality checkpoint or a latentjax directory")

@@ -1,0 +1,28 @@
+"""Shared test set-up: float32 at highest matmul precision, and the fixture folder."""
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PARITY_RTOL = 1e-4  # relative L2 error allowed against reference outputs (float32)
+
+
+def relative_error(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def nchw(x):
+    """Our NHWC images/features in the references' NCHW layout."""
+    return np.asarray(x).transpose(0, 3, 1, 2)
+
+
+@pytest.fixture
+def fixtures_dir():
+    return FIXTURES

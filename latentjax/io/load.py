@@ -42,13 +42,30 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, np.ndarray) for v in obj.values())
 
 
+def _snapshot_class(class_name: str, init_kwargs: Mapping[str, Any]) -> str:
+    """Snapshots store the bare class name ('Generator'); its module lives in source we never run.
+
+    stylegan2-ada-pytorch's Generator takes `synthesis_kwargs`; the StyleGAN3 repository's
+    StyleGAN2 Generator cannot (it takes those arguments flat), which tells the two apart.
+    """
+    if "." in class_name:
+        return class_name
+    if class_name != "Generator":
+        raise CheckpointError(f"network class {class_name!r} is not a supported generator")
+    return "training.networks.Generator" if "synthesis_kwargs" in init_kwargs else "training.networks_stylegan2.Generator"
+
+
 def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
     """Build a generator from an unpickled checkpoint object; `path` names it in errors."""
     where = str(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("G_ema"), PersistentObject):
-        network = obj["G_ema" if ema else "G"]
-        return stylegan2_convert.from_nvidia(network.state_dict(), network.init_kwargs,
-                                             network.class_name, where=f"{where} [{'G_ema' if ema else 'G'}]")
+        key = "G_ema" if ema else "G"
+        network = obj.get(key)
+        if not isinstance(network, PersistentObject):
+            raise CheckpointError(f"{where}: key {key!r} is not a network object")
+        kwargs = network.init_kwargs
+        return stylegan2_convert.from_nvidia(network.state_dict(), kwargs, _snapshot_class(network.class_name, kwargs),
+                                             where=f"{where} [{key}]")
     if isinstance(obj, Mapping) and "g_ema" in obj:
         key = "g_ema" if ema else "g"
         if not _is_state_dict(obj.get(key)):

@@ -149,6 +149,8 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
     z_dim = int(fc0.shape[1]) - embed_features
     resolutions = sorted(int(m.group(1)) for k in state_dict
                          if (m := re.fullmatch(r"synthesis\.b(\d+)\.conv1\.weight", k)))
+    _check("synthesis.input.affine.weight" not in src, where,
+           "this is an alias-free StyleGAN3 generator (synthesis.input.*), which is not supported yet")
     _check(bool(resolutions), where, "no synthesis.b{res}.conv1.weight keys: not a StyleGAN2 generator state dict")
     channels = tuple(int(src.arrays[f"synthesis.b{r}.conv1.weight"].shape[0]) for r in resolutions)
     last_torgb = f"synthesis.b{resolutions[-1]}.torgb.weight"

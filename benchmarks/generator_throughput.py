@@ -1,0 +1,130 @@
+"""Images/s of `G.generate` (jit, after warm-up, median of repeats) per size, batch and precision.
+
+    python benchmarks/generator_throughput.py                       # our generator only
+    python benchmarks/generator_throughput.py --reference-repo DIR  # + stylegan2-ada-pytorch, same run
+
+Models: the 32x32 test-fixture architecture and a realistic 256x256 config-f generator
+(z = w = 512, 8 mapping layers, channel_base 32768, channel_max 512), both with random
+weights. `--reference-repo` points at a stylegan2-ada-pytorch checkout; when torch and that
+code import, the reference is timed on the same machine in the same run (float32; its
+bfloat16 is not comparable) and the ratio printed. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from latentjax import StyleGAN2, StyleGAN2Config
+
+MODELS = {
+    # name -> (z_dim, w_dim, mapping layers, img_resolution, channel_base, channel_max)
+    "fixture-32": (64, 64, 8, 32, 512, 64),
+    "config-f-256": (512, 512, 8, 256, 32768, 512),
+}
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def make_config(name: str) -> StyleGAN2Config:
+    z_dim, w_dim, layers, res, base, cmax = MODELS[name]
+    resolutions = [4 * 2 ** i for i in range(int(np.log2(res)) - 1)]
+    return StyleGAN2Config(z_dim=z_dim, w_dim=w_dim, img_resolution=res, img_channels=3, mapping_layers=layers,
+                           channels=tuple(min(base // r, cmax) for r in resolutions), conv_clamp=256.0)
+
+
+def _median_seconds(run, repeats: int) -> float:
+    run()  # warm-up (compilation for jax)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_ours(config: StyleGAN2Config, batch: int, precision: str, repeats: int) -> float:
+    G = StyleGAN2.init(config, jax.random.key(0))
+    z = jax.random.normal(jax.random.key(1), (batch, config.z_dim))
+    generate = jax.jit(lambda p, z: G.generate(p, z, truncation_psi=0.7, compute_dtype=PRECISIONS[precision]))
+    return batch / _median_seconds(lambda: generate(G.params, z).block_until_ready(), repeats)
+
+
+def load_reference(repo: str | None):
+    """The reference Generator class, or None (with the reason printed) when it cannot run here."""
+    if not repo:
+        return None
+    try:
+        sys.path.insert(0, str(Path(repo).absolute()))
+        import torch
+        from training.networks import Generator
+    except Exception as e:  # the reference is optional: report why it is skipped and go on
+        print(f"reference not timed: cannot import stylegan2-ada-pytorch from {repo} ({e!r})")
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return Generator
+
+
+def time_reference(Generator, name: str, batch: int, repeats: int) -> float:
+    import torch
+
+    z_dim, w_dim, layers, res, base, cmax = MODELS[name]
+    G = Generator(z_dim=z_dim, c_dim=0, w_dim=w_dim, img_resolution=res, img_channels=3,
+                  mapping_kwargs={"num_layers": layers},
+                  synthesis_kwargs={"channel_base": base, "channel_max": cmax, "num_fp16_res": 0,
+                                    "conv_clamp": 256}).eval().requires_grad_(False)
+    z = torch.randn([batch, z_dim])
+
+    def run():
+        with torch.no_grad():
+            G(z, None, truncation_psi=0.7, noise_mode="const")
+
+    return batch / _median_seconds(run, repeats)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reference-repo", default=None, help="stylegan2-ada-pytorch checkout to time beside ours")
+    parser.add_argument("--out", default="benchmarks/results/generator_throughput.json")
+    args = parser.parse_args(argv)
+
+    Generator = load_reference(args.reference_repo)
+    rows = []
+    header = f"{'model':<14} {'batch':>5} {'precision':<9} {'ours img/s':>11} {'ref img/s':>10} {'ratio':>6}"
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}\n{header}")
+    for name in args.models:
+        config = make_config(name)
+        for batch in args.batches:
+            for precision in args.precisions:
+                ours = time_ours(config, batch, precision, args.repeats)
+                ref = None
+                if Generator is not None and precision == "float32":
+                    ref = time_reference(Generator, name, batch, args.repeats)
+                rows.append({"model": name, "batch": batch, "precision": precision, "ours_img_per_s": ours,
+                             "reference_img_per_s": ref, "ratio": ours / ref if ref else None})
+                ref_text = f"{ref:10.2f} {ours / ref:6.2f}" if ref else f"{'-':>10} {'-':>6}"
+                print(f"{name:<14} {batch:5d} {precision:<9} {ours:11.2f} {ref_text}", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "generator_throughput", "backend": jax.default_backend(),
+                               "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+                               "cpu_count": os.cpu_count(), "machine": platform.machine(),
+                               "repeats": args.repeats, "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -59,10 +59,22 @@ def load_native(path):
         config = config_cls.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{config_file}: invalid {family} config ({e})") from e
-    abstract = generator_cls(config, None).abstract_params()
     try:
         with ocp.StandardCheckpointer() as checkpointer:
-            params = checkpointer.restore(path / "params", abstract)
+            params = checkpointer.restore(path / "params")
     except (ValueError, KeyError, FileNotFoundError) as e:
-        raise CheckpointError(f"{path / 'params'}: params do not match the config in {config_file} ({e})") from e
+        raise CheckpointError(f"{path / 'params'}: cannot restore params ({e})") from e
+    _check_matches(params, generator_cls(config, None).abstract_params(), f"{path / 'params'}", config_file)
     return generator_cls(config, params, meta.get("metadata"))
+
+
+def _check_matches(params, abstract, where: str, config_file: Path):
+    """Orbax restores what was saved; the config must imply exactly that tree of shapes."""
+    found = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    expected = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(abstract)}
+    problems = [f"{k}: missing" for k in expected if k not in found]
+    problems += [f"{k}: unexpected" for k in found if k not in expected]
+    problems += [f"{k}: shape {found[k]}, config implies {v}" for k, v in expected.items() if k in found and found[k] != v]
+    if problems:
+        raise CheckpointError(f"{where}: params do not match the config in {config_file}: " + "; ".join(problems[:5])
+                              + (f" ... ({len(problems)} problems)" if len(problems) > 5 else ""))

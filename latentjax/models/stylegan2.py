@@ -18,7 +18,6 @@ Parameter tree (what `StyleGAN2.params` holds)::
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -416,6 +415,3 @@ class StyleGAN2:
             rngs["noise"] = key
         return self._synthesis.apply({"params": params["synthesis"]}, ws.astype(jnp.float32),
                                      noise_mode=noise_mode, compute_dtype=compute_dtype, impl=impl, rngs=rngs)
-
-    def config_json(self) -> str:
-        return json.dumps({"family": self.family, "config": self.config.to_dict()}, indent=1)

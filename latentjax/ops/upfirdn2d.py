@@ -2,7 +2,8 @@
 
 This is the resampling primitive of StyleGAN2 (`upfirdn2d` in the reference). Filters are 2-D
 numpy arrays (constants of the architecture, not parameters). Negative padding crops.
-`impl='fast'` runs one depthwise convolution; `impl='ref'` is a plain shift-and-add used in tests.
+`impl='fast'` filters separable kernels (all StyleGAN filters) in two 1-D passes and others with
+a depthwise convolution; `impl='ref'` is a plain 2-D shift-and-add used in tests.
 """
 
 from __future__ import annotations
@@ -59,11 +60,33 @@ def _upfirdn2d_fast(x, kernel, up, down, padding):
     # zeros after the last one, hence the extra high padding. lax.pad crops on negative pads.
     x = jax.lax.pad(x, jnp.zeros((), x.dtype), (
         (0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)))
+    separable = _separate(kernel)
+    if separable is not None:
+        # Two 1-D passes of shifted adds: XLA fuses them into one memory-bound loop, which is
+        # many times faster than a depthwise convolution on CPU.
+        fv, fh = separable
+        x = _shift_add(x, fv.astype(x.dtype), axis=1)
+        x = _shift_add(x, fh.astype(x.dtype), axis=2)
+        return x[:, ::down, ::down, :]
     channels = x.shape[-1]
     rhs = jnp.asarray(np.tile(kernel[:, :, None, None], (1, 1, 1, channels)), dtype=x.dtype)
     return jax.lax.conv_general_dilated(
         x, rhs, window_strides=(down, down), padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels)
+
+
+def _separate(kernel: np.ndarray):
+    """(vertical, horizontal) 1-D filters whose outer product is `kernel`, or None if it is not rank 1."""
+    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
+    if s[0] == 0 or (len(s) > 1 and s[1] > 1e-7 * s[0]):
+        return None
+    return u[:, 0] * np.sqrt(s[0]), vt[0] * np.sqrt(s[0])
+
+
+def _shift_add(x, taps: np.ndarray, axis: int):
+    """Valid correlation of `x` with 1-D `taps` along `axis`."""
+    n = x.shape[axis] - len(taps) + 1
+    return sum(jax.lax.slice_in_dim(x, i, i + n, axis=axis) * t for i, t in enumerate(taps))
 
 
 def _upfirdn2d_ref(x, kernel, up, down, padding):

@@ -1,8 +1,8 @@
 """latentjax's own generator format: a directory with `config.json` and orbax `params/`.
 
-`config.json` names the family, its architecture config and provenance metadata; the params
-are restored into the tree the config implies, so a config that does not match the weights
-fails with the offending path instead of producing a wrong model.
+`config.json` names the family, its architecture config and provenance metadata; restored
+params are checked against the tree the config implies, so a config that does not match the
+weights fails with the offending path instead of producing a wrong model.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def _unique_filter(src: _Source, keys: list[str]) -> np.ndarray | None:
 
 def _to_params(src: _Source, config: StyleGAN2Config):
     """Fill the params tree of `config` from NVIDIA-named arrays, transposing to our layouts."""
-    abstract = jax.eval_shape(lambda: StyleGAN2.init(config, jax.random.key(0)).params)
+    abstract = StyleGAN2(config, None).abstract_params()
 
     def fill(path, leaf):
         names = [p.key for p in path]

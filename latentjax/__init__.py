@@ -6,9 +6,9 @@
 """
 
 from latentjax.io import CheckpointError, load_generator, save_generator
-from latentjax.models import StyleGAN2, StyleGAN2Config
+from latentjax.models import PGGAN, PGGANConfig, StyleGAN2, StyleGAN2Config
 from latentjax.models.stylegan2_convert import ConversionError
 
 __version__ = "0.1.0"
-__all__ = ["CheckpointError", "ConversionError", "StyleGAN2", "StyleGAN2Config", "load_generator",
+__all__ = ["CheckpointError", "ConversionError", "PGGAN", "PGGANConfig", "StyleGAN2", "StyleGAN2Config", "load_generator",
            "save_generator"]

@@ -128,3 +128,12 @@ def test_python_dash_m_is_the_cli(tmp_path):
                             capture_output=True, text=True, check=True)
     info = json.loads(result.stdout)
     assert info["family"] == "stylegan2" and info["config"]["img_channels"] == 1 and info["num_ws"] == 6
+
+
+def test_pggan_checkpoints_are_recognised_and_round_trip(tmp_path):
+    G = lj.load_generator(FIXTURES / "pggan" / "pgan_tiny.pth")
+    assert G.family == "pggan" and G.metadata["network"] == "avgG"
+    assert lj.load_generator(FIXTURES / "pggan" / "pgan_tiny.pth", ema=False).metadata["network"] == "netG"
+    G2 = lj.load_generator(lj.save_generator(G, tmp_path / "pgan"))
+    z = np.random.RandomState(0).randn(2, G.z_dim).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(G.generate(G.params, z)), np.asarray(G2.generate(G2.params, z)))

@@ -7,7 +7,9 @@ Recognised (all read without torch and without executing anything from the file)
 - an NVIDIA `Generator` state dict (`.pt`) with its constructor kwargs in a `.json` of the same
   stem (`{"class_name": ..., "init_kwargs": {...}}`);
 - a rosinality `.pt`: `{'g_ema', 'latent_avg'}`, a training checkpoint (`g`, `d`, `g_ema`,
-  `args`, ...: only `g_ema`, or `g` with `ema=False`, is read), or a bare `g_ema` state dict.
+  `args`, ...: only `g_ema`, or `g` with `ema=False`, is read), or a bare `g_ema` state dict;
+- a pytorch_GAN_zoo ProgressiveGAN checkpoint (`config`, `netG`, `avgG`, `netD`: `avgG`, or `netG`
+  with `ema=False`; the pickled config object is read as plain data).
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import numpy as np
 
 from latentjax.io.native import is_native_dir, load_native
 from latentjax.io.torch_pickle import CheckpointError, PersistentObject, load as load_pickle
-from latentjax.models import stylegan2_convert
+from latentjax.models import pggan_convert, stylegan2_convert
 
 
 def load_generator(path, *, ema: bool = True):
     """Load a generator from any supported file or directory; see the module docstring.
 
-    `ema=False` selects the training copy (`G` / `g`) where a checkpoint holds both.
+    `ema=False` selects the training copy (`G` / `g` / `netG`) where a checkpoint holds both.
     """
     path = Path(path)
     if path.is_dir():
@@ -35,7 +37,7 @@ def load_generator(path, *, ema: bool = True):
         raise CheckpointError(f"{path}: a directory must hold a latentjax generator (config.json + params/)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or directory")
-    return from_checkpoint(load_pickle(path), path, ema=ema)
+    return from_checkpoint(load_pickle(path, extra_records=pggan_convert.GAN_ZOO_RECORDS), path, ema=ema)
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -66,6 +68,8 @@ def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
         kwargs = network.init_kwargs
         return stylegan2_convert.from_nvidia(network.state_dict(), kwargs, _snapshot_class(network.class_name, kwargs),
                                              where=f"{where} [{key}]")
+    if pggan_convert.is_gan_zoo_checkpoint(obj):
+        return pggan_convert.from_gan_zoo(obj, where, ema=ema)
     if isinstance(obj, Mapping) and "g_ema" in obj:
         key = "g_ema" if ema else "g"
         if not _is_state_dict(obj.get(key)):
@@ -88,4 +92,4 @@ def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
                                              where=where)
     keys = sorted(map(str, obj))[:12] if isinstance(obj, Mapping) else type(obj).__name__
     raise CheckpointError(f"{where}: not a recognised generator checkpoint (top level: {keys}); expected an "
-                          f"NVIDIA snapshot, an NVIDIA state dict + .json, a rosinality checkpoint or a latentjax directory")
+                          f"NVIDIA snapshot, an NVIDIA state dict + .json, a rosinality checkpoint, a ProgressiveGAN checkpoint or a latentjax directory")

@@ -1,8 +1,9 @@
 """Generator families. Each module holds the Flax modules, the config and the source key maps."""
 
+from latentjax.models.pggan import PGGAN, PGGANConfig
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 
 # family name (as written in the native config.json) -> (generator class, config class)
-FAMILIES = {"stylegan2": (StyleGAN2, StyleGAN2Config)}
+FAMILIES = {"stylegan2": (StyleGAN2, StyleGAN2Config), "pggan": (PGGAN, PGGANConfig)}
 
-__all__ = ["FAMILIES", "StyleGAN2", "StyleGAN2Config"]
+__all__ = ["FAMILIES", "PGGAN", "PGGANConfig", "StyleGAN2", "StyleGAN2Config"]

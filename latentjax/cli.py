@@ -64,6 +64,64 @@ def _info(args) -> int:
     return 0
 
 
+def parse_config_flags(argv, command: str):
+    """`--config FILE[:variant] --config.field=value ... --workdir DIR` through ml_collections' config flags."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    argv = [f"latentjax {command}"] + list(argv)
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config file (get_config), optionally FILE:variant",
+                                    flag_values=values, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "output directory", flag_values=values)
+    try:
+        rest = values(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        raise SystemExit(f"error: {command}: bad --config/--workdir flags: {e!r}") from None
+    if len(rest) > 1 or values.config is None or not values.workdir:
+        raise SystemExit(f"error: {command} takes --config FILE[:variant], --config.<field>=VALUE overrides and "
+                         f"--workdir DIR; got {argv[1:]}")
+    return values.config, values.workdir
+
+
+def _discover(args) -> int:
+    from latentjax.directions.discover import discover
+
+    config, workdir = parse_config_flags(args.flags, "discover")
+    try:
+        directions = discover(config, workdir)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{directions.method}: {len(directions)} directions in {directions.space['name']!r}, scores "
+          f"{np.array2string(directions.scores[:5], precision=4)}{' ...' if len(directions) > 5 else ''}\n"
+          f"wrote {Path(workdir) / 'directions.npz'}, walk grids, GIFs and {Path(workdir) / 'report.html'}")
+    return 0
+
+
+def _walk(args) -> int:
+    import latentjax as lj
+    from latentjax.directions import Directions
+    from latentjax.directions.discover import write_walks
+
+    G = lj.load_generator(args.generator)
+    try:
+        directions = Directions.load(args.directions)
+        if args.indices:
+            directions = directions[args.indices]
+        space = directions.space_for(G)
+        walk = dict(kind=args.kind, seeds=tuple(args.seeds), num_steps=args.num_steps, distance=args.distance,
+                    batch_size=args.batch_size)
+        summary = {"generator": args.generator, "directions": args.directions, "method": directions.method,
+                   "space": directions.space, "settings": directions.settings, "walk": walk}
+        paths = write_walks(args.workdir, space, G.params, directions, summary, **walk)
+    except (ValueError, IndexError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(paths)} files to {args.workdir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentjax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,12 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a generator's architecture and provenance")
     add_checkpoint(p)
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("discover", help="find latent directions and draw them (directions.npz, grids, GIFs, "
+                                        "report.html)",
+                       description="latentjax discover --config configs/sefa.py[:smoke] --config.generator=PATH "
+                                   "[--config.<field>=VALUE ...] --workdir DIR")
+    p.set_defaults(func=_discover, takes_config_flags=True)
+
+    p = sub.add_parser("walk", help="render walks along saved directions for given seeds")
+    p.add_argument("directions", help="a directions .npz (from discover)")
+    p.add_argument("--generator", required=True, help="the generator the directions belong to")
+    p.add_argument("--workdir", required=True, help="output directory")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--indices", type=int, nargs="+", default=None, help="directions to draw (default: all)")
+    p.add_argument("--kind", choices=("linear", "iso_density"), default="linear")
+    p.add_argument("--num-steps", type=int, default=7, help="odd: the centre column is the original")
+    p.add_argument("--distance", type=float, default=3.0, help="steps run over [-distance, distance]")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_walk)
     return parser
 
 
 def main(argv=None) -> int:
     jax.config.update("jax_threefry_partitionable", True)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Commands that read ml_collections config flags (--config.x=...) get the arguments argparse leaves.
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "takes_config_flags", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.flags = rest
     from latentjax.io import CheckpointError
 
     try:

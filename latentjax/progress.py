@@ -39,6 +39,7 @@ class Progress:
         self._enabled = jax.process_index() == 0 if enabled is None else enabled
         self._t0 = time.perf_counter()
         self._last_print = -float("inf")
+        self._printed_n = None
 
     def update(self, n: int = 1, **postfix) -> None:
         """Advance by `n`; `postfix` values (e.g. loss=0.3) are shown after the bar."""
@@ -67,6 +68,7 @@ class Progress:
 
     def _print(self, now: float, postfix: dict) -> None:
         self._last_print = now
+        self._printed_n = self.n
         if not self._enabled:
             return
         end = "" if self._interactive else "\n"
@@ -75,8 +77,9 @@ class Progress:
         self._stream.flush()
 
     def close(self) -> None:
-        """Print the final state (and end the line on a terminal)."""
-        self._print(time.perf_counter(), {})
+        """Print the final state unless it was just printed (and end the line on a terminal)."""
+        if self._printed_n != self.n:
+            self._print(time.perf_counter(), {})
         if self._enabled and self._interactive:
             self._stream.write("\n")
             self._stream.flush()

@@ -6,8 +6,9 @@ from latentjax.progress import Progress, track
 def test_track_yields_everything_and_reports_total():
     stream = io.StringIO()
     assert list(track(range(5), desc="work", stream=stream, log_interval=0.0)) == list(range(5))
-    last = stream.getvalue().strip().splitlines()[-1]
-    assert last.startswith("work  5/5 [100%]")
+    lines = stream.getvalue().strip().splitlines()
+    assert lines[-1].startswith("work  5/5 [100%]")
+    assert sum(line.startswith("work  5/5") for line in lines) == 1
 
 
 def test_progress_shows_postfix_and_eta():

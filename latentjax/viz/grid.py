@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,19 @@ def image_grid(images, cols: int | None = None, pad: int = 0) -> np.ndarray:
     return grid
 
 
-def save_png(path, image) -> Path:
-    """Write an [H, W, C] uint8 image (C = 1 or 3) as PNG, creating parent directories."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def encode_png(image) -> bytes:
+    """An [H, W, C] uint8 image (C = 1, 3 or 4) as PNG bytes."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or image.dtype != np.uint8:
-        raise ValueError(f"save_png expects an [H, W, 1|3|4] uint8 image, got {image.shape} {image.dtype}")
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+        raise ValueError(f"PNG images must be [H, W, 1|3|4] uint8, got {image.shape} {image.dtype}")
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(path, image) -> Path:
+    """Write an [H, W, C] uint8 image (C = 1, 3 or 4) as PNG, creating parent directories."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_png(image))
     return path

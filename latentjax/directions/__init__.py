@@ -1,0 +1,18 @@
+"""Direction discovery. Each method is a function (LatentSpace or generator, config, key) -> Directions.
+
+    d = lj.directions.sefa(G, k=10)          # closed form, from the weights
+    d = lj.directions.ganspace(G, k=10)      # PCA of w samples (StyleGAN2) / of features, regressed to z
+    d = lj.directions.jacobian(G, k=10)      # principal directions of JᵀJ (LowRankGAN), forward mode
+    d.vectors                                # (k, direction dim), unit rows, best first
+"""
+
+from latentjax.directions.base import Directions, parse_layers
+from latentjax.directions.ganspace import GANSpaceConfig, ganspace
+from latentjax.directions.jacobian import JacobianConfig, forward_jacobian, jacobian
+from latentjax.directions.sefa import SefaConfig, sefa
+
+# method name (as in configs and saved files) -> (function, config class)
+METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "jacobian": (jacobian, JacobianConfig)}
+
+__all__ = ["Directions", "GANSpaceConfig", "JacobianConfig", "METHODS", "SefaConfig", "forward_jacobian", "ganspace",
+           "jacobian", "parse_layers", "sefa"]

@@ -1,0 +1,172 @@
+"""`Directions`: K unit vectors in a latent space, with their scores and how they were found.
+
+Saved as one `.npz`: arrays `vectors` [K, D], `scores` [K], optionally `layers` [K, num_layers]
+(the `w+` layers each direction edits), and `metadata`, a JSON string with the space spec, the
+method and its settings. Loading needs no pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+FORMAT = "latentjax.directions"
+UNIT_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class Directions:
+    """K directions (unit rows of `vectors`), ordered by `scores` (higher first) by every method.
+
+    `space` is the `LatentSpace.spec` they live in (rebuild it with `space_for(G)`); `layers` is a
+    [K, num_layers] boolean mask for `w+` directions (None: all layers). Indexing and slicing
+    (`d[0]`, `d[:3]`, `d[[2, 0]]`) return Directions.
+    """
+
+    vectors: np.ndarray
+    scores: np.ndarray
+    space: dict
+    method: str
+    settings: dict = dataclasses.field(default_factory=dict)
+    layers: np.ndarray | None = None
+
+    def __post_init__(self):
+        vectors = np.asarray(self.vectors, np.float32)
+        scores = np.asarray(self.scores, np.float32)
+        if vectors.ndim != 2 or scores.shape != (vectors.shape[0],):
+            raise ValueError(f"Directions need vectors [K, D] and scores [K], got {vectors.shape} and {scores.shape}")
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.all(np.abs(norms - 1) < UNIT_TOLERANCE):
+            raise ValueError(f"direction vectors must be unit rows; norms range {norms.min():.6g}..{norms.max():.6g}")
+        layers = None if self.layers is None else np.asarray(self.layers, bool)
+        if layers is not None and (layers.ndim != 2 or layers.shape[0] != vectors.shape[0]):
+            raise ValueError(f"layers must be a [K={vectors.shape[0]}, num_layers] mask, got shape {layers.shape}")
+        if "name" not in self.space:
+            raise ValueError(f"space must be a LatentSpace spec with a 'name', got {self.space!r}")
+        object.__setattr__(self, "vectors", vectors)
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "layers", layers)
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def __getitem__(self, index) -> "Directions":
+        index = [index] if isinstance(index, (int, np.integer)) else index
+        return dataclasses.replace(self, vectors=self.vectors[index], scores=self.scores[index],
+                                   layers=None if self.layers is None else self.layers[index])
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def space_for(self, generator):
+        """The LatentSpace of `generator` these directions live in."""
+        from latentjax.latent import latent_space
+
+        return latent_space(generator, **self.space)
+
+    # --- files -------------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "space": self.space, "method": self.method, "settings": self.settings}
+        arrays = {"vectors": self.vectors, "scores": self.scores, "metadata": np.array(json.dumps(meta))}
+        if self.layers is not None:
+            arrays["layers"] = self.layers
+        with open(path, "wb") as f:  # a file object keeps numpy from appending ".npz"
+            np.savez(f, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Directions":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+            meta = json.loads(str(arrays["metadata"]))
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"{path}: not a directions file (npz with vectors, scores, metadata): {e}") from e
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: metadata format is {meta.get('format')!r}, expected {FORMAT!r}")
+        return cls(arrays["vectors"], arrays["scores"], meta["space"], meta["method"], meta["settings"],
+                   arrays.get("layers"))
+
+
+# --- helpers shared by the methods --------------------------------------------------------------
+class ConfigMixin:
+    """to_dict / from_dict for the methods' frozen-dataclass configs (tuples and arrays <-> JSON lists)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: np.asarray(v).tolist() if isinstance(v, (tuple, np.ndarray)) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def configure(cls, config=None, overrides: dict | None = None):
+    """A method config: `config` (None = defaults, or a dict) with keyword overrides applied."""
+    if config is None:
+        config = cls()
+    elif isinstance(config, dict):
+        config = cls.from_dict(config)
+    elif not isinstance(config, cls):
+        raise TypeError(f"config must be a {cls.__name__} or a dict, got {type(config).__name__}")
+    return dataclasses.replace(config, **(overrides or {}))
+
+
+def parse_layers(spec: str | Sequence[int], num_layers: int) -> np.ndarray:
+    """A layer selection -> boolean mask [num_layers]: 'all', 'i-j' (inclusive), 'i,j,k' or indices."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text == "all":
+            return np.ones(num_layers, bool)
+        try:
+            if "-" in text:
+                lo, hi = (int(v) for v in text.split("-"))
+                indices = list(range(lo, hi + 1))
+            else:
+                indices = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"layers must be 'all', 'i-j' or 'i,j,...', got {spec!r}") from None
+    else:
+        indices = [int(v) for v in spec]
+    if not indices or min(indices) < 0 or max(indices) >= num_layers:
+        raise ValueError(f"layers {spec!r} must select indices in [0, {num_layers - 1}]")
+    mask = np.zeros(num_layers, bool)
+    mask[indices] = True
+    return mask
+
+
+def layer_mask(space, spec, k: int) -> np.ndarray | None:
+    """The [k, num_layers] mask for `w+` directions editing layers `spec`; None for other spaces."""
+    if space.num_layers is None:
+        if spec not in ("all", None):
+            raise ValueError(f"a layer range ({spec!r}) needs the 'w+' space, not {space.name!r}")
+        return None
+    return np.broadcast_to(parse_layers(spec, space.num_layers), (k, space.num_layers)).copy()
+
+
+def canonical_signs(vectors: np.ndarray) -> np.ndarray:
+    """Flip each row so that its largest-magnitude entry is positive (eigenvectors have no sign)."""
+    vectors = np.asarray(vectors)
+    pivot = vectors[np.arange(len(vectors)), np.argmax(np.abs(vectors), axis=1)]
+    return vectors * np.where(pivot < 0, -1, 1)[:, None]
+
+
+def top_eigenvectors(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k leading (eigenvalue, unit eigenvector rows) of a symmetric matrix, largest first."""
+    if not 0 < k <= matrix.shape[0]:
+        raise ValueError(f"k must be in [1, {matrix.shape[0]}], got {k}")
+    values, vectors = np.linalg.eigh(np.asarray(matrix, np.float64))
+    order = np.argsort(values)[::-1][:k]
+    return values[order], canonical_signs(vectors[:, order].T)

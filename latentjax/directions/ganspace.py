@@ -1,0 +1,95 @@
+"""GANSpace (Härkönen et al., NeurIPS 2020): principal components of samples, as directions.
+
+- Latent mode (`layer=None` on `w`, `w+`, `s`): PCA of the space's own samples (StyleGAN2 `w`).
+- Feature mode (`layer` set, or any `z` space): PCA of the activations at `layer`, then each
+  component's latent direction by least squares: M minimising |A M - Z|², with A the samples'
+  standardised PC coordinates and Z their latents (the reference's regression); rows of M,
+  normalised, are the directions.
+
+Both stream: batches are drawn and reduced inside a jitted step sharded over all devices
+(`latentjax.latent.stream`), so 10^6 samples never exist at once. The PCA accumulates the exact
+covariance up to 4096 dimensions (`w`, most feature layers) and is incremental, keeping
+`num_components`, beyond that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from latentjax.directions.base import ConfigMixin, Directions, canonical_signs, configure, layer_mask
+from latentjax.latent import as_space, stream, streaming_pca
+
+
+@dataclasses.dataclass(frozen=True)
+class GANSpaceConfig(ConfigMixin):
+    k: int = 10  # number of directions returned
+    num_samples: int = 100_000  # samples for the PCA (the reference uses 3e5 to 1e6)
+    batch_size: int = 1000
+    num_components: int = 80  # components the incremental PCA keeps (capped at the data dimension)
+    layer: str | None = None  # feature layer; None: the latent samples (z spaces: G.layer_names[0])
+    regression_samples: int = 10_000  # feature mode: samples for the regression back to the latent
+    layers: str | tuple[int, ...] = "all"  # w+ layers each direction edits (GANSpace's E(v, j-k))
+
+
+def ganspace(source, config: GANSpaceConfig | dict | None = None, key=None, progress: bool = True,
+             **overrides) -> Directions:
+    """Directions of a generator or LatentSpace (default space: the family's editing space)."""
+    config = configure(GANSpaceConfig, config, overrides)
+    space = as_space(source)
+    G = space.generator
+    key = jax.random.key(0) if key is None else key
+    layer = config.layer or (G.layer_names[0] if space.name == "z" else None)
+
+    def feature_batch(params, k, n):
+        x = space.sample(k, n, params)
+        return jnp.reshape(space.features(params, x, [layer])[layer], (n, -1)), space.pool(x)
+
+    if layer is None:
+        batch_fn = lambda params, k, n: space.pool(space.sample(k, n, params))
+    else:
+        batch_fn = lambda params, k, n: feature_batch(params, k, n)[0]
+    dim = jax.eval_shape(lambda params, k: batch_fn(params, k, 1), G.params, key).shape[1]
+    num_components = min(config.num_components, dim)
+    if config.k > num_components:
+        raise ValueError(f"k={config.k} exceeds the {num_components} principal components kept")
+    pca = streaming_pca(batch_fn, G.params, dim, num_components, config.num_samples, config.batch_size,
+                        jax.random.fold_in(key, 0), "GANSpace PCA", progress)
+    settings = {**config.to_dict(), "layer": layer, "num_samples_used": pca.samples}
+    if layer is None:
+        vectors = pca.components[: config.k]
+    else:
+        vectors, settings["regression_samples_used"] = _regress(space, pca, feature_batch, layer, config, key,
+                                                                progress)
+    return Directions(canonical_signs(vectors), pca.variance[: config.k], space.spec, "ganspace", settings,
+                      layer_mask(space, config.layers, config.k))
+
+
+def _regress(space, pca, feature_batch, layer, config, key, progress):
+    """Latent directions of the feature PCs: rows of M = argmin |A M - Z|² (normal equations, streamed)."""
+
+    def batch_fn(inputs, k, n):  # the PCA arrays travel as arguments, not as compiled-in constants
+        params, components, mean, std = inputs
+        features, z = feature_batch(params, k, n)
+        return jnp.matmul(features - mean, components.T, precision=jax.lax.Precision.HIGHEST) / std, z
+
+    def step(state, batch):
+        coords, z = batch
+        gram, cross = state
+        hi = jax.lax.Precision.HIGHEST
+        return gram + jnp.matmul(coords.T, coords, precision=hi), cross + jnp.matmul(coords.T, z, precision=hi)
+
+    q = int(np.sum(pca.variance > 1e-6 * pca.variance[0]))  # components that carry variance
+    if config.k > q:
+        raise ValueError(f"layer {layer!r} has only {q} principal components with "
+                         f"non-negligible variance, fewer than k={config.k}")
+    init = (jnp.zeros((q, q)), jnp.zeros((q, space.direction_dim)))
+    inputs = (space.generator.params,) + tuple(jnp.asarray(a, jnp.float32) for a in
+                                               (pca.components[:q], pca.mean, np.sqrt(pca.variance[:q])))
+    (gram, cross), used = stream(step, init, batch_fn, inputs, config.regression_samples, config.batch_size,
+                                 jax.random.fold_in(key, 1), "GANSpace regression", progress)
+    solution = np.linalg.solve(np.asarray(gram, np.float64), np.asarray(cross, np.float64))[: config.k]
+    return solution / np.linalg.norm(solution, axis=1, keepdims=True), used

@@ -1,0 +1,65 @@
+"""SeFa (Shen & Zhou, CVPR 2021): closed-form directions from the weights that first act on a latent.
+
+With A the stacked weights that map the latent to the generator's first activations, the
+directions are the leading eigenvectors of AᵀA. As in genforce/sefa, each output unit's weight
+vector (a row of A) is first normalised to unit length (`normalize=False` gives rosinality's
+unnormalised variant).
+
+- StyleGAN2: A stacks the affine (style) layers of the chosen w+ layers, indexed by the w each one
+  reads: the conv layers, and for the last index the final toRGB (earlier toRGBs share their w with
+  a conv and are left out, as in the reference). Directions live in `w+`, editing those layers.
+- BigGAN / PGGAN: A = `G.input_weight(params)`, the first layer's weight on z.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from latentjax.directions.base import ConfigMixin, Directions, configure, layer_mask, parse_layers, top_eigenvectors
+from latentjax.latent import as_space, style_layers
+
+
+@dataclasses.dataclass(frozen=True)
+class SefaConfig(ConfigMixin):
+    k: int = 10  # number of directions
+    layers: str | tuple[int, ...] = "all"  # StyleGAN2 w+ layers: 'all', 'i-j', 'i,j' or indices
+    normalize: bool = True  # unit-length weight vector per output unit (genforce/sefa)
+
+
+def sefa_weights(generator, layers: np.ndarray) -> np.ndarray:
+    """StyleGAN2: the affine weights [sum of channels, w_dim] of the style layers that read the
+    selected w indices (boolean mask [num_ws]); the stored weights, as the equalised-lr gain is a
+    per-layer constant."""
+    chosen = {}
+    for block, layer, w_idx in style_layers(generator.config):
+        is_last = w_idx == generator.num_ws - 1
+        if layers[w_idx] and (layer != "torgb" or is_last) and w_idx not in chosen:
+            chosen[w_idx] = generator.params["synthesis"][block][layer]["affine"]["weight"]
+    return np.concatenate([np.asarray(chosen[i], np.float64).T for i in sorted(chosen)], axis=0)
+
+
+def sefa(source, config: SefaConfig | dict | None = None, key=None, progress: bool = True,
+         **overrides) -> Directions:
+    """Directions [k, latent dim] of a generator or LatentSpace; `key` and `progress` are unused
+    (closed form, well under a second) and kept for the common method signature.
+
+    `lj.directions.sefa(G, k=10)`: keyword overrides apply on top of `config`.
+    """
+    config = configure(SefaConfig, config, overrides)
+    space = as_space(source)
+    G = space.generator
+    if space.family == "stylegan2":
+        if space.name not in ("w", "w+"):
+            raise ValueError(f"SeFa on StyleGAN2 acts on 'w' or 'w+', not {space.name!r}")
+        weight = sefa_weights(G, parse_layers(config.layers, G.num_ws))
+    else:
+        weight = np.asarray(G.input_weight(G.params), np.float64)
+        if weight.shape[1] != space.direction_dim:
+            raise ValueError(f"G.input_weight has shape {weight.shape}; expected [out_features, {space.direction_dim}]")
+    if config.normalize:
+        weight = weight / np.linalg.norm(weight, axis=1, keepdims=True)
+    scores, vectors = top_eigenvectors(weight.T @ weight, config.k)
+    return Directions(vectors, scores, space.spec, "sefa", config.to_dict(),
+                      layer_mask(space, config.layers, config.k))

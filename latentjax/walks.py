@@ -1,0 +1,82 @@
+"""Walks: move a latent along a direction. Pure, jittable, vmappable over latents, directions and steps.
+
+Each walk takes (space, latent [*shape], direction [direction_dim], step) for one latent and
+returns the edited latent; `sweep` vmaps one over directions and steps. `layers` (a boolean mask
+over `w+` layers) restricts an edit to those layers.
+
+- `linear`: latent + step * direction.
+- `iso_density`: keeps `space.log_density` constant: a great circle through the latent in the
+  prior's whitened coordinates (for Gaussian z the sphere |z| = r, for `w` the same after
+  whitening by the fitted Gaussian, for BigGAN the truncation shell), tangent to the direction's
+  component along that sphere; `step` is the arc length in whitened units per unit of that
+  component, so small steps match `linear` minus its radial part. With a `w+` layer mask only
+  the chosen layers turn (the density is a product over layers, so it stays constant). BigGAN's
+  truncated prior is a box as well: points of the shell outside it have density -inf.
+- `per_layer`: `linear` on the chosen `w+` layers only.
+- `conditional`: `linear` along the direction with the components along `conditions` projected
+  out, so the latent's projections onto the conditions stay fixed (InterFaceGAN).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from latentjax.directions.base import parse_layers
+
+_TINY = 1e-12
+
+
+def linear(space, latent, direction, step, layers=None):
+    return latent + step * space.embed(direction, layers)
+
+
+def iso_density(space, latent, direction, step, layers=None):
+    prior = space.prior
+    u = prior.whiten(latent)
+    # only the edited part (for w+ with a layer mask, the chosen layers) turns; the rest is untouched
+    edited = space.embed(jnp.ones_like(direction), layers)
+    moving = u * edited
+    delta = prior.whiten_delta(space.embed(direction, layers))
+    radius2 = jnp.sum(jnp.square(moving))
+    tangent = delta - (jnp.sum(delta * moving) / jnp.maximum(radius2, _TINY)) * moving
+    speed = jnp.sqrt(jnp.sum(jnp.square(tangent)))
+    radius = jnp.sqrt(radius2)
+    safe = speed > _TINY
+    unit = tangent / jnp.where(safe, speed, 1.0)
+    angle = jnp.where(safe, step * speed / jnp.maximum(radius, _TINY), 0.0)
+    # add the change (not unwhiten the result) so that untouched coordinates stay bit for bit
+    return latent + prior.unwhiten_delta((jnp.cos(angle) - 1) * moving + jnp.sin(angle) * radius * unit)
+
+
+def per_layer(space, latent, direction, step, layers):
+    """Edit only the `w+` layers in `layers` (a boolean mask, indices, or 'i-j' / 'i,j' text)."""
+    if space.num_layers is None:
+        raise ValueError(f"per-layer walks need the 'w+' space, not {space.name!r}")
+    if isinstance(layers, (str, list, tuple, range)):
+        layers = parse_layers(layers, space.num_layers)
+    return linear(space, latent, direction, step, jnp.asarray(layers))
+
+
+def conditional_direction(direction, conditions):
+    """`direction` with its components along the rows of `conditions` [m, D] removed, renormalised."""
+    basis, _ = jnp.linalg.qr(jnp.atleast_2d(conditions).T)
+    hi = jax.lax.Precision.HIGHEST
+    free = direction - jnp.matmul(basis, jnp.matmul(basis.T, direction, precision=hi), precision=hi)
+    return free / jnp.linalg.norm(free)
+
+
+def conditional(space, latent, direction, conditions, step, layers=None):
+    return linear(space, latent, conditional_direction(direction, conditions), step, layers)
+
+
+WALKS = {"linear": linear, "iso_density": iso_density}
+
+
+def sweep(walk, space, latent, directions, steps, layers=None):
+    """Latents [K, S, *shape]: `walk` from one latent along K directions [K, D] by S steps.
+
+    `layers` is None or a [K, num_layers] mask (as `Directions.layers`).
+    """
+    along = lambda v, m: jax.vmap(lambda t: walk(space, latent, v, t, m))(steps)
+    return jax.vmap(along, (0, None if layers is None else 0))(directions, layers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -13,6 +14,18 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def _generate_options(G, args) -> dict:
+    """The keyword arguments of `G.generate` that this family takes, bound as Python values.
+
+    Truncation stays a Python float: BigGAN selects its batch-norm statistics from it exactly
+    as the reference does, and ProgressiveGAN refuses any value but 1.
+    """
+    if G.family == "stylegan2":
+        return {"truncation_psi": args.truncation_psi, "truncation_cutoff": args.truncation_cutoff,
+                "noise_mode": args.noise_mode}
+    return {"truncation_psi": args.truncation_psi}
+
+
 def _generate(args) -> int:
     import latentjax as lj
     from latentjax.viz import image_grid, save_png, to_uint8
@@ -20,7 +33,10 @@ def _generate(args) -> int:
     G = lj.load_generator(args.checkpoint, ema=not args.no_ema)
     key = jax.random.key(args.seed)
     k_z, k_c, k_noise = jax.random.split(key, 3)
-    z = jax.random.normal(k_z, (args.num, G.z_dim))
+    if G.family == "biggan":   # truncation also bounds z: draw it from the matching truncated normal
+        z = G.sample_z(k_z, args.num, args.truncation_psi)
+    else:
+        z = jax.random.normal(k_z, (args.num, G.z_dim))
     c = None
     if G.c_dim:
         labels = (jnp.full((args.num,), args.class_index) if args.class_index is not None
@@ -28,15 +44,14 @@ def _generate(args) -> int:
         c = jax.nn.one_hot(labels, G.c_dim)
     elif args.class_index is not None:
         raise SystemExit(f"error: {args.checkpoint} is unconditional; --class-index does not apply")
-    generate = jax.jit(G.generate, static_argnames=("noise_mode",))
+    generate = jax.jit(functools.partial(G.generate, **_generate_options(G, args)))
+    noise_key = G.family == "stylegan2" and args.noise_mode == "random"
     start = time.perf_counter()
     images = []
     for lo in range(0, args.num, args.batch_size):
         sl = slice(lo, lo + args.batch_size)
-        images.append(np.asarray(generate(G.params, z[sl], None if c is None else c[sl],
-                                          truncation_psi=args.truncation_psi,
-                                          truncation_cutoff=args.truncation_cutoff,
-                                          noise_mode=args.noise_mode, key=jax.random.fold_in(k_noise, lo))))
+        extra = {"key": jax.random.fold_in(k_noise, lo)} if noise_key else {}
+        images.append(np.asarray(generate(G.params, z[sl], None if c is None else c[sl], **extra)))
     seconds = time.perf_counter() - start
     grid = image_grid(to_uint8(np.concatenate(images)), cols=args.cols)
     out = save_png(args.out, grid)
@@ -59,7 +74,7 @@ def _info(args) -> int:
 
     G = lj.load_generator(args.checkpoint, ema=not args.no_ema)
     count = sum(int(np.size(x)) for x in jax.tree.leaves(G.params))
-    print(json.dumps({"family": G.family, "parameters": count, "num_ws": G.num_ws, "layers": list(G.layer_names),
+    print(json.dumps({"family": G.family, "parameters": count, "num_ws": getattr(G, "num_ws", None), "layers": list(G.layer_names),
                       "config": G.config.to_dict(), "metadata": G.metadata}, indent=1))
     return 0
 
@@ -127,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_checkpoint(p, name="checkpoint"):
-        p.add_argument(name, help="checkpoint: NVIDIA .pkl, .pt (+ .json), rosinality .pt or a latentjax directory")
-        p.add_argument("--no-ema", action="store_true", help="use the training copy (G / g) instead of the EMA one")
+        p.add_argument(name, help="checkpoint: NVIDIA .pkl, .pt (+ .json), rosinality .pt, PGGAN .pth, BigGAN directory or latentjax directory")
+        p.add_argument("--no-ema", action="store_true", help="use the training copy (G / g / netG) instead of the EMA one")
 
     p = sub.add_parser("generate", help="sample a grid of images from a generator")
     add_checkpoint(p)
@@ -180,11 +195,9 @@ def main(argv=None) -> int:
     if rest and not getattr(args, "takes_config_flags", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.flags = rest
-    from latentjax.io import CheckpointError
-
     try:
         return args.func(args)
-    except CheckpointError as e:
+    except ValueError as e:   # CheckpointError and bad arguments found by the library: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

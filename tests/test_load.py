@@ -137,3 +137,30 @@ def test_pggan_checkpoints_are_recognised_and_round_trip(tmp_path):
     G2 = lj.load_generator(lj.save_generator(G, tmp_path / "pgan"))
     z = np.random.RandomState(0).randn(2, G.z_dim).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(G.generate(G.params, z)), np.asarray(G2.generate(G2.params, z)))
+
+
+def test_biggan_directories_are_recognised_and_round_trip(tmp_path):
+    G = lj.load_generator(FIXTURES / "biggan" / "deep_tiny")
+    assert G.family == "biggan"
+    G2 = lj.load_generator(lj.save_generator(G, tmp_path / "biggan"))
+    z = G.sample_z(jax.random.key(0), 2, 0.4)
+    c = lj.class_vector(np.array([0, 1]), G.c_dim)
+    np.testing.assert_array_equal(np.asarray(G.generate(G.params, z, c, 0.4)),
+                                  np.asarray(G2.generate(G2.params, z, c, 0.4)))
+
+
+@pytest.mark.parametrize("checkpoint, resolution", [("biggan/deep_tiny", 128), ("pggan/pgan_tiny.pth", 64)])
+def test_cli_generates_and_describes_other_families(tmp_path, capsys, checkpoint, resolution):
+    truncation = "0.5" if checkpoint.startswith("biggan") else "1.0"
+    out = tmp_path / "grid.png"
+    assert cli_main(["generate", str(FIXTURES / checkpoint), "--num", "2", "--truncation-psi", truncation,
+                     "--out", str(out)]) == 0
+    assert Image.open(out).size == (2 * resolution, resolution)
+    capsys.readouterr()
+    assert cli_main(["info", str(FIXTURES / checkpoint)]) == 0
+    assert json.loads(capsys.readouterr().out)["family"] == checkpoint.split("/")[0]
+
+
+def test_cli_reports_bad_truncation_for_pggan_as_an_error(capsys):
+    assert cli_main(["generate", str(FIXTURES / "pggan" / "pgan_tiny.pth"), "--truncation-psi", "0.7"]) == 2
+    assert "truncation" in capsys.readouterr().err

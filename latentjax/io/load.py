@@ -2,6 +2,7 @@
 
 Recognised (all read without torch and without executing anything from the file):
 - a latentjax directory (`config.json` + `params/`);
+- a pytorch-pretrained-BigGAN directory (`config.json` + `pytorch_model.bin`, legacy or zip);
 - an NVIDIA network snapshot `.pkl` (`G_ema`, or `G` with `ema=False`), from the
   stylegan2-ada-pytorch or StyleGAN3 repositories;
 - an NVIDIA `Generator` state dict (`.pt`) with its constructor kwargs in a `.json` of the same
@@ -22,7 +23,7 @@ import numpy as np
 
 from latentjax.io.native import is_native_dir, load_native
 from latentjax.io.torch_pickle import CheckpointError, PersistentObject, load as load_pickle
-from latentjax.models import pggan_convert, stylegan2_convert
+from latentjax.models import biggan_convert, pggan_convert, stylegan2_convert
 
 
 def load_generator(path, *, ema: bool = True):
@@ -34,7 +35,10 @@ def load_generator(path, *, ema: bool = True):
     if path.is_dir():
         if is_native_dir(path):
             return load_native(path)
-        raise CheckpointError(f"{path}: a directory must hold a latentjax generator (config.json + params/)")
+        if biggan_convert.is_biggan_dir(path):
+            return biggan_convert.load_biggan_dir(path)
+        raise CheckpointError(f"{path}: a directory must hold a latentjax generator (config.json + params/) "
+                              f"or a pytorch-pretrained-BigGAN model (config.json + pytorch_model.bin)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or directory")
     return from_checkpoint(load_pickle(path, extra_records=pggan_convert.GAN_ZOO_RECORDS), path, ema=ema)

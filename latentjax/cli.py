@@ -79,8 +79,12 @@ def _info(args) -> int:
     return 0
 
 
-def parse_config_flags(argv, command: str):
-    """`--config FILE[:variant] --config.field=value ... --workdir DIR` through ml_collections' config flags."""
+def parse_config_flags(argv, command: str, define_extra=None):
+    """`--config FILE[:variant] --config.field=value ... --workdir DIR` through ml_collections' config flags.
+
+    `define_extra(flag_values)` may declare more flags (e.g. `train`'s multi-process ones). Returns the
+    parsed `absl.flags.FlagValues` (`.config` is the ConfigDict with overrides applied).
+    """
     from absl import flags
     from ml_collections import config_flags
 
@@ -89,20 +93,29 @@ def parse_config_flags(argv, command: str):
     config_flags.DEFINE_config_file("config", None, "config file (get_config), optionally FILE:variant",
                                     flag_values=values, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "output directory", flag_values=values)
+    if define_extra is not None:
+        define_extra(values)
     try:
         rest = values(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        raise SystemExit(f"error: {command}: bad --config/--workdir flags: {e!r}") from None
+        raise SystemExit(f"error: {command}: bad flags: {e!r}") from None
     if len(rest) > 1 or values.config is None or not values.workdir:
         raise SystemExit(f"error: {command} takes --config FILE[:variant], --config.<field>=VALUE overrides and "
                          f"--workdir DIR; got {argv[1:]}")
-    return values.config, values.workdir
+    return values
+
+
+def _train(args) -> int:
+    from latentjax.train.launch import main as train_main
+
+    return train_main(args.flags)
 
 
 def _discover(args) -> int:
     from latentjax.directions.discover import discover
 
-    config, workdir = parse_config_flags(args.flags, "discover")
+    values = parse_config_flags(args.flags, "discover")
+    config, workdir = values.config, values.workdir
     try:
         directions = discover(config, workdir)
     except ValueError as e:
@@ -172,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="latentjax discover --config configs/sefa.py[:smoke] --config.generator=PATH "
                                    "[--config.<field>=VALUE ...] --workdir DIR")
     p.set_defaults(func=_discover, takes_config_flags=True)
+
+    p = sub.add_parser("train", help="train a learned method; rerunning on the same work dir resumes",
+                       description="latentjax train --config configs/x.py[:smoke] [--config.<field>=VALUE ...] "
+                                   "--workdir DIR [--coordinator_address HOST:PORT --num_processes N --process_id I]")
+    p.set_defaults(func=_train, takes_config_flags=True)
 
     p = sub.add_parser("walk", help="render walks along saved directions for given seeds")
     p.add_argument("directions", help="a directions .npz (from discover)")

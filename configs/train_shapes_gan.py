@@ -1,0 +1,62 @@
+r"""StyleGAN2 on the procedural shapes world (`latentjax.data.shapes`), sized for CPU at 32x32.
+
+    latentjax train --config configs/train_shapes_gan.py --workdir runs/shapes_gan
+    latentjax train --config configs/train_shapes_gan.py:res=64 --workdir runs/shapes64 --config.batch_size=64
+    latentjax train --config configs/train_shapes_gan.py:smoke --workdir /tmp/smoke   # seconds (CI)
+
+Hyperparameters follow stylegan2-ada-pytorch's 'auto' config where they are not about size:
+Adam lr 0.0025, betas (0, 0.99); R1 gamma 0.0002 * res^2 / batch every 16 steps; EMA half-life
+batch * 10 / 32 kimg with ramp-up 0.05; mixing probability 0.9; 2 mapping layers; no path-length
+penalty. Widths are min(channel_base // res, channel_max) for G and D.
+"""
+
+import ml_collections
+
+from latentjax.train.config import parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, res=32)
+    config = ml_collections.ConfigDict()
+    config.task = "latentjax.train.gan"
+    config.seed = 0
+    config.resolution = arg.res
+    config.batch_size = 32
+    config.total_steps = 25_000  # 800 kimg
+    config.mesh = (("data", -1),)  # all devices
+
+    config.channel_base = 4096
+    config.channel_max = 128
+    config.generator = ml_collections.ConfigDict(dict(z_dim=128, w_dim=128, mapping_layers=2))
+    config.discriminator = ml_collections.ConfigDict(dict(mbstd_group_size=4))
+
+    config.g_lr = 0.0025
+    config.d_lr = 0.0025
+    config.betas = (0.0, 0.99)
+    config.eps = 1e-8
+    config.r1_gamma = 0.0002 * config.resolution ** 2 / config.batch_size
+    config.r1_interval = 16
+    config.style_mixing_prob = 0.9
+    config.ema_kimg = config.batch_size * 10 / 32
+    config.ema_rampup = 0.05
+
+    config.log_every = 50
+    config.sample_every = 500
+    config.ckpt_every = 1000
+    config.keep_ckpts = 3
+    config.grid_size = 64
+    config.grid_seed = 0
+
+    if arg.smoke:
+        config.resolution = 8
+        config.batch_size = 8
+        config.total_steps = 6
+        config.channel_base = 128
+        config.channel_max = 16
+        config.generator = ml_collections.ConfigDict(dict(z_dim=16, w_dim=16, mapping_layers=1))
+        config.r1_interval = 2
+        config.log_every = 1
+        config.sample_every = 2
+        config.ckpt_every = 2
+        config.grid_size = 4
+    return config

@@ -1,0 +1,174 @@
+"""StyleGAN2 training (as in stylegan2-ada-pytorch) on the procedural shapes world, as a harness `Task`.
+
+Per step, in the reference's phase order: G main (non-saturating logistic loss, with style mixing
+and random noise), D main (logistic loss on fakes from the updated G and on reals), every
+`r1_interval` steps a separate D update with the lazy R1 penalty (gamma/2 * |grad D(real)|^2, times
+the interval), then the EMA generator (half-life `ema_kimg` thousand images, optional ramp-up).
+Adam with the lazy-regularisation correction of the reference for D: lr * r and betas ** r with
+r = interval / (interval + 1). G has no lazy regulariser here (no path-length penalty), so its
+Adam settings are used as given. Non-finite gradients are replaced as in the reference.
+`w_avg` tracks the mapping output (beta 0.995, on each G evaluation of the G and D phases) and
+is copied, not averaged, into the EMA generator.
+
+The EMA generator is exported with `latentjax.save_generator` to `WORKDIR/generator/` at every
+checkpoint, so `latentjax.load_generator(WORKDIR / "generator")` loads the latest one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from latentjax.data import shapes
+from latentjax.io.native import save_generator
+from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config, mix_styles
+from latentjax.models.stylegan2_discriminator import Discriminator, DiscriminatorConfig, init_discriminator
+from latentjax.train.sharding import shard_batch
+from latentjax.train.task import Task
+
+W_AVG_BETA = 0.995
+EXPORT_DIR = "generator"
+
+
+def channels(config) -> tuple[int, ...]:
+    """Widths at resolutions 4, 8, ..., `config.resolution`: min(channel_base // res, channel_max)."""
+    res = [4 << i for i in range(int(np.log2(config.resolution)) - 1)]
+    return tuple(min(int(config.channel_base) // r, int(config.channel_max)) for r in res)
+
+
+def generator_config(config) -> StyleGAN2Config:
+    return StyleGAN2Config(img_resolution=int(config.resolution), img_channels=3, channels=channels(config),
+                           **config.generator.to_dict())
+
+
+def discriminator_config(config) -> DiscriminatorConfig:
+    return DiscriminatorConfig(img_resolution=int(config.resolution), img_channels=3, channels=channels(config),
+                               **config.discriminator.to_dict())
+
+
+def adam(lr: float, betas, eps: float, reg_interval: int = 0) -> optax.GradientTransformation:
+    """Adam; with a lazy regulariser every `reg_interval` steps, lr * r and betas ** r, r = k / (k + 1)."""
+    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
+    return optax.adam(lr * ratio, b1=betas[0] ** ratio, b2=betas[1] ** ratio, eps=eps)
+
+
+def _sanitize(grads):
+    return jax.tree.map(lambda g: jnp.nan_to_num(g, nan=0.0, posinf=1e5, neginf=-1e5), grads)
+
+
+def _track_w_avg(params, ws):
+    """w_avg <- lerp(mean w, w_avg, 0.995), as the reference's mapping network does while training."""
+    mean = ws[:, 0].mean(axis=0)
+    w_avg = mean + W_AVG_BETA * (params["mapping"]["w_avg"] - mean)
+    return {**params, "mapping": {**params["mapping"], "w_avg": w_avg}}
+
+
+def make_task(config) -> Task:
+    """The GAN task for `config` (see `configs/train_shapes_gan.py` for the fields)."""
+    G = StyleGAN2(generator_config(config), None)
+    d_config = discriminator_config(config)
+    D = Discriminator(d_config)
+    batch_size, resolution = int(config.batch_size), int(config.resolution)
+    r1_gamma, r1_interval = float(config.r1_gamma), int(config.r1_interval)
+    lazy_r1 = r1_interval if r1_gamma > 0 else 0
+    g_tx = adam(config.g_lr, tuple(config.betas), config.eps)
+    d_tx = adam(config.d_lr, tuple(config.betas), config.eps, lazy_r1)
+    grid_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed), (config.grid_size, G.z_dim)))
+
+    def init(key):
+        k_g, k_d = jax.random.split(key)
+        g = StyleGAN2.init(G.config, k_g).params
+        d = init_discriminator(d_config, k_d)
+        return {"g": g, "d": d, "g_ema": g, "g_opt": g_tx.init(g), "d_opt": d_tx.init(d),
+                "r1_penalty": jnp.zeros((), jnp.float32)}
+
+    def run_G(g, key):
+        """Fakes with style mixing and random noise; also the ws of the main latents (for w_avg)."""
+        k_z, k_mix, k_cut, k_prob, k_noise = jax.random.split(key, 5)
+        ws = G.mapping(g, shard_batch(jax.random.normal(k_z, (batch_size, G.z_dim))))
+        if config.style_mixing_prob > 0:
+            cutoff = jax.random.randint(k_cut, (), 1, G.num_ws)
+            cutoff = jnp.where(jax.random.uniform(k_prob) < config.style_mixing_prob, cutoff, G.num_ws)
+            ws_mix = G.mapping(g, shard_batch(jax.random.normal(k_mix, (batch_size, G.z_dim))))
+            mixed = mix_styles(ws, ws_mix, cutoff)
+        else:
+            mixed = ws
+        return G.synthesis(g, mixed, noise_mode="random", key=k_noise), ws
+
+    def logits(d, img):
+        return D.apply({"params": d}, img)[:, 0]
+
+    def step(state, reals, key, step):
+        k_g, k_d = jax.random.split(key)
+        g, d = state["g"], state["d"]
+
+        # G main: maximise the logits of fakes.
+        def g_loss(g):
+            fakes, ws = run_G(g, k_g)
+            fake_logits = logits(d, fakes)
+            return jnp.mean(jax.nn.softplus(-fake_logits)), ws
+
+        (loss_g, ws), grads = jax.value_and_grad(g_loss, has_aux=True)(g)
+        updates, g_opt = g_tx.update(_sanitize(grads), state["g_opt"], g)
+        g = _track_w_avg(optax.apply_updates(g, updates), ws)
+
+        # D main: minimise the logits of fakes (from the updated G), maximise those of reals.
+        fakes, ws = run_G(g, k_d)
+        fakes = jax.lax.stop_gradient(fakes)
+        g = _track_w_avg(g, ws)
+
+        def d_loss(d):
+            fake_logits, real_logits = logits(d, fakes), logits(d, reals)
+            loss = jnp.mean(jax.nn.softplus(fake_logits)) + jnp.mean(jax.nn.softplus(-real_logits))
+            return loss, (fake_logits.mean(), real_logits.mean())
+
+        (loss_d, (score_fake, score_real)), grads = jax.value_and_grad(d_loss, has_aux=True)(d)
+        updates, d_opt = d_tx.update(_sanitize(grads), state["d_opt"], d)
+        d = optax.apply_updates(d, updates)
+
+        # D reg: lazy R1 on reals, its own optimiser step, weighted by the interval.
+        def r1_update(args):
+            d, d_opt, _ = args
+
+            def r1_loss(d):
+                grad_img = jax.grad(lambda x: logits(d, x).sum())(reals)
+                penalty = jnp.sum(jnp.square(grad_img), axis=(1, 2, 3))
+                return jnp.mean(penalty * (r1_gamma / 2)) * r1_interval, penalty.mean()
+
+            (_, penalty), grads = jax.value_and_grad(r1_loss, has_aux=True)(d)
+            updates, d_opt = d_tx.update(_sanitize(grads), d_opt, d)
+            return optax.apply_updates(d, updates), d_opt, penalty
+
+        r1_penalty = state["r1_penalty"]
+        if lazy_r1:
+            d, d_opt, r1_penalty = jax.lax.cond(step % r1_interval == 0, r1_update, lambda args: args,
+                                                (d, d_opt, r1_penalty))
+
+        # EMA generator: half-life of ema_kimg thousand images, ramped up over the first images.
+        ema_nimg = config.ema_kimg * 1000.0
+        if config.ema_rampup:
+            ema_nimg = jnp.minimum(ema_nimg, step.astype(jnp.float32) * batch_size * config.ema_rampup)
+        beta = 0.5 ** (batch_size / jnp.maximum(ema_nimg, 1e-8))
+        g_ema = jax.tree.map(lambda p, e: p + (e - p) * beta, g, state["g_ema"])
+        g_ema["mapping"]["w_avg"] = g["mapping"]["w_avg"]
+
+        metrics = {"loss_G": loss_g, "loss_D": loss_d, "score_real": score_real, "score_fake": score_fake,
+                   "r1_penalty": r1_penalty, "ema_beta": beta}
+        return {"g": g, "d": d, "g_ema": g_ema, "g_opt": g_opt, "d_opt": d_opt, "r1_penalty": r1_penalty}, metrics
+
+    def batch(key):
+        return shapes.sample(key, batch_size, resolution)[0]
+
+    def sample(state):
+        return G.generate(state["g_ema"], jnp.asarray(grid_z), noise_mode="const")
+
+    def export(state, workdir: Path, step: int):
+        metadata = {"source_format": "latentjax.train.gan", "dataset": "shapes", "step": int(step),
+                    "kimg": int(step) * batch_size / 1000, "ema": True}
+        save_generator(StyleGAN2(G.config, state["g_ema"], metadata), Path(workdir) / EXPORT_DIR)
+
+    return Task(init=init, step=step, batch=batch, sample=sample, export=export)

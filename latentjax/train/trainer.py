@@ -1,0 +1,194 @@
+"""The training harness: one loop, used by every learned method through a `Task`.
+
+    state = train(config, workdir)          # or train(config, workdir, task=my_task)
+
+Running it again on the same work dir resumes from the latest checkpoint. Harness config fields
+(a method's config adds its own): `task` (module with `make_task(config)`), `seed`, `total_steps`,
+`batch_size` (global), `mesh` (`(("data", -1),)`: all devices; a tuple, so that
+`--config.mesh="(('data', 1),)"` overrides it), `log_every`, `ckpt_every`, `keep_ckpts`,
+`sample_every`, `eval_every` (0 = only at the end).
+
+Work dir: `config.json`, `metrics.jsonl`, `tensorboard/`, `samples/*.png`, `checkpoints/<step>/`,
+and whatever the task exports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from latentjax.progress import Progress
+from latentjax.train import checkpoint
+from latentjax.train.metrics import MetricWriter, note
+from latentjax.train.sharding import DATA_AXIS, make_mesh, tree_shardings
+from latentjax.train.task import Task
+
+HARNESS_DEFAULTS = dict(seed=0, mesh=((DATA_AXIS, -1),), log_every=50, ckpt_every=1000, keep_ckpts=3,
+                        sample_every=0, eval_every=0)
+
+
+def load_task(config) -> Task:
+    """`importlib.import_module(config.task).make_task(config)`."""
+    name = config.get("task")
+    if not name:
+        raise ValueError("config.task must name the module of a learned method (e.g. 'latentjax.train.gan')")
+    module = importlib.import_module(name)
+    if not hasattr(module, "make_task"):
+        raise ValueError(f"config.task {name!r}: module has no make_task(config)")
+    return module.make_task(config)
+
+
+def to_host(tree):
+    """Device arrays -> numpy on every process (gathers arrays that span processes)."""
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def _due(step: int, every: int, total: int) -> bool:
+    return step == total or (every > 0 and step % every == 0)
+
+
+def train(config: ml_collections.ConfigDict, workdir, task: Task | None = None):
+    """Train (or resume) `task` (default: `load_task(config)`) in `workdir`; returns the final train state.
+
+    The train state is `{"step": int32, "state": task state}` as sharded device arrays.
+    """
+    jax.config.update("jax_threefry_partitionable", True)
+    cfg = {**HARNESS_DEFAULTS, **config.to_dict()}
+    total_steps, batch_size = int(cfg["total_steps"]), int(cfg["batch_size"])
+    workdir = Path(workdir).absolute()
+
+    # ------------------------------------------------------------------------------------------
+    # Logging
+    # ------------------------------------------------------------------------------------------
+    note(f"process {jax.process_index()}/{jax.process_count()} with {jax.local_device_count()}/"
+         f"{jax.device_count()} {jax.default_backend()} devices; work dir {workdir}")
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1) + "\n")
+
+    # ------------------------------------------------------------------------------------------
+    # Mesh
+    # ------------------------------------------------------------------------------------------
+    mesh = make_mesh(cfg["mesh"])
+    data_size = mesh.shape[DATA_AXIS]
+    if batch_size % data_size:
+        raise ValueError(f"config.batch_size {batch_size} must be divisible by the {data_size} devices of "
+                         f"the mesh's {DATA_AXIS!r} axis")
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    note(f"mesh {dict(mesh.shape)}; global batch {batch_size}, {batch_size // data_size} per device")
+
+    # ------------------------------------------------------------------------------------------
+    # Task, abstract init and shardings
+    # ------------------------------------------------------------------------------------------
+    task = task if task is not None else load_task(config)
+    rng_init, rng_loop, rng_eval = jax.random.split(jax.random.key(int(cfg["seed"])), 3)
+
+    def init(key):
+        return {"step": jnp.zeros((), jnp.int32), "state": task.init(key)}
+
+    with jax.set_mesh(mesh):
+        abstract = jax.eval_shape(init, rng_init)
+    shardings = tree_shardings(abstract, mesh, task.sharding_rules)
+    count = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract["state"]))
+    note(f"train state: {count:,} numbers in {len(jax.tree.leaves(abstract))} arrays")
+
+    # ------------------------------------------------------------------------------------------
+    # Update step
+    # ------------------------------------------------------------------------------------------
+    def train_step(train_state, rng):
+        step = train_state["step"]
+        key_data, key_step = jax.random.split(jax.random.fold_in(rng, step))
+        batch = None
+        if task.batch is not None:
+            batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), task.batch(key_data))
+        state, metrics = task.step(train_state["state"], batch, key_step, step)
+        return {"step": step + 1, "state": state}, metrics
+
+    step_fn = jax.jit(train_step, in_shardings=(shardings, replicated), out_shardings=(shardings, replicated),
+                      donate_argnums=0)
+    sample_fn = jax.jit(task.sample, in_shardings=(shardings["state"],), out_shardings=replicated) \
+        if task.sample else None
+    eval_fn = jax.jit(task.evaluate, in_shardings=(shardings["state"], replicated), out_shardings=replicated) \
+        if task.evaluate else None
+
+    # ------------------------------------------------------------------------------------------
+    # Checkpoint: resume from the latest one, or initialise (sharded) from scratch
+    # ------------------------------------------------------------------------------------------
+    manager = checkpoint.open_manager(workdir, int(cfg["keep_ckpts"]))
+    latest = manager.latest_step()
+    with jax.set_mesh(mesh):
+        if latest is None:
+            train_state = jax.jit(init, out_shardings=shardings)(rng_init)
+            first_step = 0
+        else:
+            note(f"resuming from {manager.directory / str(latest)}")
+            train_state = checkpoint.restore(manager, latest, checkpoint.with_shardings(abstract, shardings))
+            first_step = int(to_host(train_state["step"]))
+            if first_step != latest:
+                raise ValueError(f"{manager.directory / str(latest)}: holds step {first_step}, expected {latest}")
+
+    # ------------------------------------------------------------------------------------------
+    # Train loop
+    # ------------------------------------------------------------------------------------------
+    writer = MetricWriter(workdir, first_step)
+
+    def save_and_export(step):
+        checkpoint.save(manager, step, train_state)
+        if task.export:
+            task.export(to_host(train_state["state"]), workdir, step)
+
+    def log_images(step):
+        writer.images(step, "samples", to_host(sample_fn(train_state["state"])))
+
+    if first_step >= total_steps:
+        note(f"already trained for {first_step} >= {total_steps} steps")
+    shown, bar = {}, None
+    with jax.set_mesh(mesh):
+        if first_step == 0 and sample_fn is not None:
+            log_images(0)
+        clock, clock_step = time.perf_counter(), first_step
+        for step in range(first_step + 1, total_steps + 1):  # `step` updates done after this one
+            train_state, metrics = step_fn(train_state, rng_loop)
+            if bar is None:  # rates and the ETA count from the end of compilation
+                jax.block_until_ready(train_state)
+                note(f"first step (with compilation): {time.perf_counter() - clock:.1f} s")
+                clock, clock_step = time.perf_counter(), step
+                bar = Progress(total_steps, "train", "step", start=step)
+            else:
+                bar.update(1, **shown)
+            if _due(step, int(cfg["log_every"]), total_steps):
+                metrics = {k: float(v) for k, v in to_host(metrics).items()}
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:
+                    raise FloatingPointError(f"{bad} became non-finite between steps {clock_step} and {step}: "
+                                             f"{metrics}")
+                now = time.perf_counter()
+                if step > clock_step:
+                    metrics["time/step_s"] = (now - clock) / (step - clock_step)
+                    metrics["time/img_per_s"] = batch_size / metrics["time/step_s"]
+                clock, clock_step = now, step
+                writer.scalars(step, metrics)
+                shown = {k: v for k, v in metrics.items() if "/" not in k}
+            if eval_fn is not None and _due(step, int(cfg["eval_every"]), total_steps):
+                results = to_host(eval_fn(train_state["state"], jax.random.fold_in(rng_eval, step)))
+                writer.scalars(step, {f"eval/{k}": v for k, v in results.items()})
+            if sample_fn is not None and _due(step, int(cfg["sample_every"]), total_steps):
+                log_images(step)
+            if _due(step, int(cfg["ckpt_every"]), total_steps):
+                save_and_export(step)
+    if bar is not None:
+        bar.close()
+
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    return train_state

@@ -2,7 +2,7 @@ r"""StyleGAN2 on the procedural shapes world (`latentjax.data.shapes`), sized fo
 
     latentjax train --config configs/train_shapes_gan.py --workdir runs/shapes_gan
     latentjax train --config configs/train_shapes_gan.py:res=64 --workdir runs/shapes64 --config.batch_size=64
-    latentjax train --config configs/train_shapes_gan.py:smoke --workdir /tmp/smoke   # seconds (CI)
+    latentjax train --config configs/train_shapes_gan.py:smoke --workdir out/smoke   # seconds (CI)
 
 Hyperparameters follow stylegan2-ada-pytorch's 'auto' config where they are not about size:
 Adam lr 0.0025, betas (0, 0.99); R1 gamma 0.0002 * res^2 / batch every 16 steps; EMA half-life

@@ -38,10 +38,13 @@ def _generate(args) -> int:
     else:
         z = jax.random.normal(k_z, (args.num, G.z_dim))
     c = None
-    if G.c_dim:
-        labels = (jnp.full((args.num,), args.class_index) if args.class_index is not None
-                  else jax.random.randint(k_c, (args.num,), 0, G.c_dim))
-        c = jax.nn.one_hot(labels, G.c_dim)
+    if G.c_dim:   # class indices as the latent spaces count them (PGGAN: combinations of attribute values)
+        from latentjax.latent import class_vectors, num_classes, sample_classes
+
+        if args.class_index is not None and not 0 <= args.class_index < num_classes(G):
+            raise SystemExit(f"error: --class-index must be in [0, {num_classes(G)}) for {args.checkpoint}")
+        c = (class_vectors(G, jnp.full((args.num,), args.class_index)) if args.class_index is not None
+             else sample_classes(G, k_c, args.num))
     elif args.class_index is not None:
         raise SystemExit(f"error: {args.checkpoint} is unconditional; --class-index does not apply")
     generate = jax.jit(functools.partial(G.generate, **_generate_options(G, args)))

@@ -8,7 +8,7 @@
 | stylegan2 | `w`, `w+`              | a Gaussian fitted to mapped samples (per layer for `w+`), cached   |
 | stylegan2 | `s` (StyleSpace)       | per-channel Gaussian of the styles, derived from the `w` Gaussian  |
 | biggan    | `z` (+ a fixed class)  | truncated normal: std = truncation, box +-2 * truncation, else -inf |
-| pggan     | `z`                    | standard normal                                                    |
+| pggan     | `z` (+ a fixed class)  | standard normal                                                    |
 
 Every direction method and walk takes a `LatentSpace`, so none of them knows a model family. A
 latent has `space.shape` per sample; a *direction* is a vector of `space.direction_dim` numbers
@@ -225,6 +225,48 @@ def fit_gaussian(batch_fn: Callable, params, dim: int, num_samples: int, batch_s
                     basis=jnp.asarray(pca.components.T, jnp.float32))
 
 
+# --- classes -----------------------------------------------------------------------------------
+def category_blocks(generator) -> tuple[int, ...]:
+    """Sizes of the one-hot blocks of a generator's class vector: a valid vector has one 1 per block.
+
+    One block of `c_dim` (StyleGAN2, BigGAN, PGGANs without a recorded layout), or one block per
+    attribute for PGGANs with categories (`metadata["categories"] = [[attribute, [values]], ...]`).
+    """
+    c_dim = getattr(generator, "c_dim", 0) or 0
+    layout = getattr(generator, "metadata", {}).get("categories") if c_dim else None
+    if layout:
+        blocks = tuple(len(values) for _, values in layout)
+        if sum(blocks) != c_dim:
+            raise ValueError(f"metadata['categories'] has blocks {list(blocks)} summing to {sum(blocks)}, but the "
+                             f"generator's c_dim is {c_dim}")
+        return blocks
+    return (c_dim,) if c_dim else ()
+
+
+def num_classes(generator) -> int:
+    """How many distinct class vectors a generator takes: the product of its block sizes (0: unconditional)."""
+    return int(np.prod(category_blocks(generator))) if getattr(generator, "c_dim", 0) else 0
+
+
+def class_vectors(generator, index):
+    """Class indices [N] in [0, num_classes) -> class vectors [N, c_dim]. Jittable.
+
+    With several category blocks, an index enumerates their combinations like `itertools.product`
+    over the attributes in order (the last attribute varies fastest): index = sum_j value_j *
+    prod(sizes after j), and the vector is the one-hot of each value_j, concatenated.
+    """
+    blocks = category_blocks(generator)
+    index = jnp.asarray(index)
+    strides = np.cumprod((1,) + blocks[:0:-1])[::-1]
+    return jnp.concatenate([jax.nn.one_hot((index // int(stride)) % size, size, dtype=jnp.float32)
+                            for size, stride in zip(blocks, strides)], axis=-1)
+
+
+def sample_classes(generator, key, n: int):
+    """Random valid class vectors [n, c_dim]: every class (each attribute's values, independently) equally likely."""
+    return class_vectors(generator, jax.random.randint(key, (n,), 0, num_classes(generator)))
+
+
 # --- spaces ------------------------------------------------------------------------------------
 class LatentSpace:
     """One latent space of one generator. Subclasses implement `sample`, `decode`, `features`.
@@ -248,10 +290,9 @@ class LatentSpace:
         self.generator = generator
         self.name = name
         self.options = dict(options)
-        c_dim = getattr(generator, "c_dim", 0) or 0
         class_index = self.options.get("class_index")
-        if class_index is not None and not 0 <= class_index < c_dim:
-            raise ValueError(f"class_index must be in [0, {c_dim}) for this generator, got {class_index}")
+        if class_index is not None and not 0 <= class_index < self.num_classes:
+            raise ValueError(f"class_index must be in [0, {self.num_classes}) for this generator, got {class_index}")
 
     # --- shapes --------------------------------------------------------------------------
     @property
@@ -276,15 +317,19 @@ class LatentSpace:
         return f"LatentSpace({self.family} {self.name!r}, shape={self.shape}{', ' + options if options else ''})"
 
     # --- conditioning ----------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        """How many values `class_index` takes (see `class_vectors`); 0 for unconditional generators."""
+        return num_classes(self.generator)
+
     def classes(self, n: int):
-        """The fixed class vector [n, c_dim] (one-hot of `class_index`), or None if unconditional."""
-        c_dim = getattr(self.generator, "c_dim", 0) or 0
-        if not c_dim:
+        """The fixed class vector [n, c_dim] of `class_index` (see `class_vectors`), or None if unconditional."""
+        if not self.num_classes:
             return None
         if self.options.get("class_index") is None:  # only checked here: SeFa, for one, needs no class
-            raise ValueError(f"this {self.family} generator is conditional (c_dim={c_dim}): pass class_index "
-                             f"(0..{c_dim - 1}) to latent_space to sample or decode")
-        return jax.nn.one_hot(jnp.full((n,), self.options["class_index"]), c_dim)
+            raise ValueError(f"this {self.family} generator is conditional ({self.num_classes} classes): pass "
+                             f"class_index (0..{self.num_classes - 1}) to latent_space to sample or decode")
+        return class_vectors(self.generator, jnp.full((n,), self.options["class_index"]))
 
     # --- directions ------------------------------------------------------------------------
     def embed(self, direction, layers=None):
@@ -503,7 +548,8 @@ class BigGANSpace(LatentSpace):
 
 
 class PGGANSpace(LatentSpace):
-    """PGGAN `z`: standard normal (with a fixed `class_index` for models with categories)."""
+    """PGGAN `z`: standard normal, with a fixed `class_index` for models with categories (one value
+    per attribute, enumerated as `class_vectors` says)."""
 
     family = "pggan"
     names = ("z",)
@@ -532,17 +578,22 @@ def latent_space(generator, name: str | None = None, **options) -> LatentSpace:
     """The latent space `name` of `generator` (default: the family's editing space, see DEFAULT_SPACE).
 
     Options by family: stylegan2 `class_index`, `truncation_psi`, `noise_mode`, `fit_samples`,
-    `fit_seed`; biggan `class_index`, `truncation_psi`; pggan `class_index`.
+    `fit_seed`; biggan `class_index`, `truncation_psi`; pggan `class_index`. `class_index` ranges
+    over [0, num_classes(generator)) (see `class_vectors`).
     """
+    accepted = space_option_names(generator)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{generator.family} latent spaces take the options {accepted}, got unknown {unknown}")
+    return SPACES[generator.family](generator, name or DEFAULT_SPACE[generator.family], **options)
+
+
+def space_option_names(generator) -> list[str]:
+    """The options `latent_space` takes for this generator's family."""
     family = getattr(generator, "family", None)
     if family not in SPACES:
         raise ValueError(f"no latent spaces for generator family {family!r}; supported: {sorted(SPACES)}")
-    cls = SPACES[family]
-    accepted = [p.name for p in inspect.signature(cls).parameters.values() if p.kind == p.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"{family} latent spaces take the options {accepted}, got unknown {unknown}")
-    return cls(generator, name or DEFAULT_SPACE[family], **options)
+    return [p.name for p in inspect.signature(SPACES[family]).parameters.values() if p.kind == p.KEYWORD_ONLY]
 
 
 def as_space(source, name: str | None = None) -> LatentSpace:

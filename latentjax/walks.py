@@ -11,7 +11,9 @@ over `w+` layers) restricts an edit to those layers.
   component along that sphere; `step` is the arc length in whitened units per unit of that
   component, so small steps match `linear` minus its radial part. With a `w+` layer mask only
   the chosen layers turn (the density is a product over layers, so it stays constant). BigGAN's
-  truncated prior is a box as well: points of the shell outside it have density -inf.
+  truncated prior is a box as well (density -inf outside): where the circle would leave it, the
+  walk slides along the box's faces on the same sphere (`onto_sphere_in_box`), so the density
+  stays constant and finite; there `step` no longer measures arc length.
 - `per_layer`: `linear` on the chosen `w+` layers only.
 - `conditional`: `linear` along the direction with the components along `conditions` projected
   out, so the latent's projections onto the conditions stay fixed (InterFaceGAN).
@@ -25,6 +27,9 @@ import jax.numpy as jnp
 from latentjax.directions.base import parse_layers
 
 _TINY = 1e-12
+# Walks stop this far (relatively) inside a truncation box, so that a point on its face stays
+# inside after the float32 round trip through the latent's scale.
+_BOX_MARGIN = 1e-6
 
 
 def linear(space, latent, direction, step, layers=None):
@@ -45,8 +50,29 @@ def iso_density(space, latent, direction, step, layers=None):
     safe = speed > _TINY
     unit = tangent / jnp.where(safe, speed, 1.0)
     angle = jnp.where(safe, step * speed / jnp.maximum(radius, _TINY), 0.0)
+    change = (jnp.cos(angle) - 1) * moving + jnp.sin(angle) * radius * unit
+    if prior.bound is not None:
+        change = onto_sphere_in_box(u + change, prior.bound * (1 - _BOX_MARGIN)) - u
     # add the change (not unwhiten the result) so that untouched coordinates stay bit for bit
-    return latent + prior.unwhiten_delta((jnp.cos(angle) - 1) * moving + jnp.sin(angle) * radius * unit)
+    return latent + prior.unwhiten_delta(change)
+
+
+def onto_sphere_in_box(u, bound):
+    """u itself if inside the box [-bound, bound]^d, else the point of the same sphere |v| = |u| that
+    clips u's largest coordinates (in magnitude) to the faces and scales all others by one factor.
+
+    Continuous in u. With the m largest |u_i| clipped, the factor is s_m = sqrt((|u|² - m bound²) /
+    sum of the other u_i²); m is the least count for which s_m * (largest unclipped |u_i|) <= bound,
+    which exists whenever the sphere meets the box (|u|² <= d bound²).
+    """
+    a = jnp.abs(u).reshape(-1)
+    ordered = jnp.sort(a)[::-1]
+    tails = jnp.cumsum(jnp.square(ordered)[::-1])[::-1]  # tails[m] = sum of ordered[m:]²
+    clipped = jnp.arange(a.size)
+    scales = jnp.sqrt(jnp.maximum(tails[0] - clipped * bound ** 2, 0) / jnp.maximum(tails, _TINY))
+    scales = scales.at[0].set(1.0)  # exactly 1 (not 1 + rounding) when nothing is clipped
+    scale = scales[jnp.argmax(scales * ordered <= bound)]
+    return jnp.sign(u) * jnp.minimum(scale * jnp.abs(u), bound)
 
 
 def per_layer(space, latent, direction, step, layers):

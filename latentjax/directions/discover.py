@@ -20,7 +20,7 @@ from ml_collections import config_dict
 
 from latentjax.directions import METHODS
 from latentjax.directions.base import Directions
-from latentjax.latent import latent_space
+from latentjax.latent import latent_space, space_option_names
 from latentjax.viz import encode_gif, encode_png, save_report, walk_grid
 from latentjax.viz.walk import walk_images
 
@@ -37,7 +37,7 @@ def base_config(method: str, settings: dict) -> ml_collections.ConfigDict:
         "name": "",  # '' = the family's editing space (StyleGAN2 'w+', BigGAN/PGGAN 'z')
         "class_index": config_dict.placeholder(int),  # conditional generators
         "truncation_psi": config_dict.placeholder(float),
-        "fit_samples": config_dict.placeholder(int),  # StyleGAN2: samples for the w Gaussian
+        "fit_samples": config_dict.placeholder(int),  # StyleGAN2: samples for the w Gaussian (others ignore it)
     })
     config.settings = ml_collections.ConfigDict(settings)
     config.walk = ml_collections.ConfigDict({
@@ -51,8 +51,14 @@ def base_config(method: str, settings: dict) -> ml_collections.ConfigDict:
     return config
 
 
-def space_options(config) -> dict:
-    return {k: v for k, v in config.space.items() if k != "name" and v is not None}
+def space_options(config, generator) -> dict:
+    """The set `config.space` options, less `fit_samples` for families without a fitted density
+    (the smoke variants set it whatever the generator); any other option a family does not take
+    is left in for `latent_space` to refuse."""
+    options = {k: v for k, v in config.space.items() if k != "name" and v is not None}
+    if "fit_samples" not in space_option_names(generator):
+        options.pop("fit_samples", None)
+    return options
 
 
 def discover(config, workdir, progress: bool = True) -> Directions:
@@ -63,7 +69,10 @@ def discover(config, workdir, progress: bool = True) -> Directions:
         raise ValueError("config.generator is empty: pass --config.generator=PATH")
     workdir = Path(workdir)
     G = lj.load_generator(config.generator)
-    space = latent_space(G, config.space.name or None, **space_options(config))
+    space = latent_space(G, config.space.name or None, **space_options(config, G))
+    if space.num_classes and space.options.get("class_index") is None:  # fail before the method runs
+        raise ValueError(f"{config.generator} is class-conditional: choose the class of the walks with "
+                         f"--config.space.class_index=N (0..{space.num_classes - 1})")
     method, config_cls = METHODS[config.method]
     settings = config_cls.from_dict(config.settings.to_dict())
     start = time.perf_counter()

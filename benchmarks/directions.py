@@ -27,7 +27,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import latentjax as lj
 from latentjax.directions import forward_jacobian, ganspace, jacobian, sefa

@@ -7,7 +7,6 @@ import functools
 import json
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -115,18 +114,11 @@ def _train(args) -> int:
 
 
 def _discover(args) -> int:
-    from latentjax.directions.discover import discover
+    from latentjax.directions.discover import describe, discover
 
     values = parse_config_flags(args.flags, "discover")
-    config, workdir = values.config, values.workdir
-    try:
-        directions = discover(config, workdir)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{directions.method}: {len(directions)} directions in {directions.space['name']!r}, scores "
-          f"{np.array2string(directions.scores[:5], precision=4)}{' ...' if len(directions) > 5 else ''}\n"
-          f"wrote {Path(workdir) / 'directions.npz'}, walk grids, GIFs and {Path(workdir) / 'report.html'}")
+    result = discover(values.config, values.workdir)
+    print(describe(result, values.workdir))
     return 0
 
 

@@ -5,10 +5,17 @@ A run is an ml_collections config (`configs/sefa.py`, `configs/ganspace.py`, ...
 walks. `discover(config, workdir)` computes the directions and writes `directions.npz`, a grid PNG
 per seed (rows = directions, columns = steps, the original in the centre column), a GIF per
 direction (seeds side by side) and `report.html`.
+
+A multi-method run (`multi_config`, e.g. `configs/shapes.py`) has `methods` (name -> settings)
+instead of `method` / `settings`, and `ground_truth` (`GroundTruthConfig` fields): every method
+writes its directions, grids and GIFs to `workdir/<method>/` and is scored against the shapes
+world's factors (`latentjax.metrics.ground_truth`); `workdir` gets the comparison
+(`ground_truth.md`, `ground_truth.json`) and one `report.html` covering all methods.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -21,17 +28,40 @@ from ml_collections import config_dict
 from latentjax.directions import METHODS
 from latentjax.directions.base import Directions
 from latentjax.latent import latent_space, space_option_names
+from latentjax.metrics.ground_truth import GroundTruth, GroundTruthConfig, comparison, ground_truth, markdown_table
 from latentjax.viz import encode_gif, encode_png, save_report, walk_grid
+from latentjax.viz.report import Section, Table, save_sections_report
 from latentjax.viz.walk import walk_images
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
 
 
 def base_config(method: str, settings: dict) -> ml_collections.ConfigDict:
     """The fields every discovery config shares; `settings` are the method's config fields."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    _check_method(method)
+    config = _common_config()
+    config.method = method
+    config.settings = ml_collections.ConfigDict(settings)
+    return config
+
+
+def multi_config(methods: dict[str, dict], ground_truth: dict) -> ml_collections.ConfigDict:
+    """A multi-method run: `methods` maps each method to its settings; `ground_truth` holds
+    `GroundTruthConfig` fields for scoring every method against the shapes factors."""
+    for method in methods:
+        _check_method(method)
+    config = _common_config()
+    config.methods = ml_collections.ConfigDict(methods)
+    config.ground_truth = ml_collections.ConfigDict(ground_truth)
+    return config
+
+
+def _common_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.generator = ""  # checkpoint or latentjax directory (required: --config.generator=PATH)
-    config.method = method
     config.seed = 0  # key for the method (sampling)
     config.space = ml_collections.ConfigDict({
         "name": "",  # '' = the family's editing space (StyleGAN2 'w+', BigGAN/PGGAN 'z')
@@ -39,7 +69,6 @@ def base_config(method: str, settings: dict) -> ml_collections.ConfigDict:
         "truncation_psi": config_dict.placeholder(float),
         "fit_samples": config_dict.placeholder(int),  # StyleGAN2: samples for the w Gaussian (others ignore it)
     })
-    config.settings = ml_collections.ConfigDict(settings)
     config.walk = ml_collections.ConfigDict({
         "kind": "linear",  # 'linear' or 'iso_density'
         "seeds": (0, 1, 2),  # one grid per seed
@@ -61,8 +90,19 @@ def space_options(config, generator) -> dict:
     return options
 
 
-def discover(config, workdir, progress: bool = True) -> Directions:
-    """Compute directions as `config` says and write them with their pictures under `workdir`."""
+@dataclasses.dataclass(frozen=True)
+class MultiRun:
+    """What a multi-method `discover` found: directions and ground-truth scores by method, and the report."""
+
+    directions: dict[str, Directions]
+    scores: dict[str, GroundTruth]
+    seconds: dict[str, float]
+    report: Path
+
+
+def discover(config, workdir, progress: bool = True) -> Directions | MultiRun:
+    """Compute directions as `config` says and write them with their pictures under `workdir`
+    (a `MultiRun` for a multi-method config)."""
     import latentjax as lj
 
     if not config.generator:
@@ -73,21 +113,77 @@ def discover(config, workdir, progress: bool = True) -> Directions:
     if space.num_classes and space.options.get("class_index") is None:  # fail before the method runs
         raise ValueError(f"{config.generator} is class-conditional: choose the class of the walks with "
                          f"--config.space.class_index=N (0..{space.num_classes - 1})")
-    method, config_cls = METHODS[config.method]
-    settings = config_cls.from_dict(config.settings.to_dict())
-    start = time.perf_counter()
-    directions = method(space, settings, jax.random.key(config.seed), progress=progress)
-    seconds = time.perf_counter() - start
+    if "methods" in config:
+        return _discover_all(config, workdir, G, space, progress)
+    directions, summary = _find(config, config.method, config.settings, space, progress)
     directions.save(workdir / "directions.npz")
-    summary = {"generator": str(config.generator), "method": config.method, "space": directions.space,
-               "settings": directions.settings, "seconds": round(seconds, 3), "walk": config.walk.to_dict()}
     write_walks(workdir, space, G.params, directions, summary, progress=progress, **config.walk.to_dict())
     return directions
 
 
-def write_walks(workdir, space, params, directions: Directions, summary: dict, *, kind="linear", seeds=(0,),
-                num_steps=7, distance=3.0, batch_size=8, gif_ms=120, progress: bool = True) -> list[Path]:
-    """Grids (`walk_seed{s}.png`), GIFs (`direction{k}.gif`), `report.html` and `summary.json`; returns the paths."""
+def _find(config, method: str, settings, space, progress: bool) -> tuple[Directions, dict]:
+    """Run one method; its directions and the summary that goes with them."""
+    function, config_cls = METHODS[method]
+    settings = config_cls.from_dict(settings.to_dict())
+    start = time.perf_counter()
+    directions = function(space, settings, jax.random.key(config.seed), progress=progress)
+    seconds = time.perf_counter() - start
+    summary = {"generator": str(config.generator), "method": method, "space": directions.space,
+               "settings": directions.settings, "seconds": round(seconds, 3), "walk": config.walk.to_dict()}
+    return directions, summary
+
+
+def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
+    scoring = GroundTruthConfig.from_dict(config.ground_truth.to_dict())
+    found, scores, seconds, sections = {}, {}, {}, []
+    for method, settings in config.methods.items():
+        directions, summary = _find(config, method, settings, space, progress)
+        sub = workdir / method
+        directions.save(sub / "directions.npz")
+        figures, _ = walk_figures(sub, space, G.params, directions, progress=progress, **config.walk.to_dict())
+        result = ground_truth(space, G.params, directions, scoring)
+        heatmaps = []
+        for name, image in result.heatmaps().items():
+            heatmaps.append((f"{method}: {name} (rows = directions, columns = factors)", encode_png(image)))
+            (sub / f"{name}.png").write_bytes(heatmaps[-1][1])
+        summary["ground_truth"] = result.to_dict()
+        (sub / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        found[method], scores[method], seconds[method] = directions, result, summary["seconds"]
+        change = Table("factor change / prior spread (rows = directions)", ("direction",) + result.factor_names,
+                       [(k, *row) for k, row in enumerate(result.normalised.tolist())])
+        sections.append(Section(f"{method} directions in {directions.space['name']}",
+                                {k: v for k, v in summary.items() if k not in ("generator", "walk", "ground_truth")},
+                                [change], directions.scores, heatmaps + figures))
+    header, rows = comparison(scores, seconds)
+    (workdir / "ground_truth.md").write_text(markdown_table(header, rows) + "\n" + "\n".join(
+        f"## {method}\n\n{result.to_table()}" for method, result in scores.items()))
+    (workdir / "ground_truth.json").write_text(json.dumps(
+        {method: {**result.to_dict(), "seconds": seconds[method]} for method, result in scores.items()}, indent=1) + "\n")
+    overview = Section("Ground truth: purity of the best direction per factor",
+                       tables=[Table(f"purity >= {scoring.threshold:g} counts as found; valid = share of walk "
+                                     f"end points that are clean renders", header, rows)])
+    summary = {"generator": str(config.generator), "space": space.spec, "methods": list(found),
+               "ground_truth": scoring.to_dict(), "walk": config.walk.to_dict()}
+    report = save_sections_report(workdir / "report.html", f"{', '.join(found)} directions", summary,
+                                  [overview] + sections)
+    return MultiRun(found, scores, seconds, report)
+
+
+def describe(result: Directions | MultiRun, workdir) -> str:
+    """What `latentjax discover` prints: the directions found and where they were written."""
+    workdir = Path(workdir)
+    if isinstance(result, MultiRun):
+        header, rows = comparison(result.scores, result.seconds)
+        return f"{markdown_table(header, rows)}\nwrote {', '.join(str(workdir / m) for m in result.directions)} and " \
+               f"{workdir / 'ground_truth.md'}\nreport: {result.report}"
+    return (f"{result.method}: {len(result)} directions in {result.space['name']!r}, scores "
+            f"{np.array2string(result.scores[:5], precision=4)}{' ...' if len(result) > 5 else ''}\n"
+            f"wrote {workdir / 'directions.npz'}, walk grids, GIFs and {workdir / 'report.html'}")
+
+
+def walk_figures(workdir, space, params, directions: Directions, *, kind="linear", seeds=(0,), num_steps=7,
+                 distance=3.0, batch_size=8, gif_ms=120, progress: bool = True) -> tuple[list, list[Path]]:
+    """Write the grids (`walk_seed{s}.png`) and GIFs (`direction{k}.gif`); returns (captioned figures, paths)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     images = walk_images(space, params, directions.vectors, directions.layers, seeds, kind, num_steps, distance,
@@ -105,6 +201,15 @@ def write_walks(workdir, space, params, directions: Directions, summary: dict, *
         figures.append((f"direction {k} (score {directions.scores[k]:.4g})", data))
     for path, (_, data) in zip(paths, figures):
         path.write_bytes(data)
+    return figures, paths
+
+
+def write_walks(workdir, space, params, directions: Directions, summary: dict, progress: bool = True,
+                **walk) -> list[Path]:
+    """Grids (`walk_seed{s}.png`), GIFs (`direction{k}.gif`), `report.html` and `summary.json`; returns the paths.
+    `walk`: the `walk_figures` options (kind, seeds, num_steps, distance, batch_size, gif_ms)."""
+    workdir = Path(workdir)
+    figures, paths = walk_figures(workdir, space, params, directions, progress=progress, **walk)
     title = f"{directions.method} directions in {directions.space['name']}"
     paths.append(save_report(workdir / "report.html", title, summary, directions.scores, figures))
     paths.append(workdir / "summary.json")
@@ -117,5 +222,6 @@ def shrink(config, **settings) -> ml_collections.ConfigDict:
     config.walk.seeds = (0,)
     config.walk.num_steps = 3
     config.space.fit_samples = 2000
-    config.settings.update(settings)
+    if settings:
+        config.settings.update(settings)
     return config

@@ -1,6 +1,7 @@
 """`load_generator`: one entry point that recognises every supported checkpoint by content.
 
 Recognised (all read without torch and without executing anything from the file):
+- `builtin:NAME`: a generator shipped inside the package (`latentjax.builtin.BUILTINS`);
 - a latentjax directory (`config.json` + `params/`);
 - a pytorch-pretrained-BigGAN directory (`config.json` + `pytorch_model.bin`, legacy or zip);
 - an NVIDIA network snapshot `.pkl` (`G_ema`, or `G` with `ema=False`), from the
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from latentjax import builtin
 from latentjax.io.native import is_native_dir, load_native
 from latentjax.io.torch_pickle import CheckpointError, PersistentObject, load as load_pickle
 from latentjax.models import biggan_convert, pggan_convert, stylegan2_convert
@@ -31,6 +33,8 @@ def load_generator(path, *, ema: bool = True):
 
     `ema=False` selects the training copy (`G` / `g` / `netG`) where a checkpoint holds both.
     """
+    if isinstance(path, str) and path.startswith(builtin.SCHEME):
+        return load_builtin(path[len(builtin.SCHEME):])
     path = Path(path)
     if path.is_dir():
         if is_native_dir(path):
@@ -42,6 +46,19 @@ def load_generator(path, *, ema: bool = True):
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or directory")
     return from_checkpoint(load_pickle(path, extra_records=pggan_convert.GAN_ZOO_RECORDS), path, ema=ema)
+
+
+def load_builtin(name: str):
+    """The built-in generator `name` (see `latentjax.builtin`)."""
+    try:
+        directory = builtin.path(name)
+    except ValueError as e:
+        raise CheckpointError(f"{builtin.SCHEME}{name}: {e}") from None
+    if not is_native_dir(directory):
+        raise CheckpointError(f"{builtin.SCHEME}{name}: its weights are missing ({directory} must hold config.json "
+                              f"and params/); reinstall latentjax with its package data, or load a generator "
+                              f"directory by path")
+    return load_native(directory)
 
 
 def _is_state_dict(obj: Any) -> bool:

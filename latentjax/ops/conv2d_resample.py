@@ -10,7 +10,6 @@ convolves, the plain order. The two agree because both steps are linear and comm
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from latentjax.ops.upfirdn2d import parse_padding, upfirdn2d

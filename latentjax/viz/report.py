@@ -1,14 +1,39 @@
-"""A self-contained HTML report: one file, every picture embedded as base64."""
+"""A self-contained HTML report: one file, every picture embedded as base64.
+
+A report is a title, a summary table and sections; each section may hold its own summary, tables
+(a header row and rows of cells), a score list and captioned figures. `html_report` is the
+one-method layout (scores, then walks); multi-method runs pass their own `Section`s.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 from pathlib import Path
 from typing import Sequence
 
 _MIME = {b"\x89PNG": "image/png", b"GIF8": "image/gif"}
+_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
+          "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}img{image-rendering:pixelated;"
+          "max-width:100%}figure{margin:1em 0}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    caption: str
+    header: Sequence[str]
+    rows: Sequence[Sequence]
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    title: str
+    summary: dict = dataclasses.field(default_factory=dict)
+    tables: Sequence[Table] = ()
+    scores: Sequence[float] | None = None
+    figures: Sequence[tuple[str, bytes]] = ()
 
 
 def _data_uri(data: bytes) -> str:
@@ -18,24 +43,56 @@ def _data_uri(data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def _summary_html(summary: dict) -> str:
+    if not summary:
+        return ""
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><code>"
+                   f"{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</code></td></tr>"
+                   for k, v in summary.items())
+    return f"<table>{rows}</table>"
+
+
+def _table_html(table: Table) -> str:
+    esc = lambda v: html.escape(v if isinstance(v, str) else f"{v:.6g}" if isinstance(v, float) else str(v))  # noqa: E731
+    head = "".join(f"<th>{esc(h)}</th>" for h in table.header)
+    rows = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>" for row in table.rows)
+    caption = f"<caption>{esc(table.caption)}</caption>" if table.caption else ""
+    return f"<table>{caption}<tr>{head}</tr>{rows}</table>"
+
+
+def _section_html(section: Section) -> str:
+    parts = [f"<h2>{html.escape(section.title)}</h2>", _summary_html(section.summary)]
+    parts += [_table_html(t) for t in section.tables]
+    if section.scores is not None:
+        parts.append(_table_html(Table("", ("direction", "score"), list(enumerate(map(float, section.scores))))))
+    parts += [f'<figure><img src="{_data_uri(data)}" alt="{html.escape(caption)}"><figcaption>'
+              f"{html.escape(caption)}</figcaption></figure>" for caption, data in section.figures]
+    return "".join(parts)
+
+
+def sections_report(title: str, summary: dict, sections: Sequence[Section]) -> str:
+    """HTML text: the title, `summary` as a table, then each section."""
+    esc = html.escape
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_STYLE}</style>"
+            f"</head><body><h1>{esc(title)}</h1>{_summary_html(summary)}"
+            f"{''.join(_section_html(s) for s in sections)}</body></html>\n")
+
+
 def html_report(title: str, summary: dict, scores: Sequence[float], figures: Sequence[tuple[str, bytes]]) -> str:
     """HTML text: `summary` (method, space, settings, ...) as a table, the scores, then captioned figures."""
-    esc = html.escape
-    rows = "".join(f"<tr><th>{esc(str(k))}</th><td><code>{esc(json.dumps(v) if not isinstance(v, str) else v)}"
-                   f"</code></td></tr>" for k, v in summary.items())
-    score_rows = "".join(f"<tr><td>{i}</td><td>{s:.6g}</td></tr>" for i, s in enumerate(scores))
-    body = "".join(f'<figure><img src="{_data_uri(data)}" alt="{esc(caption)}"><figcaption>{esc(caption)}'
-                   f"</figcaption></figure>" for caption, data in figures)
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
-             "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}img{image-rendering:pixelated;"
-             "max-width:100%}figure{margin:1em 0}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
-            f"</head><body><h1>{esc(title)}</h1><table>{rows}</table><h2>Scores</h2><table><tr><th>direction</th>"
-            f"<th>score</th></tr>{score_rows}</table><h2>Walks</h2>{body}</body></html>\n")
+    return sections_report(title, summary, [Section("Scores", scores=scores), Section("Walks", figures=figures)])
+
+
+def _write(path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def save_report(path, title: str, summary: dict, scores: Sequence[float], figures: Sequence[tuple[str, bytes]]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html_report(title, summary, scores, figures), encoding="utf-8")
-    return path
+    return _write(path, html_report(title, summary, scores, figures))
+
+
+def save_sections_report(path, title: str, summary: dict, sections: Sequence[Section]) -> Path:
+    return _write(path, sections_report(title, summary, sections))

@@ -1,0 +1,37 @@
+"""Every closed-form method on the shapes GAN, scored against the world's true factors:
+
+    latentjax discover --config configs/shapes.py --workdir out/shapes
+
+Runs SeFa, GANSpace and the Jacobian directions on `builtin:shapes` (the StyleGAN2 trained on
+`latentjax.data.shapes` that ships with the package; `--config.generator=PATH` for another one),
+writes each method's directions, grids and GIFs to `out/shapes/<method>/`, scores every direction
+by the factor changes it causes (`latentjax.metrics.ground_truth`) and writes the comparison
+(`ground_truth.md`, heatmaps) and one `report.html`. Sized for a few minutes on two CPU cores.
+Variants: `configs/shapes.py:smoke` (three directions per method, few samples: seconds).
+"""
+
+from latentjax.directions.discover import multi_config, shrink
+
+
+def get_config(arg=None):
+    config = multi_config({
+        "sefa": {"k": 10, "layers": "all", "normalize": True},
+        "ganspace": {"k": 10, "num_samples": 20_000, "batch_size": 1000, "num_components": 40, "layers": "all"},
+        "jacobian": {"k": 10, "num_samples": 5, "chunk_size": 64, "layers": "all"},
+    }, ground_truth={"num_samples": 64, "distance": 3.0, "walk": "linear", "batch_size": 64, "threshold": 0.8,
+                     "min_change": 0.1, "valid_tol": 0.01, "seed": 0})
+    config.generator = "builtin:shapes"
+    config.space.fit_samples = 5000
+    if arg == "smoke":
+        config = shrink(config)
+        for settings in config.methods.values():
+            settings.k = 3
+        config.methods.ganspace.num_samples = 1000
+        config.methods.ganspace.num_components = 8
+        config.methods.jacobian.num_samples = 1
+        config.ground_truth.num_samples = 8
+        config.ground_truth.batch_size = 16
+        return config
+    if arg:
+        raise ValueError(f"configs/shapes.py: unknown variant {arg!r} (known: smoke)")
+    return config

@@ -1,0 +1,27 @@
+"""Generators that ship inside the package, loaded with `lj.load_generator("builtin:NAME")`.
+
+Each one is a latentjax native directory (`config.json` + `params/`) under this package,
+`latentjax/builtin/NAME/`, installed as package data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SCHEME = "builtin:"
+
+# name -> what it is and how it was made
+BUILTINS = {
+    "shapes": ("StyleGAN2 trained on the procedural shapes world (latentjax.data.shapes: one circle, square or "
+               "triangle with known position, scale, rotation, hue and background grey), the EMA generator; "
+               "trained with `latentjax train --config configs/train_shapes_gan.py`. Its factors can be read "
+               "back from images (latentjax.metrics.factors), so directions found in it can be scored against "
+               "the ground truth (latentjax.metrics.ground_truth)."),
+}
+
+
+def path(name: str) -> Path:
+    """The directory of the built-in generator `name` (a ValueError lists the known names)."""
+    if name not in BUILTINS:
+        raise ValueError(f"unknown built-in generator {name!r}; available: {', '.join(sorted(BUILTINS))}")
+    return Path(__file__).parent / name

@@ -1,0 +1,55 @@
+"""Built-in generators: `builtin:NAME` loads the native directory shipped in the package, with clear
+errors for an unknown name or missing weights. The weights themselves are not needed: the registry
+path is pointed at a random-weight generator written here."""
+
+import jax
+import numpy as np
+import pytest
+
+import latentjax as lj
+from latentjax import builtin
+from latentjax.models import StyleGAN2, StyleGAN2Config
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    config = StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(16, 16, 16),
+                             mapping_layers=1)
+    return lj.save_generator(StyleGAN2.init(config, jax.random.key(1)), tmp_path_factory.mktemp("shapes"))
+
+
+def test_builtin_loads_the_registered_directory(tiny_dir, monkeypatch):
+    monkeypatch.setattr(builtin, "path", lambda name: tiny_dir if name == "shapes" else pytest.fail(name))
+    G, expected = lj.load_generator("builtin:shapes"), lj.load_generator(tiny_dir)
+    assert G.config == expected.config
+    jax.tree.map(np.testing.assert_array_equal, G.params, expected.params)
+    z = jax.random.normal(jax.random.key(0), (2, 8))
+    np.testing.assert_array_equal(G.generate(G.params, z), expected.generate(expected.params, z))
+
+
+def test_registry_names_each_generator_inside_the_package():
+    assert "shapes" in builtin.BUILTINS and "trained" in builtin.BUILTINS["shapes"]
+    shapes_dir = builtin.path("shapes")
+    assert shapes_dir.parent == builtin.path.__globals__["Path"](builtin.__file__).parent and shapes_dir.name == "shapes"
+
+
+def test_unknown_name_and_missing_weights_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(lj.CheckpointError, match=r"builtin:nope: unknown built-in generator 'nope'; available: shapes"):
+        lj.load_generator("builtin:nope")
+    monkeypatch.setattr(builtin, "path", lambda name: tmp_path / name)
+    with pytest.raises(lj.CheckpointError, match=r"builtin:shapes: its weights are missing .*config.json and params/"):
+        lj.load_generator("builtin:shapes")
+
+
+def test_discover_shapes_smoke_writes_one_report_with_the_ground_truth(tiny_dir, tmp_path, capsys):
+    from latentjax.cli import main as cli_main
+
+    workdir = tmp_path / "shapes"
+    assert cli_main(["discover", "--config", "configs/shapes.py:smoke", f"--config.generator={tiny_dir}",
+                     "--workdir", str(workdir)]) == 0
+    assert str(workdir / "report.html") in capsys.readouterr().out
+    for method in ("sefa", "ganspace", "jacobian"):
+        assert (workdir / method / "directions.npz").is_file()
+    report = (workdir / "report.html").read_text()
+    assert all(method in report for method in ("sefa", "ganspace", "jacobian")) and "purity" in report
+    assert (workdir / "ground_truth.json").is_file()

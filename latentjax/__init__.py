@@ -5,8 +5,9 @@
     img = G.generate(G.params, z, truncation_psi=0.7)   # NHWC
 """
 
-from latentjax import directions, latent, viz, walks
+from latentjax import directions, inversion, latent, metrics, viz, walks
 from latentjax.directions import Directions
+from latentjax.inversion import invert
 from latentjax.io import CheckpointError, load_generator, save_generator
 from latentjax.latent import LatentSpace, latent_space
 from latentjax.models import BigGAN, BigGANConfig, PGGAN, PGGANConfig, StyleGAN2, StyleGAN2Config
@@ -14,6 +15,6 @@ from latentjax.models.biggan import class_vector
 from latentjax.models.stylegan2_convert import ConversionError
 
 __version__ = "0.1.0"
-__all__ = ["BigGAN", "BigGANConfig", "CheckpointError", "ConversionError", "Directions", "LatentSpace", "directions", "latent", "latent_space",
-           "viz", "walks", "PGGAN", "PGGANConfig", "StyleGAN2", "StyleGAN2Config", "load_generator",
-           "class_vector", "save_generator"]
+__all__ = ["BigGAN", "BigGANConfig", "CheckpointError", "ConversionError", "Directions", "LatentSpace", "PGGAN",
+           "PGGANConfig", "StyleGAN2", "StyleGAN2Config", "class_vector", "directions", "invert", "inversion",
+           "latent", "latent_space", "load_generator", "metrics", "save_generator", "viz", "walks"]

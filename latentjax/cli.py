@@ -107,6 +107,12 @@ def parse_config_flags(argv, command: str, define_extra=None):
     return values
 
 
+def _invert(args) -> int:
+    from latentjax.inversion.batch import invert_command
+
+    return invert_command(args)
+
+
 def _train(args) -> int:
     from latentjax.train.launch import main as train_main
 
@@ -180,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="latentjax discover --config configs/sefa.py[:smoke] --config.generator=PATH "
                                    "[--config.<field>=VALUE ...] --workdir DIR")
     p.set_defaults(func=_discover, takes_config_flags=True)
+
+    from latentjax.inversion.batch import add_invert_arguments
+
+    p = sub.add_parser("invert", help="invert a directory of PNG images into latents (resumable)")
+    add_checkpoint(p)
+    add_invert_arguments(p)
+    p.set_defaults(func=_invert)
 
     p = sub.add_parser("train", help="train a learned method; rerunning on the same work dir resumes",
                        description="latentjax train --config configs/x.py[:smoke] [--config.<field>=VALUE ...] "

@@ -1,0 +1,127 @@
+"""Resumable inversion of a directory of PNG images, and the `latentjax invert` command.
+
+Each image `<name>.png` gives `<name>.npz` (latents, ws, noise maps, losses, metrics, settings) and
+`<name>.png` (the reconstruction) in the output directory. An image whose `.npz` exists is
+skipped, so an interrupted job continues where it stopped; the `.npz` is written last, through a
+temporary file, so it only exists for finished targets. Each target's key is derived from its
+file name, so its result does not depend on which other images share its batch or run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import zlib
+from pathlib import Path
+
+import jax
+import numpy as np
+from PIL import Image
+
+from latentjax.inversion.project import SPACES, InversionConfig, Inverter
+from latentjax.metrics.image import image_metrics
+from latentjax.viz import save_png, to_uint8
+
+
+def load_target(path, resolution: int, channels: int) -> np.ndarray:
+    """A PNG as [resolution, resolution, channels] float32 in [-1, 1]: centre-cropped to a square and
+    resized with Lanczos when its size differs (as the NVIDIA projector prepares targets)."""
+    with Image.open(path) as image:
+        image = image.convert("L" if channels == 1 else "RGB")
+        w, h = image.size
+        s = min(w, h)
+        if (w, h) != (resolution, resolution):
+            image = image.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+            image = image.resize((resolution, resolution), Image.LANCZOS)
+        x = np.asarray(image, np.float32).reshape(resolution, resolution, channels)
+    return x / 127.5 - 1.0
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int = 1000, loss="lpips", lpips=None,
+                     optimize_noise: bool = False, config: InversionConfig | None = None, batch_size: int = 8,
+                     progress: bool = True) -> dict:
+    """Invert every `*.png` in `in_dir` not yet done in `out_dir`, `batch_size` images per compiled step.
+
+    Returns {'done': names inverted now, 'skipped': names already done, 'metrics': {name: {metric: value}}}
+    (metrics of the reconstructions clipped to [-1, 1]: PSNR, SSIM, and LPIPS when `lpips` is given).
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise ValueError(f"invert_directory: {in_dir} is not a directory")
+    files = sorted(p for p in in_dir.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    if not files:
+        raise ValueError(f"invert_directory: no .png images in {in_dir}")
+    todo = [p for p in files if not (out_dir / f"{p.stem}.npz").exists()]
+    summary = {"done": [], "skipped": [p.stem for p in files if p not in todo], "metrics": {}}
+    if not todo:
+        return summary
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inverter = Inverter(G, space=space, steps=steps, loss=loss, lpips=lpips, optimize_noise=optimize_noise,
+                        config=config)
+    settings = {"space": space, "steps": steps, "loss": inverter.weights, "optimize_noise": optimize_noise,
+                "config": inverter.config.to_dict()}
+    for lo in range(0, len(todo), batch_size):
+        paths = todo[lo:lo + batch_size]
+        targets = np.stack([load_target(p, G.img_resolution, G.img_channels) for p in paths])
+        keys = jax.numpy.stack([jax.random.fold_in(key, zlib.crc32(p.stem.encode())) for p in paths])
+        result = inverter(targets, keys, batch_size=batch_size, progress=progress)
+        metrics = {k: np.asarray(v) for k, v in image_metrics(result.images, targets, lpips=lpips).items()}
+        for i, path in enumerate(paths):
+            save_png(out_dir / f"{path.stem}.png", to_uint8(result.images[i]))
+            arrays = {"latents": result.latents[i], "source": path.name, "settings": json.dumps(settings)}
+            if result.ws is not None:
+                arrays["ws"] = result.ws[i]
+            arrays.update({f"loss/{k}": v[i] for k, v in result.losses.items()})
+            arrays.update({f"metric/{k}": v[i] for k, v in metrics.items()})
+            arrays.update({f"noise/{k}": v[i] for k, v in (result.noise or {}).items()})
+            _save_npz(out_dir / f"{path.stem}.npz", arrays)
+            summary["done"].append(path.stem)
+            summary["metrics"][path.stem] = {k: float(v[i]) for k, v in metrics.items()}
+    return summary
+
+
+def add_invert_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `latentjax invert` options after the checkpoint argument."""
+    parser.add_argument("in_dir", help="directory of target .png images")
+    parser.add_argument("out_dir", help="output directory: <name>.npz latents and <name>.png reconstructions")
+    parser.add_argument("--space", choices=SPACES, default="w+")
+    parser.add_argument("--noise", action="store_true", help="also optimise the noise maps (NVIDIA: --space w --noise)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--loss", choices=("lpips", "mse", "lpips+mse"), default="lpips")
+    parser.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term in lpips+mse")
+    parser.add_argument("--lpips-vgg", help="torchvision vgg16 state dict (.pth), for the LPIPS loss and metric")
+    parser.add_argument("--lpips-lin", help="lpips package lin weights (weights/v0.1/vgg.pth)")
+    parser.add_argument("--batch-size", type=int, default=8, help="targets per compiled step")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def invert_command(args: argparse.Namespace) -> int:
+    """Run `latentjax invert` from parsed arguments (see `add_invert_arguments`)."""
+    import latentjax as lj
+    from latentjax.metrics.lpips import load_lpips
+
+    if bool(args.lpips_vgg) != bool(args.lpips_lin):
+        raise SystemExit("error: --lpips-vgg and --lpips-lin go together")
+    lpips = load_lpips(args.lpips_vgg, args.lpips_lin) if args.lpips_vgg else None
+    if "lpips" in args.loss and lpips is None:
+        raise SystemExit(f"error: --loss {args.loss} needs --lpips-vgg and --lpips-lin")
+    loss = {"lpips": {"lpips": 1.0}, "mse": {"mse": 1.0},
+            "lpips+mse": {"lpips": 1.0, "mse": args.mse_weight}}[args.loss]
+    G = lj.load_generator(args.checkpoint, ema=not args.no_ema)
+    summary = invert_directory(G, args.in_dir, args.out_dir, key=jax.random.key(args.seed), space=args.space,
+                               steps=args.steps, loss=loss, lpips=lpips, optimize_noise=args.noise,
+                               batch_size=args.batch_size)
+    print(f"{G}\ninverted {len(summary['done'])} images into {args.out_dir} "
+          f"({len(summary['skipped'])} already done)")
+    if summary["metrics"]:
+        names = list(next(iter(summary["metrics"].values())))
+        means = {k: np.mean([m[k] for m in summary["metrics"].values()]) for k in names}
+        print("mean " + ", ".join(f"{k} {v:.4g}" for k, v in means.items()))
+    return 0

@@ -1,0 +1,110 @@
+"""Per-image reconstruction metrics on NHWC batches: PSNR, SSIM, LPIPS and identity similarity.
+
+Every function compares image pairs x[i], y[i] and returns one number per pair, shape [N].
+Images are float NHWC in a known range (`data_range` is its width: 2.0 for [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _check_pair(x, y, fn: str) -> None:
+    if x.ndim != 4 or x.shape != y.shape:
+        raise ValueError(f"{fn}: expected two image batches [N, H, W, C] of the same shape, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+@jax.jit
+def psnr(x, y, data_range: float = 2.0):
+    """Peak signal-to-noise ratio in dB per pair: 10 log10(data_range^2 / mean squared error)."""
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    _check_pair(x, y, "psnr")
+    mse = jnp.mean(jnp.square(x - y), axis=(1, 2, 3))
+    return 10.0 * jnp.log10(data_range ** 2 / mse)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """The normalised 1-D Gaussian of SSIM's separable window (its outer product is the 2-D window)."""
+    t = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-t ** 2 / (2 * sigma ** 2))
+    return (g / g.sum()).astype(np.float32)
+
+
+def _filter_valid(x, g):
+    """Separable 'valid' filtering of [N, H, W, C] by the 1-D window g along H, then W."""
+    k = len(g)
+    h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
+    x = sum(g[i] * x[:, i:i + h] for i in range(k))
+    return sum(g[i] * x[:, :, i:i + w] for i in range(k))
+
+
+@functools.partial(jax.jit, static_argnames=("window", "sigma"))
+def ssim(x, y, data_range: float = 2.0, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
+         k2: float = 0.03):
+    """Structural similarity (Wang et al. 2004) per pair, averaged over positions and channels.
+
+    The standard form: an 11x11 Gaussian window of sigma 1.5 over 'valid' positions only,
+    C1 = (k1 L)^2, C2 = (k2 L)^2 with L = data_range, population (not sample) covariances; the
+    same numbers as scikit-image's `structural_similarity(..., gaussian_weights=True,
+    use_sample_covariance=False)`.
+    """
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    _check_pair(x, y, "ssim")
+    if min(x.shape[1:3]) < window:
+        raise ValueError(f"ssim: images of {x.shape[1]}x{x.shape[2]} are smaller than the {window}x{window} window")
+    g = gaussian_window(window, sigma)
+    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
+    var_x = _filter_valid(x * x, g) - mu_x ** 2
+    var_y = _filter_valid(y * y, g) - mu_y ** 2
+    cov = _filter_valid(x * y, g) - mu_x * mu_y
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return jnp.mean(s, axis=(1, 2, 3))
+
+
+def identity_similarity(embed: Callable, x, y):
+    """Cosine similarity of `embed(x)` and `embed(y)` per pair.
+
+    `embed` maps an image batch [N, H, W, C] to embeddings [N, D], e.g. a face-recognition
+    network; it is the caller's, because identity models are not part of latentjax.
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    _check_pair(x, y, "identity_similarity")
+    ex, ey = jnp.asarray(embed(x), jnp.float32), jnp.asarray(embed(y), jnp.float32)
+    if ex.ndim != 2 or ex.shape != ey.shape or ex.shape[0] != x.shape[0]:
+        raise ValueError(f"identity_similarity: embed must return [N, D] embeddings for N = {x.shape[0]}, "
+                         f"got {tuple(ex.shape)} and {tuple(ey.shape)}")
+    unit = lambda e: e / jnp.linalg.norm(e, axis=-1, keepdims=True)
+    return jnp.sum(unit(ex) * unit(ey), axis=-1)
+
+
+def image_metrics(x, y, *, lpips=None, embed: Callable | None = None, data_range: float = 2.0) -> dict:
+    """{'psnr', 'ssim'[, 'lpips'][, 'identity']}: per-pair numbers for images in [-1, 1].
+
+    Both batches are clipped to [-1, 1] first, as saving them as pictures would; LPIPS needs RGB
+    images of at least 16x16, SSIM at least 11x11 (smaller images leave that metric out).
+    """
+    x = jnp.clip(jnp.asarray(x, jnp.float32), -1.0, 1.0)
+    y = jnp.clip(jnp.asarray(y, jnp.float32), -1.0, 1.0)
+    out = {"psnr": psnr(x, y, data_range)}
+    if min(x.shape[1:3]) >= 11:
+        out["ssim"] = ssim(x, y, data_range)
+    if lpips is not None:
+        out["lpips"] = _lpips_distance(lpips, rgb(x), rgb(y))
+    if embed is not None:
+        out["identity"] = identity_similarity(embed, x, y)
+    return out
+
+
+_lpips_distance = jax.jit(lambda model, x, y: model(x, y))
+
+
+def rgb(images):
+    """Grayscale [N, H, W, 1] repeated to 3 channels (RGB images unchanged), for RGB-only networks."""
+    return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images

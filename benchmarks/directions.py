@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import latentjax as lj
 from latentjax.directions import forward_jacobian, ganspace, jacobian, sefa
 from latentjax.latent import latent_space
+from timing import median_seconds
 from generator_throughput import make_config  # the same 256x256 config-f model as the throughput benchmark
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "stylegan2"
@@ -53,11 +53,6 @@ def _seconds(run) -> float:
     return time.perf_counter() - start
 
 
-def _median_seconds(run, repeats: int) -> float:
-    _seconds(run)  # warm-up (compilation)
-    return statistics.median(_seconds(run) for _ in range(repeats))
-
-
 def jacobian_times(G, space, chunk: int, max_columns: int, max_rows: int, repeats: int) -> dict:
     """Seconds per latent for the forward- and reverse-mode Jacobian of the channel-mean image."""
     w = space.sample(jax.random.key(0), 1)[0]
@@ -72,8 +67,8 @@ def jacobian_times(G, space, chunk: int, max_columns: int, max_rows: int, repeat
     # params and w are arguments, not constants, so that XLA cannot fold the work away
     forward = jax.jit(lambda p, w: forward_jacobian(lambda v: image(p, w, v), jnp.zeros((columns,)), chunk))
     reverse = jax.jit(lambda p, w: jax.jacrev(lambda v: image(p, w, v).reshape(-1)[:rows])(jnp.zeros((dim,))))
-    fwd = _median_seconds(lambda: forward(G.params, w), repeats) * dim / columns
-    rev = _median_seconds(lambda: reverse(G.params, w), repeats) * pixels / rows
+    fwd = median_seconds(lambda: forward(G.params, w), repeats) * dim / columns
+    rev = median_seconds(lambda: reverse(G.params, w), repeats) * pixels / rows
     return {"dim": dim, "pixels": pixels, "forward_s": fwd, "reverse_s": rev, "reverse_over_forward": rev / fwd,
             "forward_columns_measured": columns, "reverse_rows_measured": rows,
             "scaled": columns < dim or rows < pixels}

@@ -21,9 +21,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -32,6 +30,7 @@ import numpy as np
 
 from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.models.biggan import BigGAN, BigGANConfig, class_vector
+from timing import median_seconds
 
 MODELS = {
     # name -> (z_dim, w_dim, mapping layers, img_resolution, channel_base, channel_max)
@@ -54,21 +53,11 @@ def make_config(name: str) -> StyleGAN2Config:
                            channels=tuple(min(base // r, cmax) for r in resolutions), conv_clamp=256.0)
 
 
-def _median_seconds(run, repeats: int) -> float:
-    run()  # warm-up (compilation for jax)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def time_ours(config: StyleGAN2Config, batch: int, precision: str, repeats: int) -> float:
     G = StyleGAN2.init(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (batch, config.z_dim))
     generate = jax.jit(lambda p, z: G.generate(p, z, truncation_psi=0.7, compute_dtype=PRECISIONS[precision]))
-    return batch / _median_seconds(lambda: generate(G.params, z).block_until_ready(), repeats)
+    return batch / median_seconds(lambda: generate(G.params, z).block_until_ready(), repeats)
 
 
 def time_ours_biggan(config: BigGANConfig, batch: int, precision: str, repeats: int) -> float:
@@ -77,7 +66,7 @@ def time_ours_biggan(config: BigGANConfig, batch: int, precision: str, repeats: 
     c = class_vector(jax.random.randint(jax.random.key(2), (batch,), 0, config.num_classes), config.num_classes)
     generate = jax.jit(lambda p, z, c: G.generate(p, z, c, truncation_psi=BIGGAN_TRUNCATION,
                                                   compute_dtype=PRECISIONS[precision]))
-    return batch / _median_seconds(lambda: generate(G.params, z, c).block_until_ready(), repeats)
+    return batch / median_seconds(lambda: generate(G.params, z, c).block_until_ready(), repeats)
 
 
 def load_biggan_reference():
@@ -104,7 +93,7 @@ def time_reference_biggan(module, config: BigGANConfig, batch: int, repeats: int
         with torch.no_grad():
             model(z, c, BIGGAN_TRUNCATION)
 
-    return batch / _median_seconds(run, repeats)
+    return batch / median_seconds(run, repeats)
 
 
 def load_reference(repo: str | None):
@@ -136,7 +125,7 @@ def time_reference(Generator, name: str, batch: int, repeats: int) -> float:
         with torch.no_grad():
             G(z, None, truncation_psi=0.7, noise_mode="const")
 
-    return batch / _median_seconds(run, repeats)
+    return batch / median_seconds(run, repeats)
 
 
 def main(argv=None):

@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import jax
@@ -29,6 +27,7 @@ import numpy as np
 from latentjax import StyleGAN2, StyleGAN2Config, load_generator
 from latentjax.inversion import Inverter
 from latentjax.metrics.lpips import STAGES, from_state_dicts
+from timing import median_seconds
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "stylegan2"
 MODELS = ("fixture-ada-s32", "fixture-ada-gray-s16", "config-f-256")
@@ -66,14 +65,7 @@ def time_inversion(G, batch: int, steps: int, space: str, noise: bool, loss: str
     inverter = Inverter(G, space=space, steps=steps, loss=loss, lpips=lpips, optimize_noise=noise)
     z = jax.random.normal(jax.random.key(1), (batch, G.z_dim))
     targets = jnp.clip(G.generate(G.params, z, truncation_psi=0.5), -1, 1)
-    run = lambda: inverter(targets, jax.random.key(2), progress=False)
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: inverter(targets, jax.random.key(2), progress=False).latents, repeats)
 
 
 def main(argv=None):

@@ -15,11 +15,10 @@ implementation to time beside ours: the renderer is this project's own. Prints t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import jax
@@ -27,16 +26,13 @@ import numpy as np
 
 from latentjax.data import shapes
 from latentjax.metrics import factors as F
+from timing import median_seconds
 
 
 def images_per_second(run, batch: int, repeats: int) -> float:
-    jax.block_until_ready(run(0))  # warm-up (compilation)
-    times = []
-    for i in range(1, repeats + 1):
-        start = time.perf_counter()
-        jax.block_until_ready(run(i))
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    """Images/s of `run(i)`, each call with a fresh index (so no two calls see the same input)."""
+    calls = itertools.count()
+    return batch / median_seconds(lambda: run(next(calls)), repeats)
 
 
 def speed(resolution: int, batch: int, repeats: int) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -97,22 +97,6 @@ class Directions:
 
 
 # --- helpers shared by the methods --------------------------------------------------------------
-class ConfigMixin:
-    """to_dict / from_dict for the methods' frozen-dataclass configs (tuples and arrays <-> JSON lists)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: np.asarray(v).tolist() if isinstance(v, (tuple, np.ndarray)) else v
-                for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
 def configure(cls, config=None, overrides: dict | None = None):
     """A method config: `config` (None = defaults, or a dict) with keyword overrides applied."""
     if config is None:

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.directions.base import ConfigMixin, Directions, canonical_signs, configure, layer_mask
+from latentjax.dataclass_config import ConfigMixin
+from latentjax.directions.base import Directions, canonical_signs, configure, layer_mask
 from latentjax.latent import as_space, stream, streaming_pca
 
 

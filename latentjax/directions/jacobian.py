@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.directions.base import ConfigMixin, Directions, canonical_signs, configure, layer_mask, top_eigenvectors
+from latentjax.dataclass_config import ConfigMixin
+from latentjax.directions.base import Directions, canonical_signs, configure, layer_mask, top_eigenvectors
 from latentjax.latent import as_space
 from latentjax.progress import track
 

@@ -17,7 +17,8 @@ import dataclasses
 
 import numpy as np
 
-from latentjax.directions.base import ConfigMixin, Directions, configure, layer_mask, parse_layers, top_eigenvectors
+from latentjax.dataclass_config import ConfigMixin
+from latentjax.directions.base import Directions, configure, layer_mask, parse_layers, top_eigenvectors
 from latentjax.latent import as_space, style_layers
 
 

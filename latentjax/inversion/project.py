@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from latentjax.dataclass_config import ConfigMixin
 from latentjax.inversion.optim import latent_noise_schedule, noise_regularization, projector_optimizer
 from latentjax.metrics.image import rgb
 from latentjax.progress import Progress
@@ -39,7 +40,7 @@ RANGE_TOLERANCE = 1e-4  # targets must lie in [-1, 1], the generators' image ran
 
 
 @dataclasses.dataclass(frozen=True)
-class InversionConfig:
+class InversionConfig(ConfigMixin):
     """The recipe's hyperparameters; the defaults are those of stylegan2-ada-pytorch's projector.
 
     `latent_noise` is the initial std of the noise added to the latent, as a fraction of the
@@ -66,22 +67,6 @@ class InversionConfig:
             raise ValueError(f"ramp lengths are fractions of the steps (latent_noise_ramp > 0): {self}")
         if self.stats_samples < 2 or self.lpips_resolution < 16:
             raise ValueError(f"stats_samples must be >= 2 and lpips_resolution >= 16 (LPIPS' minimum): {self}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "InversionConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown InversionConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(float(b) for b in d["betas"])
-        return cls(**d)
 
 
 class LatentStats(NamedTuple):

@@ -36,11 +36,12 @@ import numpy as np
 
 from latentjax import walks
 from latentjax.data import shapes
+from latentjax.dataclass_config import ConfigMixin
 from latentjax.metrics import factors
 
 
 @dataclasses.dataclass(frozen=True)
-class GroundTruthConfig:
+class GroundTruthConfig(ConfigMixin):
     num_samples: int = 64       # start latents
     distance: float = 3.0       # walk steps -distance and +distance
     walk: str = "linear"        # a `latentjax.walks.WALKS` name
@@ -57,13 +58,6 @@ class GroundTruthConfig:
             raise ValueError(f"distance must be positive, got {self.distance}")
         if self.walk not in walks.WALKS:
             raise ValueError(f"walk must be one of {sorted(walks.WALKS)}, got {self.walk!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GroundTruthConfig":
-        return cls(**d)
 
 
 @dataclasses.dataclass(frozen=True)

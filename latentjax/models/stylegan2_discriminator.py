@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.dataclass_config import ConfigMixin
 from latentjax.models.stylegan2 import FullyConnected, _normal
 from latentjax.models.stylegan2_convert import ConversionError, _check, _Source, _unique_filter
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
@@ -37,8 +38,10 @@ from latentjax.ops.upfirdn2d import setup_filter, upfirdn2d
 
 
 @dataclasses.dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(ConfigMixin):
     """The architecture; `channels[i]` is the width at resolution 4 * 2**i (as in `StyleGAN2Config`)."""
+
+    config_name = "discriminator config"
 
     img_resolution: int
     img_channels: int
@@ -71,25 +74,6 @@ class DiscriminatorConfig:
     def block_resolutions(self) -> tuple[int, ...]:
         """The residual blocks, from the image resolution down to 8."""
         return tuple(self.img_resolution >> i for i in range(int(np.log2(self.img_resolution)) - 2))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["channels"] = list(self.channels)
-        d["resample_filter"] = [list(r) for r in self.resample_filter]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DiscriminatorConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown discriminator config keys {sorted(unknown)}; "
-                             f"expected a subset of {sorted(fields)}")
-        d = dict(d)
-        d["channels"] = tuple(int(c) for c in d["channels"])
-        if "resample_filter" in d:
-            d["resample_filter"] = tuple(tuple(float(v) for v in row) for row in d["resample_filter"])
-        return cls(**d)
 
 
 def _down_padding(f: np.ndarray, padding: int) -> tuple[int, int, int, int]:

@@ -1,0 +1,42 @@
+"""`to_dict` / `from_dict` for the frozen-dataclass configs (models, methods, inversion, metrics).
+
+Tuples and arrays become JSON lists and come back as tuples (nested ones too), so a config
+survives `json.dumps` / `json.loads` unchanged. Unknown keys are an error that names the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def _to_json(value):
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, list):
+        return tuple(_from_json(v) for v in value)
+    return value
+
+
+class ConfigMixin:
+    """Mixed into a frozen dataclass; `config_name` (default: the class name) names it in errors."""
+
+    config_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown {cls.config_name or cls.__name__} keys {sorted(unknown)}; "
+                             f"expected a subset of {sorted(fields)}")
+        return cls(**{k: _from_json(v) for k, v in d.items()})

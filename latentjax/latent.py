@@ -37,6 +37,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from latentjax.models.stylegan2 import FullyConnected
+from latentjax.models.taps import Hooks
 from latentjax.progress import Progress
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -355,12 +356,16 @@ class LatentSpace:
     def sample(self, key, n: int, params=None):
         raise NotImplementedError
 
-    def decode(self, params, latent):
-        """Latents [N, *shape] -> images [N, H, W, C]."""
+    def decode(self, params, latent, hooks: Hooks | None = None):
+        """Latents [N, *shape] -> images [N, H, W, C].
+
+        `hooks` ({layer name: activation -> activation}, see `latentjax.models.taps`) replace
+        intermediate activations, e.g. to edit only some channels of a layer.
+        """
         raise NotImplementedError
 
-    def features(self, params, latent, layers: Sequence[str] | None = None) -> dict:
-        """Latents [N, *shape] -> intermediate activations by name (NHWC)."""
+    def features(self, params, latent, layers: Sequence[str] | None = None, hooks: Hooks | None = None) -> dict:
+        """Latents [N, *shape] -> intermediate activations by name (NHWC); `hooks` as in `decode`."""
         raise NotImplementedError
 
 
@@ -462,10 +467,13 @@ class StyleGAN2Space(LatentSpace):
                                        "affine": {"weight": jnp.zeros_like(affine["weight"]), "bias": s[lo:hi]}}
         return {**params, "synthesis": synthesis}
 
-    def _run(self, params, latent, run):
+    def _run(self, params, latent, run, hooks=None):
         """run(params, ws) on the ws this latent stands for; StyleSpace goes sample by sample."""
         if self.name != "s":
             return run(params, self._to_ws(params, latent))
+        if hooks:
+            raise ValueError("hooks are not supported in the 's' space (it decodes sample by sample); "
+                             "edit channels through the styles instead")
         G = self.generator
         zeros = jnp.zeros((1, G.num_ws, G.w_dim), jnp.float32)
         per_sample = lambda s: jax.tree.map(lambda x: x[0], run(self._with_styles(params, s), zeros))
@@ -482,13 +490,15 @@ class StyleGAN2Space(LatentSpace):
             return ws[:, 0]
         return ws if self.name == "w+" else self.styles(params, ws)
 
-    def decode(self, params, latent):
+    def decode(self, params, latent, hooks=None):
         mode = self.options["noise_mode"]
-        return self._run(params, latent, lambda p, ws: self.generator.synthesis(p, ws, noise_mode=mode))
+        return self._run(params, latent, lambda p, ws: self.generator.synthesis(p, ws, noise_mode=mode, hooks=hooks),
+                         hooks)
 
-    def features(self, params, latent, layers=None):
+    def features(self, params, latent, layers=None, hooks=None):
         mode = self.options["noise_mode"]
-        return self._run(params, latent, lambda p, ws: self.generator.features(p, ws, layers, noise_mode=mode))
+        return self._run(params, latent,
+                         lambda p, ws: self.generator.features(p, ws, layers, noise_mode=mode, hooks=hooks), hooks)
 
     # --- densities -------------------------------------------------------------------------
     def w_gaussian(self, progress: bool = True) -> Gaussian:
@@ -539,12 +549,13 @@ class BigGANSpace(LatentSpace):
     def sample(self, key, n, params=None):
         return self.generator.sample_z(key, n, self.options["truncation_psi"])
 
-    def decode(self, params, latent):
-        return self.generator.generate(params, latent, self.classes(latent.shape[0]), self.options["truncation_psi"])
+    def decode(self, params, latent, hooks=None):
+        return self.generator.generate(params, latent, self.classes(latent.shape[0]), self.options["truncation_psi"],
+                                       hooks=hooks)
 
-    def features(self, params, latent, layers=None):
+    def features(self, params, latent, layers=None, hooks=None):
         return self.generator.features(params, latent, self.classes(latent.shape[0]), self.options["truncation_psi"],
-                                       layers=layers)
+                                       layers=layers, hooks=hooks)
 
 
 class PGGANSpace(LatentSpace):
@@ -563,11 +574,11 @@ class PGGANSpace(LatentSpace):
     def sample(self, key, n, params=None):
         return jax.random.normal(key, (n, self.generator.z_dim), jnp.float32)
 
-    def decode(self, params, latent):
-        return self.generator.generate(params, latent, self.classes(latent.shape[0]))
+    def decode(self, params, latent, hooks=None):
+        return self.generator.generate(params, latent, self.classes(latent.shape[0]), hooks=hooks)
 
-    def features(self, params, latent, layers=None):
-        return self.generator.features(params, latent, self.classes(latent.shape[0]), layers=layers)
+    def features(self, params, latent, layers=None, hooks=None):
+        return self.generator.features(params, latent, self.classes(latent.shape[0]), layers=layers, hooks=hooks)
 
 
 SPACES = {cls.family: cls for cls in (StyleGAN2Space, BigGANSpace, PGGANSpace)}
@@ -594,6 +605,19 @@ def space_option_names(generator) -> list[str]:
     if family not in SPACES:
         raise ValueError(f"no latent spaces for generator family {family!r}; supported: {sorted(SPACES)}")
     return [p.name for p in inspect.signature(SPACES[family]).parameters.values() if p.kind == p.KEYWORD_ONLY]
+
+
+def space_from_spec(generator, spec) -> LatentSpace:
+    """`latent_space(generator, **spec)` for a config's space block (name '' = the family default):
+    unset (None) options are dropped, and so is `fit_samples` for families without a fitted
+    density (shared configs set it whatever the generator); any other option a family does not
+    take is left in for `latent_space` to refuse."""
+    spec = dict(spec)
+    name = spec.pop("name", None) or None
+    options = {k: v for k, v in spec.items() if v is not None}
+    if "fit_samples" not in space_option_names(generator):
+        options.pop("fit_samples", None)
+    return latent_space(generator, name, **options)
 
 
 def as_space(source, name: str | None = None) -> LatentSpace:

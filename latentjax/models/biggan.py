@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.attention import self_attention
 from latentjax.ops.batch_norm import batch_norm, select_statistics, statistics_weights
 from latentjax.ops.conv2d_resample import conv2d
@@ -301,23 +302,23 @@ class Generator(nn.Module):
     config: BigGANConfig
 
     @nn.compact
-    def __call__(self, z, c, stat_weights, compute_dtype=jnp.float32, until: str | None = None):
+    def __call__(self, z, c, stat_weights, compute_dtype=jnp.float32, until: str | None = None, hooks=None):
         cfg = self.config
         features = {}
         embed = Dense(cfg.z_dim, use_bias=False, name="embeddings")(c.astype(jnp.float32))
         cond = jnp.concatenate([z.astype(jnp.float32), embed], axis=1)
         # The reference reshapes gen_z's output as (N, 4, 4, C): TF's NHWC order, which is ours.
         x = Dense(4 * 4 * GEN_Z_MULTIPLIER * cfg.channel_width, name="gen_z")(cond, compute_dtype)
-        features["gen_z"] = x = x.reshape(x.shape[0], 4, 4, GEN_Z_MULTIPLIER * cfg.channel_width)
+        x = tap(features, hooks, "gen_z", x.reshape(x.shape[0], 4, 4, GEN_Z_MULTIPLIER * cfg.channel_width))
         if until == "gen_z":
             return None, features
         for i, ((upsample, _, _), (_, c_out)) in enumerate(zip(cfg.layers, cfg.block_channels)):
             if i == cfg.attention_layer_position:
-                features["attention"] = x = SelfAttention(name="attention")(x, compute_dtype)
+                x = tap(features, hooks, "attention", SelfAttention(name="attention")(x, compute_dtype))
                 if until == "attention":
                     return None, features
-            x = GenBlock(c_out, bool(upsample), cfg, name=f"block{i}")(x, cond, stat_weights, compute_dtype)
-            features[f"block{i}"] = x
+            x = tap(features, hooks, f"block{i}",
+                    GenBlock(c_out, bool(upsample), cfg, name=f"block{i}")(x, cond, stat_weights, compute_dtype))
             if until == f"block{i}":
                 return None, features
         x = jax.nn.relu(BatchNorm(cfg.n_stats, cfg.eps, name="bn")(x, stat_weights))
@@ -416,25 +417,26 @@ class BigGAN:
         return class_vector(labels, self.config.num_classes, weights)
 
     # --- pure functions -----------------------------------------------------------------
-    def generate(self, params, z, c, truncation_psi=1.0, compute_dtype=jnp.float32):
-        """z [N, z_dim] and class vectors c [N, num_classes] -> images [N, H, W, 3] in [-1, 1]."""
-        return self._run(params, z, c, truncation_psi, compute_dtype, None)[0]
+    def generate(self, params, z, c, truncation_psi=1.0, compute_dtype=jnp.float32, hooks: Hooks | None = None):
+        """z [N, z_dim] and class vectors c [N, num_classes] -> images [N, H, W, 3] in [-1, 1]
+        (`hooks`: see `latentjax.models.taps`)."""
+        return self._run(params, z, c, truncation_psi, compute_dtype, None, hooks)[0]
 
     def features(self, params, z, c, truncation_psi=1.0, layers: Sequence[str] | None = None,
-                 compute_dtype=jnp.float32):
+                 compute_dtype=jnp.float32, hooks: Hooks | None = None):
         """Intermediate activations by name (see `layer_names`), NHWC float32, plus 'img'.
 
         With `layers`, only those are returned, and the generator runs only as far as needed.
         """
         if layers is None:
-            img, features = self._run(params, z, c, truncation_psi, compute_dtype, None)
+            img, features = self._run(params, z, c, truncation_psi, compute_dtype, None, hooks)
             return {**features, "img": img}
         known = self.layer_names + ("img",)
         unknown = [name for name in layers if name not in known]
         if unknown:
             raise ValueError(f"unknown layers {unknown}; expected names from {list(known)}")
         last = max(layers, key=known.index) if layers else "gen_z"
-        img, features = self._run(params, z, c, truncation_psi, compute_dtype, None if last == "img" else last)
+        img, features = self._run(params, z, c, truncation_psi, compute_dtype, None if last == "img" else last, hooks)
         features["img"] = img
         return {name: features[name] for name in layers}
 
@@ -442,8 +444,9 @@ class BigGAN:
         """The z part of gen_z's (spectrally normalised) weight as [out_features, z_dim]."""
         return params["gen_z"]["weight"][: self.config.z_dim].T
 
-    def _run(self, params, z, c, truncation_psi, compute_dtype, until):
+    def _run(self, params, z, c, truncation_psi, compute_dtype, until, hooks=None):
         cfg = self.config
+        check_hooks(hooks, cfg.layer_names)
         if z.ndim != 2 or z.shape[1] != cfg.z_dim:
             raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
         if c is None or c.shape != (z.shape[0], cfg.num_classes):
@@ -451,4 +454,5 @@ class BigGAN:
             raise ValueError(f"c must be class vectors of shape [{z.shape[0]}, {cfg.num_classes}] "
                              f"(see class_vector), got {got}")
         stat_weights = statistics_weights(truncation_psi, cfg.n_stats)
-        return self._generator.apply({"params": params}, z, c, stat_weights, compute_dtype=compute_dtype, until=until)
+        return self._generator.apply({"params": params}, z, c, stat_weights, compute_dtype=compute_dtype, until=until,
+                                     hooks=hooks)

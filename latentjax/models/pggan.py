@@ -38,6 +38,7 @@ import numpy as np
 
 from latentjax.models.stylegan2 import NOISE_MODES, normalize_2nd_moment
 from latentjax.ops.conv2d_resample import conv2d
+from latentjax.models.taps import Hooks, check_hooks, tap
 
 OUTPUT_ACTIVATIONS = ("linear", "tanh")
 
@@ -177,7 +178,7 @@ class PGGANScale(nn.Module):
     config: PGGANConfig
 
     @nn.compact
-    def __call__(self, x, compute_dtype=jnp.float32):
+    def __call__(self, x, compute_dtype=jnp.float32, hooks=None):
         cfg = self.config
         width = cfg.channels[cfg.block_resolutions.index(self.resolution)]
         norm = normalize_2nd_moment if cfg.pixel_norm else (lambda v: v)
@@ -192,14 +193,15 @@ class PGGANScale(nn.Module):
             x = EqualizedDense(16 * width, cfg.equalized_lr, name="fc")(x, compute_dtype)
             x = nn.leaky_relu(x, cfg.leaky_relu_slope)
             x = norm(x.reshape(x.shape[0], width, 4, 4).transpose(0, 2, 3, 1))  # channel-major view, to NHWC
-            features[f"{name}.fc"] = x
+            x = tap(features, hooks, f"{name}.fc", x)
             x = conv(x, "conv")
         else:
             x = conv(upsample_nearest(x), "conv0")
-            features[f"{name}.conv0"] = x
+            x = tap(features, hooks, f"{name}.conv0", x)
             x = conv(x, "conv1")
-        features[name] = x
-        features[f"{name}.img"] = EqualizedConv(cfg.img_channels, 1, cfg.equalized_lr, name="torgb")(x, compute_dtype)
+        x = tap(features, hooks, name, x)
+        tap(features, hooks, f"{name}.img",
+            EqualizedConv(cfg.img_channels, 1, cfg.equalized_lr, name="torgb")(x, compute_dtype))
         return x, features
 
 
@@ -209,12 +211,12 @@ class PGGANGenerator(nn.Module):
     config: PGGANConfig
 
     @nn.compact
-    def __call__(self, latent, compute_dtype=jnp.float32):
+    def __call__(self, latent, compute_dtype=jnp.float32, hooks=None):
         cfg = self.config
         x = normalize_2nd_moment(latent) if cfg.pixel_norm else latent
         features = {}
         for res in cfg.block_resolutions:
-            x, scale_features = PGGANScale(res, cfg, name=f"b{res}")(x, compute_dtype)
+            x, scale_features = PGGANScale(res, cfg, name=f"b{res}")(x, compute_dtype, hooks)
             features.update(scale_features)
         resolutions = cfg.block_resolutions
         img = features[f"b{resolutions[-1]}.img"]
@@ -289,13 +291,15 @@ class PGGAN:
         return self._abstract(self.config)
 
     # --- pure functions -----------------------------------------------------------------
-    def features(self, params, z, c=None, layers: Sequence[str] | None = None, compute_dtype=jnp.float32):
+    def features(self, params, z, c=None, layers: Sequence[str] | None = None, compute_dtype=jnp.float32,
+                 hooks: Hooks | None = None):
         """Intermediate activations by name (see `layer_names`), NHWC float32, plus 'img'.
 
         'b{res}.img' is the raw output of that scale's toRGB layer (before blending and the
-        output activation); 'img' is what `generate` returns.
+        output activation); 'img' is what `generate` returns. `hooks`: see `latentjax.models.taps`.
         """
-        img, features = self._network.apply({"params": params}, self._latent(z, c), compute_dtype)
+        check_hooks(hooks, self.layer_names)
+        img, features = self._network.apply({"params": params}, self._latent(z, c), compute_dtype, hooks)
         features["img"] = img
         if layers is None:
             return features
@@ -305,8 +309,8 @@ class PGGAN:
         return {name: features[name] for name in layers}
 
     def generate(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", key=None,
-                 compute_dtype=jnp.float32):
-        """The whole model: z (and c) -> image [N, H, W, C].
+                 compute_dtype=jnp.float32, hooks: Hooks | None = None):
+        """The whole model: z (and c) -> image [N, H, W, C] (`hooks`: see `latentjax.models.taps`).
 
         `truncation_psi` must be 1 and `truncation_cutoff` None (PGGAN has no truncation);
         `noise_mode` and `key` exist for the interface shared with StyleGAN2 and change
@@ -315,7 +319,8 @@ class PGGAN:
         _check_no_truncation(truncation_psi, truncation_cutoff)
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        return self._network.apply({"params": params}, self._latent(z, c), compute_dtype)[0]
+        check_hooks(hooks, self.layer_names)
+        return self._network.apply({"params": params}, self._latent(z, c), compute_dtype, hooks)[0]
 
     def input_weight(self, params):
         """The first (dense) layer's effective weight on the noise part of the input, [out_features, z_dim].

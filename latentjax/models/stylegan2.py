@@ -18,13 +18,15 @@ Parameter tree (what `StyleGAN2.params` holds)::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.dataclass_config import ConfigMixin
+from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
 from latentjax.ops.conv2d_resample import conv2d_resample
 from latentjax.ops.modulated_conv import modulated_conv2d
@@ -35,12 +37,14 @@ NOISE_MODES = ("const", "random", "none")
 
 
 @dataclasses.dataclass(frozen=True)
-class StyleGAN2Config:
+class StyleGAN2Config(ConfigMixin):
     """Everything that defines the architecture; serialisable to JSON, hashable for `jit`.
 
     `channels[i]` is the width of the block at resolution 4 * 2**i, read from a checkpoint's
     weight shapes when converting. `resample_filter` is the 2-D FIR, normalised to sum 1.
     """
+
+    config_name = "StyleGAN2 config"
 
     z_dim: int
     w_dim: int
@@ -100,24 +104,6 @@ class StyleGAN2Config:
             if self.block_num_torgb(res):
                 names.append(f"b{res}.img")
         return tuple(names)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["channels"] = list(self.channels)
-        d["resample_filter"] = [list(r) for r in self.resample_filter]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StyleGAN2Config":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown StyleGAN2 config keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
-        d = dict(d)
-        d["channels"] = tuple(int(c) for c in d["channels"])
-        if "resample_filter" in d:
-            d["resample_filter"] = tuple(tuple(float(v) for v in row) for row in d["resample_filter"])
-        return cls(**d)
 
 
 def normalize_2nd_moment(x, eps: float = 1e-8):
@@ -254,7 +240,7 @@ class SynthesisBlock(nn.Module):
     config: StyleGAN2Config
 
     @nn.compact
-    def __call__(self, x, img, ws, noise_mode="const", compute_dtype=jnp.float32, impl="fast"):
+    def __call__(self, x, img, ws, noise_mode="const", compute_dtype=jnp.float32, impl="fast", hooks=None):
         cfg = self.config
         features = {}
         name = f"b{self.resolution}"
@@ -269,21 +255,18 @@ class SynthesisBlock(nn.Module):
             conv0 = SynthesisLayer(self.out_channels, self.resolution, 2, cfg, name="conv0")
             if cfg.architecture == "resnet":
                 y = SkipLayer(self.out_channels, cfg, name="skip")(x, compute_dtype=compute_dtype, impl=impl)
-                x = conv0(x, ws[:, 0], **layer)
-                features[f"{name}.conv0"] = x
+                x = tap(features, hooks, f"{name}.conv0", conv0(x, ws[:, 0], **layer))
                 x = y + conv1(x, ws[:, 1], gain=np.sqrt(0.5), **layer)
             else:
-                x = conv0(x, ws[:, 0], **layer)
-                features[f"{name}.conv0"] = x
+                x = tap(features, hooks, f"{name}.conv0", conv0(x, ws[:, 0], **layer))
                 x = conv1(x, ws[:, 1], **layer)
             w_used = 2
-        features[name] = x
+        x = tap(features, hooks, name, x)
         if img is not None:
             img = upsample2d(img, np.asarray(cfg.resample_filter), impl=impl)
         if cfg.block_num_torgb(self.resolution):
             y = ToRGBLayer(cfg, name="torgb")(x, ws[:, w_used], compute_dtype=compute_dtype, impl=impl)
-            img = y if img is None else img + y
-            features[f"{name}.img"] = img
+            img = tap(features, hooks, f"{name}.img", y if img is None else img + y)
         return x, img, features
 
 
@@ -293,7 +276,7 @@ class SynthesisNetwork(nn.Module):
     config: StyleGAN2Config
 
     @nn.compact
-    def __call__(self, ws, noise_mode="const", compute_dtype=jnp.float32, impl="fast"):
+    def __call__(self, ws, noise_mode="const", compute_dtype=jnp.float32, impl="fast", hooks=None):
         cfg = self.config
         x = img = None
         features = {}
@@ -303,7 +286,7 @@ class SynthesisNetwork(nn.Module):
             block = SynthesisBlock(res, cfg.channels[i - 1] if i else 0, cfg.channels[i], cfg, name=f"b{res}")
             block_ws = ws[:, w_idx: w_idx + num_conv + cfg.block_num_torgb(res)]
             x, img, block_features = block(x, img, block_ws, noise_mode=noise_mode,
-                                           compute_dtype=compute_dtype, impl=impl)
+                                           compute_dtype=compute_dtype, impl=impl, hooks=hooks)
             features.update(block_features)
             w_idx += num_conv
         return img, features
@@ -378,14 +361,15 @@ class StyleGAN2:
             raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
         return self._mapping.apply({"params": params["mapping"]}, z, c, truncation_psi, truncation_cutoff)
 
-    def synthesis(self, params, ws, noise_mode="const", key=None, compute_dtype=jnp.float32, impl="fast"):
-        """ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32)."""
-        return self._run_synthesis(params, ws, noise_mode, key, compute_dtype, impl)[0]
+    def synthesis(self, params, ws, noise_mode="const", key=None, compute_dtype=jnp.float32, impl="fast",
+                  hooks: Hooks | None = None):
+        """ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32); `hooks`: see `latentjax.models.taps`."""
+        return self._run_synthesis(params, ws, noise_mode, key, compute_dtype, impl, hooks)[0]
 
     def features(self, params, ws, layers: Sequence[str] | None = None, noise_mode="const", key=None,
-                 compute_dtype=jnp.float32, impl="fast"):
+                 compute_dtype=jnp.float32, impl="fast", hooks: Hooks | None = None):
         """Intermediate activations by name (see `layer_names`), NHWC float32, plus 'img'."""
-        img, features = self._run_synthesis(params, ws, noise_mode, key, compute_dtype, impl)
+        img, features = self._run_synthesis(params, ws, noise_mode, key, compute_dtype, impl, hooks)
         features["img"] = img
         if layers is None:
             return features
@@ -402,8 +386,9 @@ class StyleGAN2:
 
     mix = staticmethod(mix_styles)
 
-    def _run_synthesis(self, params, ws, noise_mode, key, compute_dtype, impl):
+    def _run_synthesis(self, params, ws, noise_mode, key, compute_dtype, impl, hooks=None):
         cfg = self.config
+        check_hooks(hooks, cfg.layer_names)
         if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
             raise ValueError(f"ws must have shape [N, {cfg.num_ws}, {cfg.w_dim}], got {tuple(ws.shape)}")
         if noise_mode not in NOISE_MODES:
@@ -414,4 +399,5 @@ class StyleGAN2:
                 raise ValueError("noise_mode='random' needs an explicit key (jax.random.key)")
             rngs["noise"] = key
         return self._synthesis.apply({"params": params["synthesis"]}, ws.astype(jnp.float32),
-                                     noise_mode=noise_mode, compute_dtype=compute_dtype, impl=impl, rngs=rngs)
+                                     noise_mode=noise_mode, compute_dtype=compute_dtype, impl=impl, hooks=hooks,
+                                     rngs=rngs)

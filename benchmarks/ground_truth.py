@@ -25,7 +25,8 @@ import jax
 import latentjax as lj
 from latentjax.directions import Directions, ganspace, jacobian, sefa
 from latentjax.latent import latent_space
-from latentjax.metrics.ground_truth import GroundTruthConfig, comparison, ground_truth, markdown_table
+from latentjax.metrics.ground_truth import GroundTruthConfig, comparison, ground_truth
+from latentjax.viz.report import markdown_table
 from latentjax.viz.grid import save_png
 
 RESULTS = Path(__file__).parent / "results"

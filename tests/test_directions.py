@@ -33,10 +33,12 @@ class LinearGenerator:
         self.z_dim = A.shape[0]
         self.params = {"A": jnp.asarray(A, jnp.float32), "B": jnp.asarray(B, jnp.float32)}
 
-    def generate(self, params, z, c=None):
+    def generate(self, params, z, c=None, hooks=None):
+        assert not hooks
         return jnp.tanh(z @ params["A"]).reshape(len(z), 8, 8, 1)
 
-    def features(self, params, z, c=None, layers=None):
+    def features(self, params, z, c=None, layers=None, hooks=None):
+        assert not hooks
         return {"fc": (z @ params["B"])[:, None, None, :]}
 
     def input_weight(self, params):
@@ -240,6 +242,15 @@ def test_directions_save_load_index(tmp_path):
                                                                                                    layers[0].tolist()]
     with pytest.raises(ValueError, match="unit rows"):
         Directions(vectors * 2, [1.0, 1.0, 1.0], {"name": "z"}, "x")
+    channels = np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0]], bool)
+    masked = Directions(vectors, [3.0, 2.0, 1.0], {"name": "z"}, "dplase", {"layer": "b8"}, channels=channels)
+    reloaded = Directions.load(masked.save(tmp_path / "masked.npz"))
+    np.testing.assert_array_equal(reloaded.channels, channels)
+    assert reloaded.layers is None and masked[[2, 0]].channels.tolist() == [channels[2].tolist(), channels[0].tolist()]
+    with pytest.raises(ValueError, match=r"channels must be a \[K=3, C\] mask"):
+        Directions(vectors, [3.0, 2.0, 1.0], {"name": "z"}, "dplase", {"layer": "b8"}, channels=channels[:2])
+    with pytest.raises(ValueError, match="need settings\\['layer'\\]"):
+        Directions(vectors, [3.0, 2.0, 1.0], {"name": "z"}, "dplase", {}, channels=channels)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a directions file"):
         Directions.load(tmp_path / "bad.npz")

@@ -14,12 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from PIL import Image
 from conftest import FIXTURES, relative_error
 
 from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.inversion import (Inverter, decode, invert, invert_directory, latent_noise_schedule, noise_maps,
                                  noise_regularization, projector_lr_schedule, projector_optimizer)
-from latentjax.inversion.batch import add_invert_arguments, invert_command, load_target
+from latentjax.inversion.batch import add_invert_arguments, invert_command, load_target, write_overview
 from latentjax.inversion.project import _area_downsample
 from latentjax.metrics.image import psnr
 from latentjax.metrics.lpips import load_lpips
@@ -318,6 +319,14 @@ def test_invert_directory_writes_results_and_resumes(gen, three, tmp_path):
     assert saved["a"]["latents"].shape == (G.num_ws, G.w_dim) and saved["a"]["ws"].shape == (G.num_ws, G.w_dim)
     assert set(first["metrics"]["a"]) == {"psnr", "ssim"} and float(saved["a"]["metric/psnr"]) > 15.0
     assert {k[6:] for k in saved["a"] if k.startswith("noise/")} == set(noise_maps(G.params))
+    overview = write_overview(in_dir, out_dir)
+    assert set(overview["images"]) == {"a", "b", "c"}
+    assert np.isclose(overview["mean"]["psnr"], np.mean([first["metrics"][n]["psnr"] for n in "abc"]))
+    assert "| **mean** |" in (out_dir / "metrics.md").read_text()
+    res, grid = G.img_resolution, np.asarray(Image.open(out_dir / "comparison.png"))
+    assert grid.shape[:2] == (res, 6 * res + 5 * 2)  # three (target, reconstruction) pairs, 2 px apart
+    np.testing.assert_array_equal(grid[:, :res], to_uint8(targets[0]))
+    np.testing.assert_array_equal(grid[:, res + 2: 2 * res + 2], np.asarray(Image.open(out_dir / "a.png")))
     again = invert_directory(G, in_dir, out_dir, **run)
     assert again["done"] == [] and again["skipped"] == ["a", "b", "c"]
     (out_dir / "b.npz").unlink()
@@ -339,7 +348,9 @@ def test_invert_command_inverts_a_directory_for_a_checkpoint(tmp_path, capsys):
     args = parser.parse_args([str(FIXTURES / "stylegan2" / "ada_gray_s16.pt"), str(tmp_path / "in"),
                               str(tmp_path / "out"), "--loss", "mse", "--steps", "3", "--space", "w"])
     assert invert_command(args) == 0
-    assert "inverted 2 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "inverted 2 images" in out and "comparison.png" in out
+    assert (tmp_path / "out" / "comparison.png").exists() and (tmp_path / "out" / "metrics.md").exists()
     assert np.load(tmp_path / "out" / "x.npz")["latents"].shape == (16,)
     assert load_target(tmp_path / "out" / "y.png", 16, 1).shape == (16, 16, 1)
 

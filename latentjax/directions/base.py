@@ -1,7 +1,8 @@
 """`Directions`: K unit vectors in a latent space, with their scores and how they were found.
 
 Saved as one `.npz`: arrays `vectors` [K, D], `scores` [K], optionally `layers` [K, num_layers]
-(the `w+` layers each direction edits), and `metadata`, a JSON string with the space spec, the
+(the `w+` layers each direction edits) and `channels` [K, C] (the feature channels of layer
+`settings["layer"]` each direction's edit is restricted to), and `metadata`, a JSON string with the space spec, the
 method and its settings. Loading needs no pickle.
 """
 
@@ -23,8 +24,10 @@ class Directions:
     """K directions (unit rows of `vectors`), ordered by `scores` (higher first) by every method.
 
     `space` is the `LatentSpace.spec` they live in (rebuild it with `space_for(G)`); `layers` is a
-    [K, num_layers] boolean mask for `w+` directions (None: all layers). Indexing and slicing
-    (`d[0]`, `d[:3]`, `d[[2, 0]]`) return Directions.
+    [K, num_layers] boolean mask for `w+` directions (None: all layers); `channels` is a [K, C]
+    boolean mask of the channels of generator layer `settings["layer"]` that each edit may change
+    (None: unrestricted; see `latentjax.walks.edit`). Indexing and slicing (`d[0]`, `d[:3]`,
+    `d[[2, 0]]`) return Directions.
     """
 
     vectors: np.ndarray
@@ -33,6 +36,7 @@ class Directions:
     method: str
     settings: dict = dataclasses.field(default_factory=dict)
     layers: np.ndarray | None = None
+    channels: np.ndarray | None = None
 
     def __post_init__(self):
         vectors = np.asarray(self.vectors, np.float32)
@@ -45,19 +49,27 @@ class Directions:
         layers = None if self.layers is None else np.asarray(self.layers, bool)
         if layers is not None and (layers.ndim != 2 or layers.shape[0] != vectors.shape[0]):
             raise ValueError(f"layers must be a [K={vectors.shape[0]}, num_layers] mask, got shape {layers.shape}")
+        channels = None if self.channels is None else np.asarray(self.channels, bool)
+        if channels is not None:
+            if channels.ndim != 2 or channels.shape[0] != vectors.shape[0]:
+                raise ValueError(f"channels must be a [K={vectors.shape[0]}, C] mask, got shape {channels.shape}")
+            if not isinstance(self.settings.get("layer"), str):
+                raise ValueError("directions with channel masks need settings['layer'], the generator layer they mask")
         if "name" not in self.space:
             raise ValueError(f"space must be a LatentSpace spec with a 'name', got {self.space!r}")
         object.__setattr__(self, "vectors", vectors)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "channels", channels)
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
 
     def __getitem__(self, index) -> "Directions":
         index = [index] if isinstance(index, (int, np.integer)) else index
+        pick = lambda mask: None if mask is None else mask[index]  # noqa: E731
         return dataclasses.replace(self, vectors=self.vectors[index], scores=self.scores[index],
-                                   layers=None if self.layers is None else self.layers[index])
+                                   layers=pick(self.layers), channels=pick(self.channels))
 
     @property
     def dim(self) -> int:
@@ -75,8 +87,9 @@ class Directions:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "space": self.space, "method": self.method, "settings": self.settings}
         arrays = {"vectors": self.vectors, "scores": self.scores, "metadata": np.array(json.dumps(meta))}
-        if self.layers is not None:
-            arrays["layers"] = self.layers
+        for name in ("layers", "channels"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         with open(path, "wb") as f:  # a file object keeps numpy from appending ".npz"
             np.savez(f, **arrays)
         return path
@@ -93,7 +106,7 @@ class Directions:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: metadata format is {meta.get('format')!r}, expected {FORMAT!r}")
         return cls(arrays["vectors"], arrays["scores"], meta["space"], meta["method"], meta["settings"],
-                   arrays.get("layers"))
+                   arrays.get("layers"), arrays.get("channels"))
 
 
 # --- helpers shared by the methods --------------------------------------------------------------

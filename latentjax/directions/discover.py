@@ -27,10 +27,10 @@ from ml_collections import config_dict
 
 from latentjax.directions import METHODS
 from latentjax.directions.base import Directions
-from latentjax.latent import latent_space, space_option_names
-from latentjax.metrics.ground_truth import GroundTruth, GroundTruthConfig, comparison, ground_truth, markdown_table
+from latentjax.latent import space_from_spec
+from latentjax.metrics.ground_truth import GroundTruth, GroundTruthConfig, comparison, ground_truth
 from latentjax.viz import encode_gif, encode_png, save_report, walk_grid
-from latentjax.viz.report import Section, Table, save_sections_report
+from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
 from latentjax.viz.walk import walk_images
 
 
@@ -80,16 +80,6 @@ def _common_config() -> ml_collections.ConfigDict:
     return config
 
 
-def space_options(config, generator) -> dict:
-    """The set `config.space` options, less `fit_samples` for families without a fitted density
-    (the smoke variants set it whatever the generator); any other option a family does not take
-    is left in for `latent_space` to refuse."""
-    options = {k: v for k, v in config.space.items() if k != "name" and v is not None}
-    if "fit_samples" not in space_option_names(generator):
-        options.pop("fit_samples", None)
-    return options
-
-
 @dataclasses.dataclass(frozen=True)
 class MultiRun:
     """What a multi-method `discover` found: directions and ground-truth scores by method, and the report."""
@@ -109,7 +99,7 @@ def discover(config, workdir, progress: bool = True) -> Directions | MultiRun:
         raise ValueError("config.generator is empty: pass --config.generator=PATH")
     workdir = Path(workdir)
     G = lj.load_generator(config.generator)
-    space = latent_space(G, config.space.name or None, **space_options(config, G))
+    space = space_from_spec(G, config.space)
     if space.num_classes and space.options.get("class_index") is None:  # fail before the method runs
         raise ValueError(f"{config.generator} is class-conditional: choose the class of the walks with "
                          f"--config.space.class_index=N (0..{space.num_classes - 1})")

@@ -1,7 +1,8 @@
 """Resumable inversion of a directory of PNG images, and the `latentjax invert` command.
 
 Each image `<name>.png` gives `<name>.npz` (latents, ws, noise maps, losses, metrics, settings) and
-`<name>.png` (the reconstruction) in the output directory. An image whose `.npz` exists is
+`<name>.png` (the reconstruction) in the output directory; `write_overview` adds `comparison.png`
+(target and reconstruction side by side) and `metrics.md` / `metrics.json` over every finished image. An image whose `.npz` exists is
 skipped, so an interrupted job continues where it stopped; the `.npz` is written last, through a
 temporary file, so it only exists for finished targets. Each target's key is derived from its
 file name, so its result does not depend on which other images share its batch or run.
@@ -21,7 +22,10 @@ from PIL import Image
 
 from latentjax.inversion.project import SPACES, InversionConfig, Inverter
 from latentjax.metrics.image import image_metrics
-from latentjax.viz import save_png, to_uint8
+from latentjax.viz import image_grid, save_png, to_uint8
+from latentjax.viz.report import markdown_table
+
+OVERVIEW_PAIRS = 64  # most target/reconstruction pairs in comparison.png
 
 
 def load_target(path, resolution: int, channels: int) -> np.ndarray:
@@ -87,6 +91,36 @@ def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int =
     return summary
 
 
+def write_overview(in_dir, out_dir, pairs_per_row: int = 4) -> dict:
+    """Write `comparison.png` (target | reconstruction pairs, `pairs_per_row` per row, the first
+    OVERVIEW_PAIRS finished images) and the metrics table `metrics.md` / `metrics.json` (per
+    image and the mean) for every finished image in `out_dir`; returns the table as a dict."""
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    table, pairs = {}, []
+    for path in sorted(out_dir.glob("*.npz")):
+        with np.load(path, allow_pickle=False) as data:
+            table[path.stem] = {k.split("/", 1)[1]: float(data[k]) for k in data.files if k.startswith("metric/")}
+            source = in_dir / str(data["source"])
+        if len(pairs) < OVERVIEW_PAIRS and source.is_file():
+            with Image.open(out_dir / f"{path.stem}.png") as image:
+                reconstruction = np.asarray(image)
+            if reconstruction.ndim == 2:
+                reconstruction = reconstruction[..., None]
+            target = to_uint8(load_target(source, reconstruction.shape[0], reconstruction.shape[-1]))
+            pairs += [target, reconstruction]
+    if not table:
+        raise ValueError(f"write_overview: no finished inversions (*.npz) in {out_dir}")
+    names = sorted({k for metrics in table.values() for k in metrics})
+    mean = {k: float(np.mean([m[k] for m in table.values() if k in m])) for k in names}
+    rows = [(name, *(f"{m.get(k, float('nan')):.4g}" for k in names)) for name, m in table.items()]
+    rows.append(("**mean**", *(f"{mean[k]:.4g}" for k in names)))
+    (out_dir / "metrics.md").write_text(markdown_table(("image", *names), rows))
+    (out_dir / "metrics.json").write_text(json.dumps({"images": table, "mean": mean}, indent=1) + "\n")
+    if pairs:
+        save_png(out_dir / "comparison.png", image_grid(np.stack(pairs), cols=min(len(pairs), 2 * pairs_per_row), pad=2))
+    return {"images": table, "mean": mean}
+
+
 def add_invert_arguments(parser: argparse.ArgumentParser) -> None:
     """The `latentjax invert` options after the checkpoint argument."""
     parser.add_argument("in_dir", help="directory of target .png images")
@@ -118,10 +152,9 @@ def invert_command(args: argparse.Namespace) -> int:
     summary = invert_directory(G, args.in_dir, args.out_dir, key=jax.random.key(args.seed), space=args.space,
                                steps=args.steps, loss=loss, lpips=lpips, optimize_noise=args.noise,
                                batch_size=args.batch_size)
+    overview = write_overview(args.in_dir, args.out_dir)
     print(f"{G}\ninverted {len(summary['done'])} images into {args.out_dir} "
           f"({len(summary['skipped'])} already done)")
-    if summary["metrics"]:
-        names = list(next(iter(summary["metrics"].values())))
-        means = {k: np.mean([m[k] for m in summary["metrics"].values()]) for k in names}
-        print("mean " + ", ".join(f"{k} {v:.4g}" for k, v in means.items()))
+    print("mean over all finished images: " + ", ".join(f"{k} {v:.4g}" for k, v in overview["mean"].items()))
+    print(f"wrote {Path(args.out_dir) / 'comparison.png'} and {Path(args.out_dir) / 'metrics.md'}")
     return 0

@@ -226,11 +226,6 @@ def comparison(results: dict[str, GroundTruth], seconds: dict[str, float] | None
     return header, rows
 
 
-def markdown_table(header, rows) -> str:
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|---" * len(header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
-
-
 def _masked_mean(values: np.ndarray, mask: np.ndarray, axis) -> np.ndarray:
     """Mean of `values` where `mask` holds and the value is defined (not NaN); NaN where nothing counts."""
     use = mask & ~np.isnan(values)

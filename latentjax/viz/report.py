@@ -36,6 +36,12 @@ class Section:
     figures: Sequence[tuple[str, bytes]] = ()
 
 
+def markdown_table(header, rows) -> str:
+    """A Markdown table of `rows` (sequences of cells) under `header`."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|---" * len(header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
+
+
 def _data_uri(data: bytes) -> str:
     mime = _MIME.get(data[:4])
     if mime is None:

@@ -29,7 +29,7 @@ from latentjax.directions.base import parse_layers
 _TINY = 1e-12
 # Walks stop this far (relatively) inside a truncation box, so that a point on its face stays
 # inside after the float32 round trip through the latent's scale.
-_BOX_MARGIN = 1e-6
+BOX_MARGIN = 1e-6
 
 
 def linear(space, latent, direction, step, layers=None):
@@ -52,7 +52,7 @@ def iso_density(space, latent, direction, step, layers=None):
     angle = jnp.where(safe, step * speed / jnp.maximum(radius, _TINY), 0.0)
     change = (jnp.cos(angle) - 1) * moving + jnp.sin(angle) * radius * unit
     if prior.bound is not None:
-        change = onto_sphere_in_box(u + change, prior.bound * (1 - _BOX_MARGIN)) - u
+        change = onto_sphere_in_box(u + change, prior.bound * (1 - BOX_MARGIN)) - u
     # add the change (not unwhiten the result) so that untouched coordinates stay bit for bit
     return latent + prior.unwhiten_delta(change)
 
@@ -69,7 +69,8 @@ def onto_sphere_in_box(u, bound):
     ordered = jnp.sort(a)[::-1]
     tails = jnp.cumsum(jnp.square(ordered)[::-1])[::-1]  # tails[m] = sum of ordered[m:]²
     clipped = jnp.arange(a.size)
-    scales = jnp.sqrt(jnp.maximum(tails[0] - clipped * bound ** 2, 0) / jnp.maximum(tails, _TINY))
+    # (the floor keeps sqrt's gradient finite in the branches not taken)
+    scales = jnp.sqrt(jnp.maximum(tails[0] - clipped * bound ** 2, _TINY) / jnp.maximum(tails, _TINY))
     scales = scales.at[0].set(1.0)  # exactly 1 (not 1 + rounding) when nothing is clipped
     scale = scales[jnp.argmax(scales * ordered <= bound)]
     return jnp.sign(u) * jnp.minimum(scale * jnp.abs(u), bound)

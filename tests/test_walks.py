@@ -112,3 +112,16 @@ def test_sweep_under_jit_and_vmap_equals_a_loop(G, kind):
         for i, t in enumerate(steps):
             np.testing.assert_allclose(swept[k, i], walk(space, x, vectors[k], t, layers[k]), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(swept[:, 2], jnp.broadcast_to(x, (3,) + x.shape), rtol=1e-5, atol=1e-5)  # step 0
+
+
+def test_box_projection_has_finite_gradients():
+    """onto_sphere_in_box is piecewise; the branches it does not take must not poison the gradient."""
+    u = jnp.array([3.0, 0.5, -2.5, 0.1, 1.0])
+    bound = 2.0
+    inside = walks.onto_sphere_in_box(u, bound)
+    np.testing.assert_allclose(jnp.linalg.norm(inside), jnp.linalg.norm(u), rtol=1e-6)
+    assert float(jnp.abs(inside).max()) <= bound
+    for point in (u, u / 10):  # clipped, and untouched (the identity: gradient of the sum is all ones)
+        grad = jax.grad(lambda v: jnp.sum(walks.onto_sphere_in_box(v, bound)))(point)
+        assert bool(jnp.all(jnp.isfinite(grad)))
+    np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(walks.onto_sphere_in_box(v, bound)))(u / 10), jnp.ones(5))

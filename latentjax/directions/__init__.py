@@ -3,16 +3,22 @@
     d = lj.directions.sefa(G, k=10)          # closed form, from the weights
     d = lj.directions.ganspace(G, k=10)      # PCA of w samples (StyleGAN2) / of features, regressed to z
     d = lj.directions.jacobian(G, k=10)      # principal directions of JᵀJ (LowRankGAN), forward mode
+    d = lj.directions.voynov(G, steps=2000)  # learned: direction matrix + reconstructor (Voynov & Babenko)
+    d = lj.directions.dplase(G, steps=2000)  # learned: density-preserving, decorrelated, with channel groups
     d.vectors                                # (k, direction dim), unit rows, best first
 """
 
 from latentjax.directions.base import Directions, parse_layers
+from latentjax.directions.dplase import DPLaSEConfig, dplase
 from latentjax.directions.ganspace import GANSpaceConfig, ganspace
 from latentjax.directions.jacobian import JacobianConfig, forward_jacobian, jacobian
 from latentjax.directions.sefa import SefaConfig, sefa
 
 # method name (as in configs and saved files) -> (function, config class)
-METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "jacobian": (jacobian, JacobianConfig)}
+METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "jacobian": (jacobian, JacobianConfig),
+           "dplase": (dplase, DPLaSEConfig)}
+# methods trained on the harness: `discover` gives them a work dir (`<workdir>/[<method>/]train`) to resume from
+LEARNED_METHODS = ("dplase",)
 
-__all__ = ["Directions", "GANSpaceConfig", "JacobianConfig", "METHODS", "SefaConfig", "forward_jacobian", "ganspace",
+__all__ = ["DPLaSEConfig", "Directions", "GANSpaceConfig", "LEARNED_METHODS", "JacobianConfig", "METHODS", "SefaConfig", "dplase", "forward_jacobian", "ganspace",
            "jacobian", "parse_layers", "sefa"]

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_dict
 
-from latentjax.directions import METHODS
+from latentjax.directions import LEARNED_METHODS, METHODS
 from latentjax.directions.base import Directions
 from latentjax.latent import space_from_spec
 from latentjax.metrics.ground_truth import GroundTruth, GroundTruthConfig, comparison, ground_truth
@@ -105,18 +105,20 @@ def discover(config, workdir, progress: bool = True) -> Directions | MultiRun:
                          f"--config.space.class_index=N (0..{space.num_classes - 1})")
     if "methods" in config:
         return _discover_all(config, workdir, G, space, progress)
-    directions, summary = _find(config, config.method, config.settings, space, progress)
+    directions, summary = _find(config, config.method, config.settings, space, progress, workdir)
     directions.save(workdir / "directions.npz")
     write_walks(workdir, space, G.params, directions, summary, progress=progress, **config.walk.to_dict())
     return directions
 
 
-def _find(config, method: str, settings, space, progress: bool) -> tuple[Directions, dict]:
-    """Run one method; its directions and the summary that goes with them."""
+def _find(config, method: str, settings, space, progress: bool, workdir: Path) -> tuple[Directions, dict]:
+    """Run one method (a learned one trains in `workdir / "train"`, resuming what is there); its
+    directions and the summary that goes with them."""
     function, config_cls = METHODS[method]
     settings = config_cls.from_dict(settings.to_dict())
+    extra = {"workdir": workdir / "train"} if method in LEARNED_METHODS else {}
     start = time.perf_counter()
-    directions = function(space, settings, jax.random.key(config.seed), progress=progress)
+    directions = function(space, settings, jax.random.key(config.seed), progress=progress, **extra)
     seconds = time.perf_counter() - start
     summary = {"generator": str(config.generator), "method": method, "space": directions.space,
                "settings": directions.settings, "seconds": round(seconds, 3), "walk": config.walk.to_dict()}
@@ -127,8 +129,8 @@ def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
     scoring = GroundTruthConfig.from_dict(config.ground_truth.to_dict())
     found, scores, seconds, sections = {}, {}, {}, []
     for method, settings in config.methods.items():
-        directions, summary = _find(config, method, settings, space, progress)
         sub = workdir / method
+        directions, summary = _find(config, method, settings, space, progress, sub)
         directions.save(sub / "directions.npz")
         figures, _ = walk_figures(sub, space, G.params, directions, progress=progress, **config.walk.to_dict())
         result = ground_truth(space, G.params, directions, scoring)

@@ -1,12 +1,19 @@
-"""GAN inversion: latents (and noise maps) whose generated images match target images."""
+"""GAN inversion: latents (and noise maps) whose generated images match target images.
+
+- `invert` / `Inverter`: optimisation in z / w / w+ (+ noise), the NVIDIA projector's recipe;
+- `invert_multicode`: mGANprior, N codes composed at a layer with per-code channel importance.
+"""
 
 from latentjax.inversion.batch import invert_directory
+from latentjax.inversion.multicode import (MultiCodeConfig, MultiCodeInverter, MultiCodeResult, decode_multicode,
+                                           invert_multicode)
 from latentjax.inversion.optim import (add_noise_regularization, latent_noise_schedule, noise_regularization,
                                        projector_lr_schedule, projector_optimizer, renormalize_noise)
 from latentjax.inversion.project import (SPACES, InversionConfig, InversionResult, Inverter, decode, invert,
                                          latent_statistics, noise_maps, with_noise)
 
-__all__ = ["SPACES", "InversionConfig", "InversionResult", "Inverter", "add_noise_regularization", "decode",
-           "invert", "invert_directory", "latent_noise_schedule", "latent_statistics", "noise_maps",
+__all__ = ["SPACES", "InversionConfig", "InversionResult", "Inverter", "MultiCodeConfig", "MultiCodeInverter",
+           "MultiCodeResult", "add_noise_regularization", "decode", "decode_multicode", "invert", "invert_directory",
+           "invert_multicode", "latent_noise_schedule", "latent_statistics", "noise_maps",
            "noise_regularization", "projector_lr_schedule", "projector_optimizer", "renormalize_noise",
            "with_noise"]

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 from pathlib import Path
 
 import jax
@@ -30,7 +29,7 @@ import numpy as np
 
 from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.models.biggan import BigGAN, BigGANConfig, class_vector
-from timing import median_seconds
+from timing import import_reference, median_seconds
 
 MODELS = {
     # name -> (z_dim, w_dim, mapping layers, img_resolution, channel_base, channel_max)
@@ -98,17 +97,11 @@ def time_reference_biggan(module, config: BigGANConfig, batch: int, repeats: int
 
 def load_reference(repo: str | None):
     """The reference Generator class, or None (with the reason printed) when it cannot run here."""
-    if not repo:
-        return None
-    try:
-        sys.path.insert(0, str(Path(repo).absolute()))
-        import torch
+    def load():
         from training.networks import Generator
-    except Exception as e:  # the reference is optional: report why it is skipped and go on
-        print(f"reference not timed: cannot import stylegan2-ada-pytorch from {repo} ({e!r})")
-        return None
-    torch.set_num_threads(os.cpu_count() or 1)
-    return Generator
+        return Generator
+
+    return import_reference(repo, "stylegan2-ada-pytorch", load)
 
 
 def time_reference(Generator, name: str, batch: int, repeats: int) -> float:

@@ -26,39 +26,24 @@ steps with Adam 1e-2, at `b16` (16x16, 32 channels) of the 32 px generator.
 """
 
 import ml_collections
-from ml_collections import config_dict
 
-from latentjax.train.config import parse_arg
+from latentjax.directions.learned import model_config
 
-MODELS = {  # variant -> (generator, layer, class_index)
-    "shapes": ("builtin:shapes", "b16", None),
-    "stylegan2": ("tests/fixtures/stylegan2/ada_s32_snapshot.pkl", "b16", None),
-    "biggan": ("tests/fixtures/biggan/deep_tiny", "gen_z", 0),
-    "pggan": ("tests/fixtures/pggan/pgan_tiny.pth", "b32", None),
+FIXTURES = "tests/fixtures"
+MODELS = {  # variant -> (generator, space, class_index); the first is the default
+    "shapes": ("builtin:shapes", "z", None),
+    "stylegan2": (f"{FIXTURES}/stylegan2/ada_s32_snapshot.pkl", "z", None),
+    "biggan": (f"{FIXTURES}/biggan/deep_tiny", "z", 0),
+    "pggan": (f"{FIXTURES}/pggan/pgan_tiny.pth", "z", None),
 }
+LAYERS = {"shapes": "b16", "stylegan2": "b16", "biggan": "gen_z", "pggan": "b32"}
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, **{model: False for model in MODELS})
-    chosen = [model for model in MODELS if arg[model]]
-    if len(chosen) > 1:
-        raise ValueError(f"configs/dplase.py: pick one model of {list(MODELS)}, got {chosen}")
-    model = chosen[0] if chosen else "shapes"
-    generator, layer, class_index = MODELS[model]
-
-    config = ml_collections.ConfigDict()
-    config.task = "latentjax.directions.dplase"
-    config.seed = 0
-    config.generator = generator
-    config.space = ml_collections.ConfigDict({
-        "name": "z",
-        "class_index": config_dict.placeholder(int) if class_index is None else class_index,
-        "truncation_psi": config_dict.placeholder(float),
-        "fit_samples": config_dict.placeholder(int),  # StyleGAN2 w only
-    })
+    config, model, arg = model_config("configs/dplase.py", "latentjax.directions.dplase", arg, MODELS)
+    layer = LAYERS[model]
     config.total_steps = 50_000
     config.batch_size = 16
-    config.mesh = (("data", -1),)  # all devices
     config.settings = ml_collections.ConfigDict({
         "k": 20,
         "layer": layer,

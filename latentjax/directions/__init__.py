@@ -13,12 +13,13 @@ from latentjax.directions.dplase import DPLaSEConfig, dplase
 from latentjax.directions.ganspace import GANSpaceConfig, ganspace
 from latentjax.directions.jacobian import JacobianConfig, forward_jacobian, jacobian
 from latentjax.directions.sefa import SefaConfig, sefa
+from latentjax.directions.voynov import VoynovConfig, voynov
 
 # method name (as in configs and saved files) -> (function, config class)
 METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "jacobian": (jacobian, JacobianConfig),
-           "dplase": (dplase, DPLaSEConfig)}
+           "voynov": (voynov, VoynovConfig), "dplase": (dplase, DPLaSEConfig)}
 # methods trained on the harness: `discover` gives them a work dir (`<workdir>/[<method>/]train`) to resume from
-LEARNED_METHODS = ("dplase",)
+LEARNED_METHODS = ("voynov", "dplase")
 
-__all__ = ["DPLaSEConfig", "Directions", "GANSpaceConfig", "LEARNED_METHODS", "JacobianConfig", "METHODS", "SefaConfig", "dplase", "forward_jacobian", "ganspace",
-           "jacobian", "parse_layers", "sefa"]
+__all__ = ["DPLaSEConfig", "Directions", "GANSpaceConfig", "JacobianConfig", "LEARNED_METHODS", "METHODS", "SefaConfig",
+           "VoynovConfig", "dplase", "forward_jacobian", "ganspace", "jacobian", "parse_layers", "sefa", "voynov"]

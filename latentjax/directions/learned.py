@@ -79,3 +79,34 @@ def train_directions(task_module: str, build_task, space: LatentSpace, settings,
     with tempfile.TemporaryDirectory(prefix="latentjax-") as tmp:
         train(config, tmp, task=build_task(space, settings))
         return Directions.load(Path(tmp) / DIRECTIONS_FILE)
+
+
+def model_config(config_file: str, task_module: str, arg, models: dict):
+    """The shared head of a learned method's train config (`configs/voynov.py`, `configs/dplase.py`).
+
+    `models` maps a variant word to (generator, space name, class_index); `arg` holds at most one
+    such word (default: the first) and optionally `smoke`. Returns (config with task, seed,
+    generator, space and mesh set; the chosen word; the parsed arg).
+    """
+    from ml_collections import config_dict
+
+    from latentjax.train.config import parse_arg
+
+    arg = parse_arg(arg, **{word: False for word in models})
+    words = [word for word in models if arg[word]]
+    if len(words) > 1:
+        raise ValueError(f"{config_file}: pick one model of {list(models)}, got {words}")
+    model = words[0] if words else next(iter(models))
+    generator, space, class_index = models[model]
+    config = ml_collections.ConfigDict()
+    config.task = task_module
+    config.seed = 0
+    config.generator = generator
+    config.space = ml_collections.ConfigDict({
+        "name": space,
+        "class_index": config_dict.placeholder(int) if class_index is None else class_index,
+        "truncation_psi": config_dict.placeholder(float),
+        "fit_samples": config_dict.placeholder(int),  # StyleGAN2 w / w+ only
+    })
+    config.mesh = (("data", -1),)  # all devices
+    return config, model, arg

@@ -2,11 +2,12 @@
 
     python benchmarks/ground_truth.py                                   # builtin:shapes
     python benchmarks/ground_truth.py --generator DIR --quick           # another shapes generator, fewer samples
-    python benchmarks/ground_truth.py --directions mine.npz other.npz   # score saved directions too
+    python benchmarks/ground_truth.py --directions voynov=runs/voynov_shapes/directions.npz \
+        dplase=runs/dplase_shapes/directions.npz               # score saved (learned) directions too
 
 Runs SeFa, GANSpace (PCA of w samples) and the Jacobian directions on the generator's `w+` space
-(all layers), then scores each set and any saved `Directions` files with
-`latentjax.metrics.ground_truth` (walks of +-distance from prior samples, factors read back from
+(all layers), then scores each set and any saved `Directions` files (each in its own space, e.g.
+`w` or `z` for the learned methods) with `latentjax.metrics.ground_truth` (walks of +-distance from prior samples, factors read back from
 the images). Prints a table (best purity per factor, factors with purity >= 0.8, valid fraction,
 wall time of the method, compilation included) and writes JSON to benchmarks/results/ and a
 purity / change heatmap per method next to it.
@@ -35,7 +36,8 @@ RESULTS = Path(__file__).parent / "results"
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="builtin:shapes", help="a shapes generator (default builtin:shapes)")
-    parser.add_argument("--directions", nargs="*", default=[], help="saved Directions files to score as well")
+    parser.add_argument("--directions", nargs="*", default=[], metavar="[NAME=]PATH",
+                        help="saved Directions files to score as well (named NAME, or by the file name)")
     parser.add_argument("--k", type=int, default=10, help="directions per method")
     parser.add_argument("--samples", type=int, default=64, help="start latents for the scores")
     parser.add_argument("--distance", type=float, default=3.0, help="walk steps +-distance")
@@ -59,12 +61,15 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         found[name] = run()
         seconds[name] = time.perf_counter() - start
-    for path in args.directions:
-        found[Path(path).stem] = Directions.load(path)
-        seconds[Path(path).stem] = None  # found elsewhere
+    for item in args.directions:
+        name, _, path = item.rpartition("=")
+        name = name or Path(path).stem
+        found[name] = Directions.load(path)
+        seconds[name] = None  # found elsewhere
 
     scoring = GroundTruthConfig(num_samples=samples, distance=args.distance, valid_tol=args.valid_tol)
-    scores = {name: ground_truth(space, G.params, d, scoring) for name, d in found.items()}
+    spaces = {name: space if d.space == space.spec else d.space_for(G) for name, d in found.items()}
+    scores = {name: ground_truth(spaces[name], G.params, d, scoring) for name, d in found.items()}
     header, rows = comparison(scores, seconds)
     print(f"generator {args.generator} ({G.config.img_resolution}x{G.config.img_resolution}), space w+, {samples} samples, "
           f"steps +-{args.distance:g}, valid_tol {args.valid_tol:g}\n")

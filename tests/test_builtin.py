@@ -48,8 +48,9 @@ def test_discover_shapes_smoke_writes_one_report_with_the_ground_truth(tiny_dir,
     assert cli_main(["discover", "--config", "configs/shapes.py:smoke", f"--config.generator={tiny_dir}",
                      "--workdir", str(workdir)]) == 0
     assert str(workdir / "report.html") in capsys.readouterr().out
-    for method in ("sefa", "ganspace", "jacobian"):
+    methods = ("sefa", "ganspace", "jacobian", "voynov", "dplase")
+    for method in methods:
         assert (workdir / method / "directions.npz").is_file()
     report = (workdir / "report.html").read_text()
-    assert all(method in report for method in ("sefa", "ganspace", "jacobian")) and "purity" in report
+    assert all(method in report for method in methods) and "purity" in report
     assert (workdir / "ground_truth.json").is_file()

@@ -122,7 +122,8 @@ def _config(arg):
 
 
 def test_shapes_config_runs_every_method_into_one_report(tmp_path):
-    assert _config(None).generator == "builtin:shapes" and set(_config(None).methods) == {"sefa", "ganspace", "jacobian"}
+    every = {"sefa", "ganspace", "jacobian", "voynov", "dplase"}
+    assert _config(None).generator == "builtin:shapes" and set(_config(None).methods) == every
     with pytest.raises(ValueError, match="unknown variant"):
         _config("huge")
     config = StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(16, 16, 16),
@@ -132,7 +133,7 @@ def test_shapes_config_runs_every_method_into_one_report(tmp_path):
     values = parse_config_flags(["--config", f"{CONFIGS / 'shapes.py'}:smoke", f"--config.generator={generator}",
                                  "--config.ground_truth.num_samples=4", "--workdir", str(out)], "discover")
     run = discover(values.config, values.workdir, progress=False)
-    assert isinstance(run, MultiRun) and set(run.directions) == {"sefa", "ganspace", "jacobian"}
+    assert isinstance(run, MultiRun) and set(run.directions) == every
     np.testing.assert_array_equal(Directions.load(out / "sefa" / "directions.npz").vectors,
                                   lj.directions.sefa(lj.load_generator(generator), k=3).vectors)
     for method in run.directions:
@@ -140,9 +141,10 @@ def test_shapes_config_runs_every_method_into_one_report(tmp_path):
         assert {"directions.npz", "walk_seed0.png", "direction02.gif", "purity.png", "change.png",
                 "summary.json"} <= files and "report.html" not in files
         assert np.asarray(Image.open(out / method / "purity.png")).shape[2] == 3
+        assert ("train" in files) == (method in ("voynov", "dplase"))  # learned methods keep their run to resume
     report = (out / "report.html").read_text()
-    assert report.count("<h2>") == 4 and all(f"{m} directions in w+" in report for m in run.directions)
-    assert report.count('<img src="data:') == 3 * (2 + 1 + 3)  # per method: 2 heatmaps, 1 grid, 3 GIFs
+    assert report.count("<h2>") == 6 and all(f"{m} directions in w+" in report for m in run.directions)
+    assert report.count('<img src="data:') == 5 * (2 + 1 + 3)  # per method: 2 heatmaps, 1 grid, 3 GIFs
     scores = json.loads((out / "ground_truth.json").read_text())
     assert set(scores) == set(run.directions) and scores["sefa"]["settings"]["num_samples"] == 4
     text = describe(run, out)

@@ -82,7 +82,8 @@ def test_dead_positions_exist_in_the_fixture(io):
 def test_identical_images_give_zero_distance_and_zero_gradient(outputs):
     out = outputs["64x64"]  # pair 3 is an image with itself: the reference gives exactly 0 for both
     assert abs(float(out["dist"][3])) < 1e-12  # float32 rounding of the batched trunk; other pairs are > 0.1
-    assert float(jnp.max(jnp.abs(out["grad"][3]))) < 1e-6 * float(jnp.max(jnp.abs(out["grad"][:3])))
+    # float32 rounding leaves about 1e-6 of the other pairs' gradients; a real gradient would be of their size
+    assert float(jnp.max(jnp.abs(out["grad"][3]))) < 1e-4 * float(jnp.max(jnp.abs(out["grad"][:3])))
 
 
 def test_features_match_reference(outputs, io):

@@ -15,6 +15,7 @@ import json
 import os
 import zlib
 from pathlib import Path
+from typing import Mapping
 
 import jax
 import numpy as np
@@ -49,9 +50,12 @@ def _save_npz(path: Path, arrays: dict) -> None:
 
 
 def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int = 1000, loss="lpips", lpips=None,
-                     optimize_noise: bool = False, config: InversionConfig | None = None, batch_size: int = 8,
-                     progress: bool = True) -> dict:
+                     classes=None, optimize_noise: bool = False, optimize_class: bool = False,
+                     config: InversionConfig | None = None, batch_size: int = 8, progress: bool = True) -> dict:
     """Invert every `*.png` in `in_dir` not yet done in `out_dir`, `batch_size` images per compiled step.
+
+    `classes` (conditional generators): one class index for every image, or {image name (stem): index}
+    naming every image; `optimize_class` as in `invert`.
 
     Returns {'done': names inverted now, 'skipped': names already done, 'metrics': {name: {metric: value}}}
     (metrics of the reconstructions clipped to [-1, 1]: PSNR, SSIM, and LPIPS when `lpips` is given).
@@ -62,26 +66,35 @@ def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int =
     files = sorted(p for p in in_dir.iterdir() if p.suffix.lower() == ".png" and p.is_file())
     if not files:
         raise ValueError(f"invert_directory: no .png images in {in_dir}")
+    if isinstance(classes, Mapping):
+        missing = sorted(p.stem for p in files if p.stem not in classes)
+        if missing:
+            raise ValueError(f"invert_directory: classes has no class index for images {missing[:5]} "
+                             f"({len(missing)} missing); it must name every image of {in_dir}")
     todo = [p for p in files if not (out_dir / f"{p.stem}.npz").exists()]
     summary = {"done": [], "skipped": [p.stem for p in files if p not in todo], "metrics": {}}
     if not todo:
         return summary
     out_dir.mkdir(parents=True, exist_ok=True)
     inverter = Inverter(G, space=space, steps=steps, loss=loss, lpips=lpips, optimize_noise=optimize_noise,
-                        config=config)
+                        optimize_class=optimize_class, config=config)
     settings = {"space": space, "steps": steps, "loss": inverter.weights, "optimize_noise": optimize_noise,
-                "config": inverter.config.to_dict()}
+                "optimize_class": optimize_class, "config": inverter.config.to_dict()}
     for lo in range(0, len(todo), batch_size):
         paths = todo[lo:lo + batch_size]
         targets = np.stack([load_target(p, G.img_resolution, G.img_channels) for p in paths])
         keys = jax.numpy.stack([jax.random.fold_in(key, zlib.crc32(p.stem.encode())) for p in paths])
-        result = inverter(targets, keys, batch_size=batch_size, progress=progress)
+        labels = None if classes is None else [classes[p.stem] if isinstance(classes, Mapping) else classes
+                                               for p in paths]
+        result = inverter(targets, keys, classes=labels, batch_size=batch_size, progress=progress)
         metrics = {k: np.asarray(v) for k, v in image_metrics(result.images, targets, lpips=lpips).items()}
         for i, path in enumerate(paths):
             save_png(out_dir / f"{path.stem}.png", to_uint8(result.images[i]))
             arrays = {"latents": result.latents[i], "source": path.name, "settings": json.dumps(settings)}
             if result.ws is not None:
                 arrays["ws"] = result.ws[i]
+            if result.classes is not None:
+                arrays["classes"] = result.classes[i]
             arrays.update({f"loss/{k}": v[i] for k, v in result.losses.items()})
             arrays.update({f"metric/{k}": v[i] for k, v in metrics.items()})
             arrays.update({f"noise/{k}": v[i] for k, v in (result.noise or {}).items()})
@@ -127,6 +140,11 @@ def add_invert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="output directory: <name>.npz latents and <name>.png reconstructions")
     parser.add_argument("--space", choices=SPACES, default="w+")
     parser.add_argument("--noise", action="store_true", help="also optimise the noise maps (NVIDIA: --space w --noise)")
+    parser.add_argument("--class-index", type=int, help="conditional generators: the class of every image")
+    parser.add_argument("--classes", help="conditional generators: a JSON file {image name: class index}")
+    parser.add_argument("--optimize-class", action="store_true", help="also optimise the class vector (space z)")
+    parser.add_argument("--truncation", type=float, default=1.0,
+                        help="truncation psi in space z (BigGAN: its batch-norm statistics and z box)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--loss", choices=("lpips", "mse", "lpips+mse"), default="lpips")
     parser.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term in lpips+mse")
@@ -148,10 +166,18 @@ def invert_command(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --loss {args.loss} needs --lpips-vgg and --lpips-lin")
     loss = {"lpips": {"lpips": 1.0}, "mse": {"mse": 1.0},
             "lpips+mse": {"lpips": 1.0, "mse": args.mse_weight}}[args.loss]
+    if args.class_index is not None and args.classes:
+        raise SystemExit("error: give --class-index or --classes, not both")
+    classes = args.class_index
+    if args.classes:
+        classes = json.loads(Path(args.classes).read_text())
+        if not isinstance(classes, dict) or not all(isinstance(v, int) for v in classes.values()):
+            raise SystemExit(f"error: --classes {args.classes} must hold a JSON object {{image name: class index}}")
     G = lj.load_generator(args.checkpoint, ema=not args.no_ema)
     summary = invert_directory(G, args.in_dir, args.out_dir, key=jax.random.key(args.seed), space=args.space,
-                               steps=args.steps, loss=loss, lpips=lpips, optimize_noise=args.noise,
-                               batch_size=args.batch_size)
+                               steps=args.steps, loss=loss, lpips=lpips, classes=classes, optimize_noise=args.noise,
+                               optimize_class=args.optimize_class,
+                               config=InversionConfig(truncation_psi=args.truncation), batch_size=args.batch_size)
     overview = write_overview(args.in_dir, args.out_dir)
     print(f"{G}\ninverted {len(summary['done'])} images into {args.out_dir} "
           f"({len(summary['skipped'])} already done)")

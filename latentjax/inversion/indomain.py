@@ -381,7 +381,7 @@ class _InDomainProgram(_Program):
             total += self.regularization_weight * terms["regularizer"]
         return total, (terms, image)
 
-    def _init_one(self, params, vgg, target, key):
+    def _init_one(self, params, vgg, target, key, inputs):
         variables = {"latent": self.encoder.encode(params["encoder"], target[None])[0], "noise": {}}
         features = vgg_features(vgg, target[None], self.feature_layer)[0] if self.feature_weight else {}
         return {"variables": variables, "opt": self._tx.init(variables), "target": target, "features": features}

@@ -200,7 +200,7 @@ class _MultiCodeProgram(_Program):
         total, terms = self._loss(lpips, image, target, target_features)
         return total, (terms, image)
 
-    def _init_one(self, params, lpips, target, key):
+    def _init_one(self, params, lpips, target, key, inputs):
         codes = self.latent_space.sample(key, self.num_codes, params)
         importance = jnp.full((self.num_codes, self.channels), 1.0 / self.num_codes, jnp.float32)
         variables = {"codes": codes, "importance": importance}
@@ -269,6 +269,9 @@ class MultiCodeInverter(Inverter):
         self.steps, self.weights = config.steps, weights
         self.config = dataclasses.replace(config, layer=layer, space=space.name)
         self._lpips = jax.device_put(lpips, self._program.replicated) if "lpips" in weights else None
+
+    def _inputs(self, classes, n: int) -> dict:
+        return {}  # a conditional generator's class comes with the LatentSpace (its `class_index`)
 
     def __call__(self, targets, key, *, batch_size: int | None = None, progress: bool = True) -> MultiCodeResult:
         """Invert `targets` [n, H, W, C] with one key (split per target) or n keys, `batch_size` at a time."""

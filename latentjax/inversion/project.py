@@ -7,14 +7,20 @@ the noise maps optimised too under a multi-scale autocorrelation penalty and ren
 Spaces: 'z' (the generator's input), 'w' (one mapped vector for every layer) and 'w+' (one per
 layer). Losses: 'lpips', 'mse', or a weighted sum such as {'lpips': 1.0, 'mse': 0.1}.
 
+Conditional generators (BigGAN, class-conditional StyleGAN2 and PGGAN) take one class per target
+(`classes`: indices or class vectors). In 'z' the class enters the image, and `optimize_class`
+optimises the class vector too (freely, as a continuous mixture, from the given class); in 'w' and
+'w+' it only chooses the start, the mean of that class's mapped samples. 'z' latents are drawn
+from the generator's prior and, for BigGAN, kept inside its truncation box after every step.
+
 One target's optimisation is a pure function; `jax.vmap` runs a batch of targets in one step,
 which is `jit`-ted with its batch axis sharded over the "data" axis of a `jax.sharding.Mesh`.
 Each target has its own key, so a target's result does not depend on the batch it runs in.
 
 The generator interface used: `generate` ('z'), `mapping` and `synthesis` ('w', 'w+'), `z_dim`,
 `w_dim`, `num_ws`, `img_resolution`, `img_channels`, `c_dim`, `params`, and (for `optimize_noise`)
-`noise_const` leaves in its params. Unconditional generators without a mapping network (PGGAN)
-can be inverted in 'z'.
+`noise_const` leaves in its params. Generators without a mapping network (BigGAN, PGGAN) are
+inverted in 'z'.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from latentjax.dataclass_config import ConfigMixin
 from latentjax.inversion.optim import latent_noise_schedule, noise_regularization, projector_optimizer
+from latentjax.latent import class_vectors, latent_space, num_classes, sample_classes, space_option_names
 from latentjax.metrics.image import rgb
 from latentjax.progress import Progress
 
@@ -46,7 +53,8 @@ class InversionConfig(ConfigMixin):
     `latent_noise` is the initial std of the noise added to the latent, as a fraction of the
     space's spread (the root mean squared distance of samples to their mean); it decays to 0 at
     `latent_noise_ramp` of the steps. `stats_samples` samples drawn with `stats_seed` give that
-    spread and the starting point in 'w'/'w+'.
+    spread and the starting point in 'w'/'w+'. `truncation_psi` applies in 'z' (StyleGAN2's
+    mapping; BigGAN's batch-norm statistics and the box its z stays in; PGGAN takes only 1).
     """
 
     lr: float = 0.1
@@ -59,6 +67,7 @@ class InversionConfig(ConfigMixin):
     stats_samples: int = 10000
     stats_seed: int = 123
     lpips_resolution: int = 256
+    truncation_psi: float = 1.0
 
     def __post_init__(self):
         if self.lr <= 0 or self.latent_noise < 0 or self.noise_regularization < 0:
@@ -84,7 +93,8 @@ class InversionResult:
     [N, num_ws, w_dim] the synthesis network sees (None for generators without one); `images`: the
     reconstructions [N, H, W, C] in the generator's range; `losses`: per target final 'loss' (the
     weighted sum) and each term, plus 'noise_reg' with `optimize_noise`; `noise`: the optimised
-    noise maps {name: [N, H, W]} (None without `optimize_noise`).
+    noise maps {name: [N, H, W]} (None without `optimize_noise`); `classes`: the class vectors
+    [N, c_dim] (optimised with `optimize_class`; None for unconditional generators).
     """
 
     space: str
@@ -94,6 +104,7 @@ class InversionResult:
     images: np.ndarray
     losses: dict
     noise: dict | None = None
+    classes: np.ndarray | None = None
 
 
 def _path_name(path) -> str:
@@ -112,41 +123,91 @@ def with_noise(params, maps: Mapping):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _mapped_w(G, params, z):
-    return G.mapping(params, z)[:, 0]
+def _mapped_w(G, params, z, c):
+    return G.mapping(params, z, c)[:, 0]
 
 
-def latent_statistics(G, params, space: str, num_samples: int, key) -> LatentStats:
-    """Mean and spread of `num_samples` samples of `space` ('z' draws, or their mapped w)."""
-    z = jax.random.normal(key, (num_samples, G.z_dim))
-    samples = z if space == "z" else _mapped_w(G, params, z)
+def latent_statistics(G, params, space: str, num_samples: int, key, class_vector=None) -> LatentStats:
+    """Mean and spread of `num_samples` samples of `space` ('z' draws, or their mapped w).
+
+    Conditional generators map with `class_vector` [c_dim] for every sample, or random classes.
+    """
+    k_z, k_c = jax.random.split(key)
+    z = jax.random.normal(k_z, (num_samples, G.z_dim))
+    if space == "z":
+        samples = z
+    else:
+        c = None
+        if getattr(G, "c_dim", 0):
+            c = (sample_classes(G, k_c, num_samples) if class_vector is None
+                 else jnp.broadcast_to(jnp.asarray(class_vector, jnp.float32), (num_samples, G.c_dim)))
+        samples = _mapped_w(G, params, z, c)
     mean = jnp.mean(samples, axis=0)
     return LatentStats(mean, float(jnp.sqrt(jnp.sum(jnp.square(samples - mean)) / num_samples)))
 
 
-def _to_ws_one(G, params, latent, space: str):
+def check_classes(G, classes, n: int) -> np.ndarray | None:
+    """Per-target class vectors [n, c_dim] float32 from `classes` (one index, n indices in
+    [0, num_classes), or n class vectors), or None for an unconditional generator."""
+    c_dim = getattr(G, "c_dim", 0) or 0
+    name = type(G).__name__
+    if not c_dim:
+        if classes is not None:
+            raise ValueError(f"classes: this {name} is unconditional (c_dim 0); leave classes None")
+        return None
+    expected = (f"one class index, {n} indices in [0, {num_classes(G)}) or {n} class vectors [{n}, {c_dim}] "
+                "(one per target)")
+    if classes is None:
+        raise ValueError(f"classes: this {name} is class-conditional; pass {expected}")
+    c = np.asarray(classes)
+    if np.issubdtype(c.dtype, np.integer):
+        c = np.broadcast_to(c, (n,)) if c.ndim == 0 else c
+        if c.shape != (n,) or c.min() < 0 or c.max() >= num_classes(G):
+            raise ValueError(f"classes must be {expected}, got indices of shape {c.shape} in "
+                             f"[{c.min()}, {c.max()}]")
+        return np.asarray(class_vectors(G, c), np.float32)
+    if not np.issubdtype(c.dtype, np.floating) or c.shape != (n, c_dim) or not np.all(np.isfinite(c)):
+        raise ValueError(f"classes must be {expected}, got dtype {c.dtype}, shape {c.shape}")
+    return c.astype(np.float32)
+
+
+def _z_space(G, truncation_psi: float):
+    """The generator's 'z' LatentSpace (its prior and sampler) at `truncation_psi` where it has one."""
+    options = {"truncation_psi": truncation_psi} if "truncation_psi" in space_option_names(G) else {}
+    return latent_space(G, "z", **options)
+
+
+def _to_ws_one(G, params, latent, space: str, c=None, truncation_psi: float = 1.0):
     if space == "z":
-        return G.mapping(params, latent[None])[0]
+        return G.mapping(params, latent[None], None if c is None else c[None], truncation_psi)[0]
     return latent if space == "w+" else jnp.broadcast_to(latent, (G.num_ws, G.w_dim))
 
 
-def _decode_one(G, params, latent, space: str, noise):
+def _decode_one(G, params, latent, space: str, noise, c=None, truncation_psi: float = 1.0):
     if noise:
         params = with_noise(params, noise)
-    if space == "z":  # `generate` also serves generators without a mapping network (PGGAN)
-        return G.generate(params, latent[None])[0]
+    c = None if c is None else c[None]
+    if space == "z":  # `generate` also serves generators without a mapping network (BigGAN, PGGAN)
+        return G.generate(params, latent[None], c, truncation_psi)[0]
     return G.synthesis(params, _to_ws_one(G, params, latent, space)[None])[0]
 
 
-def decode(G, params, latents, *, space: str, noise: Mapping | None = None):
-    """Images [N, H, W, C] of inverted `latents` in `space`, with per-target noise maps {name: [N, H, W]}."""
+def decode(G, params, latents, *, space: str, noise: Mapping | None = None, classes=None,
+           truncation_psi: float = 1.0):
+    """Images [N, H, W, C] of inverted `latents` in `space`, with per-target noise maps {name: [N, H, W]}
+    and, for conditional generators in 'z', class vectors `classes` [N, c_dim] (`InversionResult.classes`)."""
     _check_space(space)
-    return _decode_batch(G, params, jnp.asarray(latents), dict(noise or {}), space)
+    latents = jnp.asarray(latents)
+    classes = check_classes(G, classes, latents.shape[0]) if space == "z" else None
+    return _decode_batch(G, params, latents, dict(noise or {}), classes, space, float(truncation_psi))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _decode_batch(G, params, latents, noise, space):
-    return jax.vmap(lambda latent, maps: _decode_one(G, params, latent, space, maps))(latents, noise)
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def _decode_batch(G, params, latents, noise, classes, space, truncation_psi):
+    def one(latent, maps, c):
+        return _decode_one(G, params, latent, space, maps, c, truncation_psi)
+
+    return jax.vmap(one)(latents, noise, classes)
 
 
 def _check_space(space: str) -> None:
@@ -204,6 +265,7 @@ class _Recipe:
     weights: tuple[tuple[str, float], ...]
     noise_shapes: tuple[tuple[str, tuple[int, ...]], ...]
     config: InversionConfig
+    optimize_class: bool = False
 
 
 @functools.lru_cache(maxsize=4)
@@ -220,10 +282,14 @@ class _Program:
         self.G, self.space, self.steps, self.config = G, recipe.space, recipe.steps, cfg
         self.weights = dict(recipe.weights)
         self.noise_shapes = dict(recipe.noise_shapes)
+        self.optimize_class = recipe.optimize_class
         self.stats = latent_statistics(G, G.params, self.space, cfg.stats_samples, jax.random.key(cfg.stats_seed))
+        self._class_means = {}  # class vector bytes -> the class's mean w (the start in 'w'/'w+')
+        if self.space == "z":
+            self.z_space = _z_space(G, cfg.truncation_psi)
         noise_mask = None
         if self.noise_shapes:  # the noise-map transformations act on the "noise" subtree only
-            noise_mask = lambda p: {"latent": False, "noise": {k: True for k in p["noise"]}}  # noqa: E731
+            noise_mask = lambda p: {k: jax.tree.map(lambda _: k == "noise", v) for k, v in p.items()}  # noqa: E731
         self._tx = projector_optimizer(self.steps, cfg.lr, cfg.lr_rampup, cfg.lr_rampdown, cfg.betas,
                                        cfg.noise_regularization, noise_mask)
         self._latent_noise = latent_noise_schedule(cfg.latent_noise * self.stats.std, self.steps,
@@ -233,13 +299,29 @@ class _Program:
         self.replicated = replicated = NamedSharding(mesh, P())
         self._source_params = G.params  # keeps `params_id` unique while the program is cached
         self.params = jax.device_put(G.params, replicated)
-        self.init = jax.jit(jax.vmap(self._init_one, in_axes=(None, None, 0, 0)),
-                            in_shardings=(replicated, replicated, batch, batch), out_shardings=batch)
+        self.init = jax.jit(jax.vmap(self._init_one, in_axes=(None, None, 0, 0, 0)),
+                            in_shardings=(replicated, replicated, batch, batch, batch), out_shardings=batch)
         self.step = jax.jit(jax.vmap(self._step_one, in_axes=(None, None, 0, None)),
                             in_shardings=(replicated, replicated, batch, replicated), out_shardings=batch,
                             donate_argnums=(2,))
         self.finish = jax.jit(jax.vmap(self._finish_one, in_axes=(None, None, 0)),
                               in_shardings=(replicated, replicated, batch), out_shardings=batch)
+
+    def per_target_inputs(self, classes, n: int) -> dict:
+        """What `_init_one` reads per target besides target and key: 'class' vectors [n, c_dim] for
+        conditional generators, and 'start', the latent to start from in 'w'/'w+' [n, w_dim]."""
+        inputs = {} if classes is None else {"class": classes}
+        if self.space != "z":
+            means = [np.asarray(self.stats.mean)] * n if classes is None else [self._class_mean(c) for c in classes]
+            inputs["start"] = np.stack(means)
+        return inputs
+
+    def _class_mean(self, c) -> np.ndarray:
+        if c.tobytes() not in self._class_means:
+            stats = latent_statistics(self.G, self.G.params, self.space, self.config.stats_samples,
+                                      jax.random.key(self.config.stats_seed), c)
+            self._class_means[c.tobytes()] = np.asarray(stats.mean)
+        return self._class_means[c.tobytes()]
 
     # --- one target -------------------------------------------------------------------------
     def _loss(self, lpips, image, target, target_features):
@@ -254,43 +336,60 @@ class _Program:
     def _lpips_input(self, images):
         return rgb(_area_downsample(images, self.config.lpips_resolution))
 
-    def _init_one(self, params, lpips, target, key):
+    def _init_one(self, params, lpips, target, key, inputs):
         k_latent, k_noise, k_steps = jax.random.split(key, 3)
         if self.space == "z":
-            latent = jax.random.normal(k_latent, (self.G.z_dim,))
+            latent = self.z_space.sample(k_latent, 1, params)[0]
         elif self.space == "w":
-            latent = self.stats.mean
+            latent = inputs["start"]
         else:
-            latent = jnp.broadcast_to(self.stats.mean, (self.G.num_ws, self.G.w_dim))
+            latent = jnp.broadcast_to(inputs["start"], (self.G.num_ws, self.G.w_dim))
         sizes = [int(np.prod(shape)) for shape in self.noise_shapes.values()]
         flat = jnp.split(jax.random.normal(k_noise, (sum(sizes),)), np.cumsum(sizes)[:-1]) if sizes else []
         noise = {name: x.reshape(shape) for (name, shape), x in zip(self.noise_shapes.items(), flat)}
         variables = {"latent": latent, "noise": noise}
+        fixed_class = inputs.get("class")
+        if self.optimize_class:
+            variables["class"], fixed_class = fixed_class, None
         features = (lpips.features(self._lpips_input(target[None]), normalize=True)
                     if "lpips" in self.weights else {})
-        return {"variables": variables, "opt": self._tx.init(variables), "target": target,
+        return {"variables": variables, "opt": self._tx.init(variables), "target": target, "class": fixed_class,
                 "features": features, "key": k_steps}
+
+    def _decode(self, params, state, variables, latent):
+        c = variables["class"] if self.optimize_class else state["class"]
+        return _decode_one(self.G, params, latent, self.space, variables["noise"], c, self.config.truncation_psi)
+
+    def _into_box(self, variables):
+        """Keep a 'z' latent inside the prior's support (BigGAN's truncation box); others as they are."""
+        prior = self.z_space.prior if self.space == "z" else None
+        if prior is None or prior.bound is None:
+            return variables
+        box = prior.bound * prior.std
+        return {**variables, "latent": jnp.clip(variables["latent"], prior.mean - box, prior.mean + box)}
 
     def _step_one(self, params, lpips, state, step):
         def objective(variables):
             eps = jax.random.normal(jax.random.fold_in(state["key"], step), variables["latent"].shape)
-            latent = variables["latent"] + self._latent_noise(step) * eps
-            image = _decode_one(self.G, params, latent, self.space, variables["noise"])
+            image = self._decode(params, state, variables, variables["latent"] + self._latent_noise(step) * eps)
             return self._loss(lpips, image, state["target"], state["features"])[0]
 
         loss, grads = jax.value_and_grad(objective)(state["variables"])
         updates, opt = self._tx.update(grads, state["opt"], state["variables"])
-        return {**state, "variables": optax.apply_updates(state["variables"], updates), "opt": opt}, loss
+        variables = self._into_box(optax.apply_updates(state["variables"], updates))
+        return {**state, "variables": variables, "opt": opt}, loss
 
     def _finish_one(self, params, lpips, state):
         variables = state["variables"]
-        image = _decode_one(self.G, params, variables["latent"], self.space, variables["noise"])
+        image = self._decode(params, state, variables, variables["latent"])
         total, terms = self._loss(lpips, image, state["target"], state["features"])
         if variables["noise"]:
             terms["noise_reg"] = noise_regularization(variables["noise"])
-        ws = _to_ws_one(self.G, params, variables["latent"], self.space) if hasattr(self.G, "mapping") else None
+        c = variables["class"] if self.optimize_class else state["class"]
+        ws = (_to_ws_one(self.G, params, variables["latent"], self.space, c, self.config.truncation_psi)
+              if hasattr(self.G, "mapping") else None)
         return {"latent": variables["latent"], "ws": ws, "image": image, "losses": {"loss": total, **terms},
-                "noise": variables["noise"]}
+                "noise": variables["noise"], "class": c}
 
 
 class Inverter:
@@ -302,12 +401,15 @@ class Inverter:
     """
 
     def __init__(self, G, *, space: str = "w+", steps: int = 1000, loss="lpips", lpips=None,
-                 optimize_noise: bool = False, config: InversionConfig | None = None, mesh: Mesh | None = None):
+                 optimize_noise: bool = False, optimize_class: bool = False, config: InversionConfig | None = None,
+                 mesh: Mesh | None = None):
         _check_space(space)
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
-        if getattr(G, "c_dim", 0):
-            raise ValueError("inverting conditional generators (c_dim > 0) is not supported yet")
+        if optimize_class and not getattr(G, "c_dim", 0):
+            raise ValueError(f"optimize_class: this {type(G).__name__} is unconditional (c_dim 0)")
+        if optimize_class and space != "z":
+            raise ValueError(f"optimize_class works in space 'z' only: in {space!r} the class just picks the start")
         if space != "z" and not hasattr(G, "synthesis"):
             raise ValueError(f"space {space!r} needs a generator with a mapping network; "
                              f"{type(G).__name__} can be inverted in 'z' only")
@@ -321,7 +423,7 @@ class Inverter:
         if "data" not in mesh.axis_names:
             raise ValueError(f"the mesh needs a 'data' axis to shard targets over, got axes {mesh.axis_names}")
         recipe = _Recipe(G, id(G.params), space, steps, tuple(sorted(weights.items())),
-                         tuple(sorted(noise_shapes.items())), config or InversionConfig())
+                         tuple(sorted(noise_shapes.items())), config or InversionConfig(), bool(optimize_class))
         self._program = _program(recipe, mesh)
         self.G, self.space, self.steps, self.weights, self.config = G, space, steps, weights, recipe.config
         self.stats = self._program.stats
@@ -345,15 +447,21 @@ class Inverter:
             raise ValueError(f"targets must lie in [-1, 1] (the generator's range), got values in [{lo:.4g}, {hi:.4g}]")
         return x
 
-    def __call__(self, targets, key, *, batch_size: int | None = None, progress: bool = True) -> InversionResult:
+    def _inputs(self, classes, n: int) -> dict:
+        """The per-target inputs of the program's init besides target and key (see `per_target_inputs`)."""
+        return self._program.per_target_inputs(check_classes(self.G, classes, n), n)
+
+    def __call__(self, targets, key, *, classes=None, batch_size: int | None = None,
+                 progress: bool = True) -> InversionResult:
         """Invert `targets` [N, H, W, C] with one key (split per target) or N keys, `batch_size` at a time.
 
+        `classes` (conditional generators): one class index, N indices or N class vectors [N, c_dim].
         Every batch is padded to `batch_size` (rounded up to a multiple of the mesh's "data" axis),
         so a job compiles one step whatever the number of targets.
         """
         targets = self.check_targets(targets)
         n = targets.shape[0]
-        keys = _target_keys(key, n)
+        per_target = {"target": targets, "key": _target_keys(key, n), "inputs": self._inputs(classes, n)}
         program = self._program
         batch_size = batch_size or n
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -365,13 +473,9 @@ class Inverter:
         with Progress(self.steps * len(chunks), desc=f"invert {self.space}", unit="step",
                       enabled=None if progress else False) as bar:
             for lo in chunks:
-                chunk_targets, chunk_keys = targets[lo:lo + batch_size], keys[lo:lo + batch_size]
-                count = chunk_targets.shape[0]
-                pad = padded_size - count  # repeat the last target: a full batch that divides over the devices
-                if pad:
-                    chunk_targets = np.concatenate([chunk_targets, np.repeat(chunk_targets[-1:], pad, 0)])
-                    chunk_keys = jnp.concatenate([chunk_keys, jnp.repeat(chunk_keys[-1:], pad, 0)])
-                state = program.init(program.params, self._lpips, chunk_targets, chunk_keys)
+                count = min(batch_size, n - lo)
+                chunk = jax.tree.map(lambda x: _padded_rows(x, lo, count, padded_size), per_target)
+                state = program.init(program.params, self._lpips, chunk["target"], chunk["key"], chunk["inputs"])
                 for step in range(self.steps):
                     state, loss = program.step(program.params, self._lpips, state, step)
                     report = step % report_every == 0 or step == self.steps - 1
@@ -380,20 +484,31 @@ class Inverter:
                 outputs.append(jax.tree.map(lambda a: np.asarray(a)[:count], out))
         out = jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
         return InversionResult(space=self.space, steps=self.steps, latents=out["latent"], ws=out["ws"],
-                               images=out["image"], losses=out["losses"], noise=out["noise"] or None)
+                               images=out["image"], losses=out["losses"], noise=out["noise"] or None,
+                               classes=out.get("class"))
 
 
-def invert(G, targets, *, space: str = "w+", steps: int = 1000, loss="lpips", key, lpips=None,
-           optimize_noise: bool = False, config: InversionConfig | None = None, batch_size: int | None = None,
-           mesh: Mesh | None = None, progress: bool = True) -> InversionResult:
+def _padded_rows(x, start: int, count: int, size: int):
+    """Rows start..start+count of `x`, the last repeated up to `size` rows (a full batch that
+    divides over the devices; the repeats are dropped from the results)."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    rows = x[start:start + count]
+    return xp.concatenate([rows, xp.repeat(rows[-1:], size - count, 0)]) if size > count else rows
+
+
+def invert(G, targets, *, space: str = "w+", steps: int = 1000, loss="lpips", key, lpips=None, classes=None,
+           optimize_noise: bool = False, optimize_class: bool = False, config: InversionConfig | None = None,
+           batch_size: int | None = None, mesh: Mesh | None = None, progress: bool = True) -> InversionResult:
     """Find latents whose images match `targets` [N, H, W, C] (NHWC, the generator's size, in [-1, 1]).
 
-    `space`: 'z', 'w' or 'w+'; `optimize_noise` also fits the noise maps (the NVIDIA projector is
-    space='w', optimize_noise=True, loss='lpips'). `loss`: 'lpips' (needs `lpips`, see
-    `latentjax.metrics.lpips.load_lpips`), 'mse' or a dict of weights. `key`: one key, split per
-    target, or one key per target. `batch_size` targets share one compiled step (default: all),
-    sharded over the mesh's "data" axis (default: all devices).
+    `space`: 'z', 'w' or 'w+' (BigGAN and PGGAN: 'z'); `optimize_noise` also fits the noise maps
+    (the NVIDIA projector is space='w', optimize_noise=True, loss='lpips'). `loss`: 'lpips' (needs
+    `lpips`, see `latentjax.metrics.lpips.load_lpips`), 'mse' or a dict of weights. `key`: one key,
+    split per target, or one key per target. `classes` (conditional generators): one class index,
+    one per target, or class vectors [N, c_dim]; `optimize_class` (in 'z') optimises the class
+    vectors too. `batch_size` targets share one compiled step (default: all), sharded over the
+    mesh's "data" axis (default: all devices).
     """
     inverter = Inverter(G, space=space, steps=steps, loss=loss, lpips=lpips, optimize_noise=optimize_noise,
-                        config=config, mesh=mesh)
-    return inverter(targets, key, batch_size=batch_size, progress=progress)
+                        optimize_class=optimize_class, config=config, mesh=mesh)
+    return inverter(targets, key, classes=classes, batch_size=batch_size, progress=progress)

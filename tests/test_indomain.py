@@ -3,6 +3,7 @@ the harness (runs, exports, reloads), and the regularised optimisation against i
 computations of its loss and first Adam step, batch invariance, progress, and bad inputs."""
 
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
+import latentjax
 from latentjax.inversion.encoder import Encoder, EncoderConfig, config_for, load_encoder, save_encoder
 from latentjax.inversion.indomain import TrainSettings, build_task, invert_in_domain, vgg_features
 from latentjax.metrics.lpips import load_lpips
@@ -103,6 +105,8 @@ def test_save_and_load_encoder_round_trip(gen, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, loaded.params, encoder.params)
     with pytest.raises(ValueError, match="cannot read the encoder config"):
         load_encoder(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"'format' is 'latentjax.generator', expected 'latentjax.encoder'"):
+        load_encoder(Path(latentjax.__file__).parent / "builtin" / "shapes")  # a generator directory
 
 
 # ----------------------------------------------------------------------------------------------

@@ -25,19 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from latentjax.dataclass_config import ConfigMixin
+from latentjax.io.native import read_directory_config, restore_directory_params, write_directory
+from latentjax.io.torch_pickle import CheckpointError
 
 FORMAT = "latentjax.encoder"
-FORMAT_VERSION = 1
 NORMS = ("instance", "layer", "none")
 LRELU_SLOPE = 0.2
 
@@ -216,34 +215,17 @@ def config_for(G, **architecture) -> EncoderConfig:
 
 
 def save_encoder(encoder: Encoder, out_dir) -> Path:
-    """Write `encoder` to `out_dir` (`config.json` + orbax `params/`; an existing params/ is replaced)."""
-    out_dir = Path(out_dir).absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": encoder.config.to_dict(),
-            "metadata": encoder.metadata}
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(out_dir / "params", jax.tree.map(np.asarray, encoder.params), force=True)
-    (out_dir / "config.json").write_text(json.dumps(meta, indent=1) + "\n")
-    return out_dir
+    """Write `encoder` to `out_dir` (`config.json` + orbax `params/`, as generators; an existing params/ is replaced)."""
+    return write_directory(out_dir, FORMAT, {"config": encoder.config.to_dict(), "metadata": encoder.metadata},
+                           encoder.params)
 
 
 def load_encoder(path) -> Encoder:
     """Read a directory written by `save_encoder` (e.g. `WORKDIR/encoder` of an encoder training run)."""
-    path = Path(path).absolute()
-    config_file = path / "config.json"
+    meta, config_file = read_directory_config(path, FORMAT, "encoder")
     try:
-        meta = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{config_file}: cannot read the encoder config ({e})") from e
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{config_file}: format {meta.get('format')!r} version {meta.get('format_version')!r}; "
-                         f"expected {FORMAT!r} version {FORMAT_VERSION}")
-    config = EncoderConfig.from_dict(meta["config"])
-    encoder = Encoder(config, None, meta.get("metadata"))
-    abstract = encoder.abstract_params()
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            params = checkpointer.restore(path / "params", abstract)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        raise ValueError(f"{path / 'params'}: cannot restore encoder params matching {config_file} ({e})") from e
+        config = EncoderConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{config_file}: invalid encoder config ({e})") from e
+    params = restore_directory_params(path, Encoder(config, None).abstract_params(), config_file)
     return Encoder(config, params, meta.get("metadata"))

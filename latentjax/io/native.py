@@ -1,4 +1,4 @@
-"""latentjax's own generator format: a directory with `config.json` and orbax `params/`.
+"""latentjax's own format for generators (and other networks): a directory with `config.json` and orbax `params/`.
 
 `config.json` names the family, its architecture config and provenance metadata; restored
 params are checked against the tree the config implies, so a config that does not match the
@@ -27,30 +27,13 @@ def is_native_dir(path: Path) -> bool:
 
 def save_generator(generator, out_dir) -> Path:
     """Write `generator` to `out_dir` (created; an existing params/ is replaced)."""
-    out_dir = Path(out_dir).absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "family": generator.family,
-            "config": generator.config.to_dict(), "metadata": generator.metadata}
-    params = jax.tree.map(np.asarray, generator.params)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(out_dir / "params", params, force=True)
-    (out_dir / "config.json").write_text(json.dumps(meta, indent=1) + "\n")
-    return out_dir
+    meta = {"family": generator.family, "config": generator.config.to_dict(), "metadata": generator.metadata}
+    return write_directory(out_dir, FORMAT, meta, generator.params)
 
 
 def load_native(path):
     """Read a directory written by `save_generator`."""
-    path = Path(path).absolute()
-    config_file = path / "config.json"
-    try:
-        meta = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{config_file}: cannot read the generator config ({e})") from e
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{config_file}: 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{config_file}: format_version {meta.get('format_version')!r} is not "
-                              f"supported (this version reads {FORMAT_VERSION})")
+    meta, config_file = read_directory_config(path, FORMAT, "generator")
     family = meta.get("family")
     if family not in FAMILIES:
         raise CheckpointError(f"{config_file}: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
@@ -59,13 +42,49 @@ def load_native(path):
         config = config_cls.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{config_file}: invalid {family} config ({e})") from e
+    params = restore_directory_params(path, generator_cls(config, None).abstract_params(), config_file)
+    return generator_cls(config, params, meta.get("metadata"))
+
+
+# --- the directory format, shared by every saved network (generators, encoders) ---------------
+def write_directory(out_dir, fmt: str, meta: dict, params) -> Path:
+    """Write `config.json` ({'format': fmt, 'format_version', **meta}) and orbax `params/` to `out_dir`
+    (created; an existing params/ is replaced). `config.json` is written last, so a directory
+    that has one is complete."""
+    out_dir = Path(out_dir).absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(out_dir / "params", jax.tree.map(np.asarray, params), force=True)
+    meta = {"format": fmt, "format_version": FORMAT_VERSION, **meta}
+    (out_dir / "config.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return out_dir
+
+
+def read_directory_config(path, fmt: str, what: str) -> tuple[dict, Path]:
+    """The `config.json` of a directory written by `write_directory` with format `fmt`, and its path."""
+    config_file = Path(path).absolute() / "config.json"
+    try:
+        meta = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{config_file}: cannot read the {what} config ({e})") from e
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{config_file}: 'format' is {meta.get('format')!r}, expected {fmt!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{config_file}: format_version {meta.get('format_version')!r} is not "
+                              f"supported (this version reads {FORMAT_VERSION})")
+    return meta, config_file
+
+
+def restore_directory_params(path, abstract, config_file: Path):
+    """The params in `path/params`, checked to have exactly the tree of shapes of `abstract`."""
+    params_dir = Path(path).absolute() / "params"
     try:
         with ocp.StandardCheckpointer() as checkpointer:
-            params = checkpointer.restore(path / "params")
+            params = checkpointer.restore(params_dir)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        raise CheckpointError(f"{path / 'params'}: cannot restore params ({e})") from e
-    _check_matches(params, generator_cls(config, None).abstract_params(), f"{path / 'params'}", config_file)
-    return generator_cls(config, params, meta.get("metadata"))
+        raise CheckpointError(f"{params_dir}: cannot restore params ({e})") from e
+    _check_matches(params, abstract, str(params_dir), config_file)
+    return params
 
 
 def _check_matches(params, abstract, where: str, config_file: Path):

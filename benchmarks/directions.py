@@ -18,9 +18,6 @@ such rows say "scaled". Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -30,7 +27,7 @@ import jax.numpy as jnp
 import latentjax as lj
 from latentjax.directions import forward_jacobian, ganspace, jacobian, sefa
 from latentjax.latent import latent_space
-from timing import median_seconds
+from timing import describe_environment, median_seconds, write_record
 from generator_throughput import make_config  # the same 256x256 config-f model as the throughput benchmark
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "stylegan2"
@@ -87,8 +84,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     jax.config.update("jax_threefry_partitionable", True)
 
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}, {jax.device_count()} devices), "
-          f"jax {jax.__version__}")
+    print(describe_environment())
     methods, jacobians = [], []
     for name in args.models:
         G = load(name)
@@ -114,14 +110,8 @@ def main(argv=None):
         note = "  (scaled from {forward_columns_measured} columns / {reverse_rows_measured} rows)".format(**row)
         print(f"{row['model']:<15} {row['dim']:4d} {row['pixels']:7d} {row['forward_s']:10.3f} "
               f"{row['reverse_s']:10.3f} {row['reverse_over_forward']:9.1f}x{note if row['scaled'] else ''}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "directions", "backend": jax.default_backend(),
-                               "device": jax.devices()[0].device_kind, "device_count": jax.device_count(),
-                               "jax": jax.__version__, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-                               "repeats": args.repeats, "chunk": args.chunk, "methods": methods,
-                               "jacobian_modes": jacobians}, indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, "directions", repeats=args.repeats, chunk=args.chunk, methods=methods,
+                 jacobian_modes=jacobians)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,7 @@ timed in the same run with its own random weights in eval mode. Prints a table a
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +26,7 @@ import numpy as np
 
 from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.models.biggan import BigGAN, BigGANConfig, class_vector
-from timing import import_reference, median_seconds
+from timing import describe_environment, import_reference, median_seconds, write_record
 
 MODELS = {
     # name -> (z_dim, w_dim, mapping layers, img_resolution, channel_base, channel_max)
@@ -135,7 +132,7 @@ def main(argv=None):
     biggan_module = load_biggan_reference() if any(name in BIGGAN_MODELS for name in args.models) else None
     rows = []
     header = f"{'model':<18} {'batch':>5} {'precision':<9} {'ours img/s':>11} {'ref img/s':>10} {'ratio':>6}"
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}\n{header}")
+    print(f"{describe_environment()}\n{header}")
     for name in args.models:
         biggan = name in BIGGAN_MODELS
         config = BigGANConfig(**BIGGAN_MODELS[name]) if biggan else make_config(name)
@@ -151,13 +148,7 @@ def main(argv=None):
                              "reference_img_per_s": ref, "ratio": ours / ref if ref else None})
                 ref_text = f"{ref:10.2f} {ours / ref:6.2f}" if ref else f"{'-':>10} {'-':>6}"
                 print(f"{name:<18} {batch:5d} {precision:<9} {ours:11.2f} {ref_text}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "generator_throughput", "backend": jax.default_backend(),
-                               "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                               "cpu_count": os.cpu_count(), "machine": platform.machine(),
-                               "repeats": args.repeats, "rows": rows}, indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, "generator_throughput", repeats=args.repeats, rows=rows)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,8 @@ purity / change heatmap per method next to it.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
-
-import jax
 
 import latentjax as lj
 from latentjax.directions import Directions, ganspace, jacobian, sefa
@@ -29,6 +25,7 @@ from latentjax.latent import latent_space
 from latentjax.metrics.ground_truth import GroundTruthConfig, comparison, ground_truth
 from latentjax.viz.report import markdown_table
 from latentjax.viz.grid import save_png
+from timing import write_record
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -76,15 +73,13 @@ def main(argv=None) -> None:
     print(markdown_table(header, rows))
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     for name, result in scores.items():
         for kind, image in result.heatmaps().items():
             save_png(out.with_name(f"{out.stem}_{name}_{kind}.png"), image)
-    record = {"generator": str(args.generator), "backend": jax.default_backend(), "platform": platform.platform(),
-              "settings": scoring.to_dict(), "quick": args.quick, "k": args.k,
-              "methods": {name: {**result.to_dict(), "seconds": seconds[name]} for name, result in scores.items()}}
-    out.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    print(f"wrote {out} and heatmaps {out.stem}_<method>_<purity|change>.png")
+    per_method = {name: {**result.to_dict(), "seconds": seconds[name]} for name, result in scores.items()}
+    write_record(out, "ground_truth", generator=str(args.generator), settings=scoring.to_dict(), quick=args.quick,
+                 k=args.k, methods=per_method)
+    print(f"and heatmaps {out.stem}_<method>_<purity|change>.png")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ StyleGAN2 with random weights. The LPIPS loss uses a VGG16 of the real widths wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 from pathlib import Path
 
 import jax
@@ -27,7 +25,7 @@ import numpy as np
 from latentjax import StyleGAN2, StyleGAN2Config, load_generator
 from latentjax.inversion import Inverter
 from latentjax.metrics.lpips import STAGES, from_state_dicts
-from timing import median_seconds
+from timing import describe_environment, median_seconds, write_record
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "stylegan2"
 MODELS = ("fixture-ada-s32", "fixture-ada-gray-s16", "config-f-256")
@@ -86,8 +84,7 @@ def main(argv=None):
     rows = []
     header = (f"{'model':<22} {'batch':>5} {'steps/s':>9} {'target-steps/s':>15} {'img/s @1000':>12} "
               f"{'vs loop':>8}")
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}, {jax.device_count()} devices), "
-          f"jax {jax.__version__}, space {args.space}{' + noise' if args.noise else ''}, loss {args.loss}\n{header}")
+    print(f"{describe_environment()}, space {args.space}{' + noise' if args.noise else ''}, loss {args.loss}\n{header}")
     for name in args.models:
         G = make_generator(name)
         steps = args.steps_256 if name == "config-f-256" else args.steps
@@ -104,14 +101,8 @@ def main(argv=None):
             ratio_text = f"{ratio:8.2f}" if ratio else f"{'-':>8}"
             print(f"{name:<22} {batch:5d} {steps / seconds:9.3f} {target_steps:15.3f} {target_steps / 1000:12.5f} "
                   f"{ratio_text}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "inversion", "backend": jax.default_backend(),
-                               "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                               "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
-                               "machine": platform.machine(), "space": args.space, "noise": args.noise,
-                               "loss": args.loss, "repeats": args.repeats, "rows": rows}, indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, "inversion", load_average=os.getloadavg(), space=args.space, noise=args.noise,
+                 loss=args.loss, repeats=args.repeats, rows=rows)
 
 
 if __name__ == "__main__":

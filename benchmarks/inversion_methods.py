@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +42,7 @@ from latentjax.inversion import InversionResult, invert, invert_multicode, laten
 from latentjax.inversion.encoder import Encoder, config_for, load_encoder
 from latentjax.inversion.indomain import EXPORT_DIR, TrainSettings, build_task, invert_in_domain
 from latentjax.metrics.image import psnr
+from timing import describe_environment, write_record
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {"shapes": "builtin:shapes", "fixture-ada-s32": str(REPO / "tests/fixtures/stylegan2/ada_s32_snapshot.pkl")}
@@ -167,7 +166,7 @@ def main(argv=None):
 
     rows, encoder_info = [], {}
     header = f"{'model':<16} {'method':<22} {'PSNR dB':>8} {'MSE':>9} {'LPIPS':>7} {'w err':>7} {'time s':>7}"
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}; "
+    print(f"{describe_environment()}; "
           f"{args.targets} generated targets per model, {args.steps} steps; LPIPS "
           f"{'on' if lpips is not None else 'off (no VGG16 weights given)'}\n{header}")
     for model in args.models:
@@ -198,15 +197,8 @@ def main(argv=None):
             error_text = f"{row['latent_error']:7.3f}" if "latent_error" in row else f"{'-':>7}"
             print(f"{model:<16} {method.name:<22} {row['psnr']:8.2f} {row['mse']:9.2e} {lpips_text} "
                   f"{error_text} {seconds:7.1f}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "inversion_methods", "backend": jax.default_backend(),
-                               "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                               "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
-                               "machine": platform.machine(), "targets": args.targets, "steps": args.steps,
-                               "seed": args.seed, "lpips": lpips is not None, "encoders": encoder_info,
-                               "rows": rows}, indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, "inversion_methods", load_average=os.getloadavg(), targets=args.targets, steps=args.steps,
+                 seed=args.seed, lpips=lpips is not None, encoders=encoder_info, rows=rows)
 
 
 if __name__ == "__main__":

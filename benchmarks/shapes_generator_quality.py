@@ -12,15 +12,14 @@ JSON to benchmarks/results/shapes_generator_quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import jax
 
 import latentjax as lj
 from latentjax.data import shapes
 from latentjax.metrics import shapes_quality
+from timing import write_record
 
 
 def main() -> None:
@@ -47,12 +46,8 @@ def main() -> None:
     for name, (ours, truth) in zip(names, rows):
         print(f"| {name} | {ours:.4f} | {truth:.4f} |")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "shapes_generator_quality", "generator": args.generator,
-                               "seed": args.seed, "seconds": seconds, "generated": generated,
-                               "true_renders": floor}, indent=1))
-    print(f"\nwrote {out}")
+    write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
+                 generated=generated, true_renders=floor)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
-from pathlib import Path
 
 import jax
 import numpy as np
 
 from latentjax.data import shapes
 from latentjax.metrics import factors as F
-from timing import median_seconds
+from timing import describe_environment, median_seconds, write_record
 
 
 def images_per_second(run, batch: int, repeats: int) -> float:
@@ -84,8 +80,8 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/shapes_readout.json")
     args = parser.parse_args(argv)
 
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, "
-          f"batch {args.batch}\n{'res':>4} {'render img/s':>13} {'sample img/s':>13} {'readout img/s':>14}")
+    print(f"{describe_environment()}, batch {args.batch}\n"
+          f"{'res':>4} {'render img/s':>13} {'sample img/s':>13} {'readout img/s':>14}")
     speeds = {}
     for res in args.resolutions:
         speeds[res] = speed(res, args.batch, args.repeats)
@@ -104,15 +100,8 @@ def main(argv=None):
             errs = " ".join(f"{row[f'{n}_mae']:7.4f}/{row[f'{n}_max']:7.4f}" for n in names)
             print(f"{res:4d} {kind:<10} {row['shape_accuracy']:6.3f} {errs} {row['valid']:6.3f} "
                   f"{row['rerender_p50']:8.4f}/{row['rerender_max']:.4f}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "shapes_readout", "backend": jax.default_backend(),
-                               "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                               "cpu_count": os.cpu_count(), "machine": platform.machine(), "batch": args.batch,
-                               "samples": args.samples, "valid_tol": F.VALID_TOL, "repeats": args.repeats,
-                               "images_per_second": {str(r): s for r, s in speeds.items()}, "accuracy": rows},
-                              indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, "shapes_readout", batch=args.batch, samples=args.samples, valid_tol=F.VALID_TOL,
+                 repeats=args.repeats, images_per_second={str(r): s for r, s in speeds.items()}, accuracy=rows)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The one timing rule every benchmark uses (median wall time after a warm-up call), and how a
-benchmark imports an optional reference checkout to time beside ours."""
+"""The one timing rule every benchmark uses (median wall time after a warm-up call), how a
+benchmark imports an optional reference checkout to time beside ours, and how it describes the
+machine it ran on and writes its JSON record."""
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import statistics
 import sys
 import time
@@ -41,3 +44,26 @@ def import_reference(path: str | None, name: str, load):
         return None
     torch.set_num_threads(os.cpu_count() or 1)
     return loaded
+
+
+def environment() -> dict:
+    """The machine and JAX a benchmark ran on: the fields every benchmark record starts with."""
+    return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+            "device_count": jax.device_count(), "jax": jax.__version__, "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "platform": platform.platform()}
+
+
+def describe_environment() -> str:
+    """One line for a benchmark's header: device, backend, device count and JAX version."""
+    env = environment()
+    return f"device: {env['device']} ({env['backend']}, {env['device_count']} devices), jax {env['jax']}"
+
+
+def write_record(path, benchmark: str, **fields) -> Path:
+    """Write the JSON record `{"benchmark": benchmark, **environment(), **fields}` to `path` (parent
+    directories created) and say so."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": benchmark, **environment(), **fields}, indent=1, default=str) + "\n")
+    print(f"\nwrote {path}")
+    return path

@@ -42,7 +42,6 @@ import dataclasses
 import importlib
 import json
 import math
-import platform
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,7 @@ from latentjax.latent import LatentSpace, space_from_spec, standard_normal
 from latentjax.train.metrics import read_metrics
 from latentjax.train.trainer import train
 from generator_throughput import make_config  # the same 256x256 config-f model as the throughput benchmark
-from timing import import_reference, median_seconds
+from timing import describe_environment, import_reference, median_seconds, write_record
 
 METHODS = ("latentjax.directions.voynov", "latentjax.directions.dplase")
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -285,20 +284,13 @@ def main(argv=None):
     if args.child_out:
         Path(args.child_out).write_text(json.dumps(our_rows(args)))
         return
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}\n{HEADER}",
-          flush=True)
+    print(f"{describe_environment()}\n{HEADER}", flush=True)
     rows = our_rows(args) if 1 in args.devices else []
     if SIMULATED_DEVICES in args.devices:
         rows += simulated_rows(argv)  # the subprocess prints its rows
     rows += reference_rows(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "train_step", "backend": jax.default_backend(),
-                               "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                               "cpu_count": os.cpu_count(), "machine": platform.machine(), "steps": args.steps,
-                               "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
-                               "rows": rows}, indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, "train_step", steps=args.steps, openblas_threads=os.environ["OPENBLAS_NUM_THREADS"],
+                 rows=rows)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,9 @@ def nchw(x):
 @pytest.fixture
 def fixtures_dir():
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """A persistent compilation cache shared by the subprocesses that one test session starts."""
+    return tmp_path_factory.mktemp("jax_compile_cache")

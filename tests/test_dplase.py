@@ -21,7 +21,7 @@ from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
 from test_inversion import random_params
-from test_train_harness import assert_trees_close, compile_cache, run_python  # noqa: F401
+from test_train_harness import assert_trees_close, run_python
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "dplase.py"
 # the settings of `configs/dplase.py:smoke` (shapes variant) at layer b4 of `tiny_generator`

@@ -78,12 +78,6 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
 # Subprocess machinery (shared with the GAN tests)
 # ----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory):
-    """A persistent compilation cache shared by the subprocesses of one test session."""
-    return tmp_path_factory.mktemp("jax_compile_cache")
-
-
 def run_python(script: str, devices: int = 1, env: dict | None = None, cache: Path | None = None,
                wait: bool = True, timeout: float = 300):
     """Run `script` in a fresh interpreter with `devices` simulated CPU devices, the repo and tests

@@ -6,6 +6,8 @@ import jax
 import numpy as np
 import pytest
 
+import latentjax as lj
+
 jax.config.update("jax_default_matmul_precision", "highest")
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,3 +34,22 @@ def fixtures_dir():
 def compile_cache(tmp_path_factory):
     """A persistent compilation cache shared by the subprocesses that one test session starts."""
     return tmp_path_factory.mktemp("jax_compile_cache")
+
+
+# Fixture generators that several test files use, loaded once per test process.
+@pytest.fixture(scope="session")
+def sg2():
+    """The 32x32 NVIDIA snapshot (random weights)."""
+    return lj.load_generator(FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl")
+
+
+@pytest.fixture(scope="session")
+def pggan():
+    """The tiny pytorch_GAN_zoo PGAN."""
+    return lj.load_generator(FIXTURES / "pggan" / "pgan_tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def biggan_tiny():
+    """The 128x128 BigGAN-deep with width 8."""
+    return lj.load_generator(FIXTURES / "biggan" / "deep_tiny")

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import latentjax as lj
-from conftest import FIXTURES, relative_error
+from conftest import relative_error
 from latentjax.inversion.multicode import (MultiCodeConfig, MultiCodeInverter, composition_layers, decode_multicode,
                                            default_layer, invert_multicode)
 from latentjax.latent import latent_space
@@ -19,25 +18,10 @@ RUN = dict(num_codes=3, lr=0.05, loss="mse", progress=False)  # one compiled pro
 
 
 @pytest.fixture(scope="module")
-def sg2():
-    return lj.load_generator(FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl")
-
-
-@pytest.fixture(scope="module")
-def pggan():
-    return lj.load_generator(FIXTURES / "pggan" / "pgan_tiny.pth")
-
-
-@pytest.fixture(scope="module")
-def biggan():
-    return lj.load_generator(FIXTURES / "biggan" / "deep_tiny")
-
-
-@pytest.fixture(scope="module")
-def spaces(sg2, pggan, biggan):
+def spaces(sg2, pggan, biggan_tiny):
     """One LatentSpace per case, shared by the tests so that their jitted functions compile once."""
     return {"sg2-w": latent_space(sg2, "w"), "sg2-z": latent_space(sg2, "z"), "pggan": latent_space(pggan, "z"),
-            "biggan": latent_space(biggan, "z", class_index=0)}
+            "biggan": latent_space(biggan_tiny, "z", class_index=0)}
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -170,7 +154,7 @@ def test_config_round_trips_through_json():
     assert MultiCodeConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
-def test_bad_inputs_give_clear_errors(sg2, biggan, sg2_case):
+def test_bad_inputs_give_clear_errors(sg2, biggan_tiny, sg2_case):
     targets = sg2_case[0]
     run = dict(key=jax.random.key(0), steps=1, **RUN)
     with pytest.raises(ValueError, match=r"layer must be one of \['b4', 'b8.conv0'.*got 'b9'"):
@@ -196,4 +180,4 @@ def test_bad_inputs_give_clear_errors(sg2, biggan, sg2_case):
     with pytest.raises(ValueError, match=r"unknown invert_multicode arguments \['codes'\]"):
         invert_multicode(sg2, targets, **{**run, "codes": 3})
     with pytest.raises(ValueError, match="pass class_index"):  # BigGAN is conditional: a space with a class
-        MultiCodeInverter(biggan, MultiCodeConfig(num_codes=2))
+        MultiCodeInverter(biggan_tiny, MultiCodeConfig(num_codes=2))

@@ -6,21 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import latentjax as lj
 from latentjax.latent import latent_space
 from latentjax.models.stylegan2 import mix_styles
-
-from conftest import FIXTURES
-
-
-@pytest.fixture(scope="module")
-def stylegan2():
-    return lj.load_generator(FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl")
-
-
-@pytest.fixture(scope="module")
-def pggan():
-    return lj.load_generator(FIXTURES / "pggan" / "pgan_tiny.pth")
 
 
 def test_pggan_rest_of_network_from_replaced_features(pggan):
@@ -34,11 +21,11 @@ def test_pggan_rest_of_network_from_replaced_features(pggan):
     assert float(jnp.abs(out - space.decode(pggan.params, z1)).max()) > 1e-2
 
 
-def test_stylegan2_hooks_equal_style_mixing(stylegan2):
+def test_stylegan2_hooks_equal_style_mixing(sg2):
     """b16's output and the image accumulated so far are all that the later blocks take from the
     earlier ones: decoding ws_a with both replaced by those of a style mix (ws_b's styles up to
     b16's convs, ws_a's after) gives that mix's image."""
-    G = stylegan2
+    G = sg2
     space = latent_space(G, "w+")
     ws_a, ws_b = space.sample(jax.random.key(2), 2), space.sample(jax.random.key(3), 2)
     consumed = 1 + 2 + 2  # b4 conv1, b8 conv0/conv1, b16 conv0/conv1
@@ -49,8 +36,8 @@ def test_stylegan2_hooks_equal_style_mixing(stylegan2):
     assert float(jnp.abs(hooked - space.decode(G.params, ws_a)).max()) > 1e-2
 
 
-def test_tapped_feature_is_the_hooked_value_and_gradients_flow(stylegan2):
-    G = stylegan2
+def test_tapped_feature_is_the_hooked_value_and_gradients_flow(sg2):
+    G = sg2
     space = latent_space(G, "z")
     z = space.sample(jax.random.key(4), 2)
     plain = space.features(G.params, z, ["b8"])["b8"]
@@ -66,8 +53,8 @@ def test_tapped_feature_is_the_hooked_value_and_gradients_flow(stylegan2):
     np.testing.assert_allclose(grad, numeric, rtol=2e-2)
 
 
-def test_biggan_hook_reaches_the_output():
-    G = lj.load_generator(FIXTURES / "biggan" / "deep_tiny")
+def test_biggan_hook_reaches_the_output(biggan_tiny):
+    G = biggan_tiny
     space = latent_space(G, "z", class_index=0)
     z = space.sample(jax.random.key(5), 1)
     layer = G.layer_names[1]
@@ -78,15 +65,15 @@ def test_biggan_hook_reaches_the_output():
     assert space.features(G.params, z, [layer], hooks={layer: jnp.zeros_like})[layer].max() == 0
 
 
-def test_bad_hooks_are_refused(stylegan2):
-    space = latent_space(stylegan2, "w")
+def test_bad_hooks_are_refused(sg2):
+    space = latent_space(sg2, "w")
     w = space.sample(jax.random.key(6), 1)
     with pytest.raises(ValueError, match="unknown layers.*'nope'"):
-        space.decode(stylegan2.params, w, hooks={"nope": lambda x: x})
+        space.decode(sg2.params, w, hooks={"nope": lambda x: x})
     with pytest.raises(ValueError, match="hook for layer 'b8' returned shape"):
-        space.decode(stylegan2.params, w, hooks={"b8": lambda x: x[..., :1]})
+        space.decode(sg2.params, w, hooks={"b8": lambda x: x[..., :1]})
     with pytest.raises(ValueError, match=r"hooks\['b8'\] must be a function"):
-        space.decode(stylegan2.params, w, hooks={"b8": 3})
-    s_space = latent_space(stylegan2, "s")
+        space.decode(sg2.params, w, hooks={"b8": 3})
+    s_space = latent_space(sg2, "s")
     with pytest.raises(ValueError, match="not supported in the 's' space"):
-        s_space.decode(stylegan2.params, s_space.sample(jax.random.key(7), 1), hooks={"b8": lambda x: x})
+        s_space.decode(sg2.params, s_space.sample(jax.random.key(7), 1), hooks={"b8": lambda x: x})

@@ -33,8 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.dataclass_config import ConfigMixin
-from latentjax.io.native import read_directory_config, restore_directory_params, write_directory
-from latentjax.io.torch_pickle import CheckpointError
+from latentjax.io.native import network_from_directory, read_directory_config, write_directory
 
 FORMAT = "latentjax.encoder"
 NORMS = ("instance", "layer", "none")
@@ -223,9 +222,4 @@ def save_encoder(encoder: Encoder, out_dir) -> Path:
 def load_encoder(path) -> Encoder:
     """Read a directory written by `save_encoder` (e.g. `WORKDIR/encoder` of an encoder training run)."""
     meta, config_file = read_directory_config(path, FORMAT, "encoder")
-    try:
-        config = EncoderConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{config_file}: invalid encoder config ({e})") from e
-    params = restore_directory_params(path, Encoder(config, None).abstract_params(), config_file)
-    return Encoder(config, params, meta.get("metadata"))
+    return network_from_directory(path, meta, config_file, Encoder, EncoderConfig, "encoder")

@@ -356,9 +356,13 @@ class _Program:
         return {"variables": variables, "opt": self._tx.init(variables), "target": target, "class": fixed_class,
                 "features": features, "key": k_steps}
 
+    def _class(self, state, variables):
+        """The target's class vector: optimised (a variable) or fixed (in the state); None if unconditional."""
+        return variables["class"] if self.optimize_class else state["class"]
+
     def _decode(self, params, state, variables, latent):
-        c = variables["class"] if self.optimize_class else state["class"]
-        return _decode_one(self.G, params, latent, self.space, variables["noise"], c, self.config.truncation_psi)
+        return _decode_one(self.G, params, latent, self.space, variables["noise"], self._class(state, variables),
+                           self.config.truncation_psi)
 
     def _into_box(self, variables):
         """Keep a 'z' latent inside the prior's support (BigGAN's truncation box); others as they are."""
@@ -385,7 +389,7 @@ class _Program:
         total, terms = self._loss(lpips, image, state["target"], state["features"])
         if variables["noise"]:
             terms["noise_reg"] = noise_regularization(variables["noise"])
-        c = variables["class"] if self.optimize_class else state["class"]
+        c = self._class(state, variables)
         ws = (_to_ws_one(self.G, params, variables["latent"], self.space, c, self.config.truncation_psi)
               if hasattr(self.G, "mapping") else None)
         return {"latent": variables["latent"], "ws": ws, "image": image, "losses": {"loss": total, **terms},

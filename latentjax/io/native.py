@@ -38,12 +38,7 @@ def load_native(path):
     if family not in FAMILIES:
         raise CheckpointError(f"{config_file}: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
     generator_cls, config_cls = FAMILIES[family]
-    try:
-        config = config_cls.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{config_file}: invalid {family} config ({e})") from e
-    params = restore_directory_params(path, generator_cls(config, None).abstract_params(), config_file)
-    return generator_cls(config, params, meta.get("metadata"))
+    return network_from_directory(path, meta, config_file, generator_cls, config_cls, family)
 
 
 # --- the directory format, shared by every saved network (generators, encoders) ---------------
@@ -73,6 +68,17 @@ def read_directory_config(path, fmt: str, what: str) -> tuple[dict, Path]:
         raise CheckpointError(f"{config_file}: format_version {meta.get('format_version')!r} is not "
                               f"supported (this version reads {FORMAT_VERSION})")
     return meta, config_file
+
+
+def network_from_directory(path, meta: dict, config_file: Path, network_cls, config_cls, what: str):
+    """`network_cls(config, params, metadata)` from a directory's `config.json` contents `meta` (read
+    by `read_directory_config`) and its params, checked against the tree the config implies."""
+    try:
+        config = config_cls.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{config_file}: invalid {what} config ({e})") from e
+    params = restore_directory_params(path, network_cls(config, None).abstract_params(), config_file)
+    return network_cls(config, params, meta.get("metadata"))
 
 
 def restore_directory_params(path, abstract, config_file: Path):

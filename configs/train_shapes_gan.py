@@ -28,6 +28,7 @@ def get_config(arg=None):
     config.batch_size = 32
     config.total_steps = 25_000  # 800 kimg
     config.mesh = (("data", -1),)  # all devices
+    config.init_from = ""  # a generator to warm-start G from (see latentjax.train.gan); "" = random init
 
     config.channel_base = 4096
     config.channel_max = 128

@@ -1,7 +1,8 @@
 """GAN training on the shapes world, through `latentjax train` with the shrunk config.
 
 The same losses and state on 8 simulated devices and on 1; a run SIGKILLed at a checkpoint resumes
-to the state of an uninterrupted run; the exported EMA generator loads and draws the logged grid.
+to the state of an uninterrupted run; the exported EMA generator loads and draws the logged grid;
+a warm start takes an exported generator's params and refuses another architecture.
 All runs happen in subprocesses with 8 simulated devices that share compiled programs.
 """
 
@@ -84,3 +85,18 @@ def test_exported_generator_draws_the_logged_grid(runs):
     grid = image_grid(to_uint8(jax.jit(gan.make_task(config).sample)(state)))
     logged = np.asarray(Image.open(runs / "d8" / "samples" / f"samples_{STEPS:07d}.png"))
     assert np.abs(grid.astype(int) - logged.astype(int)).max() <= 1
+
+
+def test_warm_start_takes_the_generator_and_checks_its_architecture(runs):
+    """`init_from` starts G and its EMA from an exported generator; D stays freshly initialised.
+    A generator of another architecture is refused with an error that names `init_from`."""
+    source = runs / "d8" / gan.EXPORT_DIR
+    config = ml_collections.ConfigDict(json.loads((runs / "d8" / "config.json").read_text()))
+    config.init_from = str(source)
+    state = gan.make_task(config).init(jax.random.key(1))
+    params = lj.load_generator(source).params
+    assert_trees_close(state["g"], params, rtol=0, atol=0)
+    assert_trees_close(state["g_ema"], params, rtol=0, atol=0)
+    config.channel_max = 8
+    with pytest.raises(ValueError, match="init_from.*configured architecture"):
+        gan.make_task(config)

@@ -12,6 +12,12 @@ is copied, not averaged, into the EMA generator.
 
 The EMA generator is exported with `latentjax.save_generator` to `WORKDIR/generator/` at every
 checkpoint, so `latentjax.load_generator(WORKDIR / "generator")` loads the latest one.
+
+`config.init_from` (any `latentjax.load_generator` source of the configured architecture, e.g.
+`builtin:shapes` or an earlier run's `WORKDIR/generator`) warm-starts G and its EMA copy from that
+generator's params, with a fresh discriminator and fresh optimisers: to fine-tune, or to continue
+a run whose checkpoints are gone from an exported generator. A run that has checkpoints resumes
+from them instead.
 """
 
 from __future__ import annotations
@@ -50,6 +56,19 @@ def discriminator_config(config) -> DiscriminatorConfig:
                                **config.discriminator.to_dict())
 
 
+def warm_start_params(source, expected: StyleGAN2Config):
+    """Params of the generator at `source` (a `latentjax.load_generator` source), which must be a
+    StyleGAN2 with exactly the `expected` architecture."""
+    from latentjax.io.load import load_generator
+
+    generator = load_generator(source)
+    found = getattr(generator, "config", type(generator).__name__)
+    if not isinstance(generator, StyleGAN2) or generator.config != expected:
+        raise ValueError(f"config.init_from={source!r}: expected a StyleGAN2 generator with the configured "
+                         f"architecture {expected}, found {found}")
+    return jax.tree.map(np.asarray, generator.params)
+
+
 def adam(lr: float, betas, eps: float, reg_interval: int = 0) -> optax.GradientTransformation:
     """Adam; with a lazy regulariser every `reg_interval` steps, lr * r and betas ** r, r = k / (k + 1)."""
     ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
@@ -78,10 +97,14 @@ def make_task(config) -> Task:
     g_tx = adam(config.g_lr, tuple(config.betas), config.eps)
     d_tx = adam(config.d_lr, tuple(config.betas), config.eps, lazy_r1)
     grid_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed), (config.grid_size, G.z_dim)))
+    warm_start = warm_start_params(config.init_from, G.config) if config.get("init_from") else None
 
     def init(key):
         k_g, k_d = jax.random.split(key)
-        g = StyleGAN2.init(G.config, k_g).params
+        if warm_start is None:
+            g = StyleGAN2.init(G.config, k_g).params
+        else:
+            g = jax.tree.map(jnp.asarray, warm_start)
         d = init_discriminator(d_config, k_d)
         return {"g": g, "d": d, "g_ema": g, "g_opt": g_tx.init(g), "d_opt": d_tx.init(d),
                 "r1_penalty": jnp.zeros((), jnp.float32)}

@@ -32,6 +32,8 @@ def get_config(arg=None):
 
     config.channel_base = 4096
     config.channel_max = 128
+    config.d_channel_base = 0  # D's widths; 0: the same as G's
+    config.d_channel_max = 0
     config.generator = ml_collections.ConfigDict(dict(z_dim=128, w_dim=128, mapping_layers=2))
     config.discriminator = ml_collections.ConfigDict(dict(mbstd_group_size=4))
 

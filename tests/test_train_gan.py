@@ -52,6 +52,10 @@ def runs(tmp_path_factory, compile_cache):  # noqa: F811
     return root
 
 
+def run_config(workdir) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+
+
 def history(workdir):
     return np.array([[r[k] for k in LOSSES] for r in read_metrics(workdir) if "loss_G" in r])
 
@@ -81,7 +85,7 @@ def test_exported_generator_draws_the_logged_grid(runs):
     state = read_state(runs / "d8")["state"]
     assert G.metadata["step"] == STEPS and G.config.img_resolution == 8
     assert_trees_close(G.params, state["g_ema"], rtol=0, atol=0)
-    config = ml_collections.ConfigDict(json.loads((runs / "d8" / "config.json").read_text()))
+    config = run_config(runs / "d8")
     grid = image_grid(to_uint8(jax.jit(gan.make_task(config).sample)(state)))
     logged = np.asarray(Image.open(runs / "d8" / "samples" / f"samples_{STEPS:07d}.png"))
     assert np.abs(grid.astype(int) - logged.astype(int)).max() <= 1
@@ -91,7 +95,7 @@ def test_warm_start_takes_the_generator_and_checks_its_architecture(runs):
     """`init_from` starts G and its EMA from an exported generator; D stays freshly initialised.
     A generator of another architecture is refused with an error that names `init_from`."""
     source = runs / "d8" / gan.EXPORT_DIR
-    config = ml_collections.ConfigDict(json.loads((runs / "d8" / "config.json").read_text()))
+    config = run_config(runs / "d8")
     config.init_from = str(source)
     state = gan.make_task(config).init(jax.random.key(1))
     params = lj.load_generator(source).params
@@ -100,3 +104,11 @@ def test_warm_start_takes_the_generator_and_checks_its_architecture(runs):
     config.channel_max = 8
     with pytest.raises(ValueError, match="init_from.*configured architecture"):
         gan.make_task(config)
+
+
+def test_discriminator_widths_default_to_the_generators(runs):
+    config = run_config(runs / "d8")
+    assert gan.discriminator_config(config).channels == gan.generator_config(config).channels == (16, 16)
+    config.d_channel_base, config.d_channel_max = 512, 64
+    assert gan.discriminator_config(config).channels == (64, 64)
+    assert gan.generator_config(config).channels == (16, 16)

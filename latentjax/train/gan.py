@@ -40,19 +40,23 @@ W_AVG_BETA = 0.995
 EXPORT_DIR = "generator"
 
 
-def channels(config) -> tuple[int, ...]:
-    """Widths at resolutions 4, 8, ..., `config.resolution`: min(channel_base // res, channel_max)."""
-    res = [4 << i for i in range(int(np.log2(config.resolution)) - 1)]
-    return tuple(min(int(config.channel_base) // r, int(config.channel_max)) for r in res)
+def channels(resolution: int, channel_base: int, channel_max: int) -> tuple[int, ...]:
+    """Widths at resolutions 4, 8, ..., `resolution`: min(channel_base // res, channel_max)."""
+    res = [4 << i for i in range(int(np.log2(resolution)) - 1)]
+    return tuple(min(int(channel_base) // r, int(channel_max)) for r in res)
 
 
 def generator_config(config) -> StyleGAN2Config:
-    return StyleGAN2Config(img_resolution=int(config.resolution), img_channels=3, channels=channels(config),
+    return StyleGAN2Config(img_resolution=int(config.resolution), img_channels=3,
+                           channels=channels(config.resolution, config.channel_base, config.channel_max),
                            **config.generator.to_dict())
 
 
 def discriminator_config(config) -> DiscriminatorConfig:
-    return DiscriminatorConfig(img_resolution=int(config.resolution), img_channels=3, channels=channels(config),
+    """D's widths come from `d_channel_base` / `d_channel_max` where set, else from G's."""
+    widths = channels(config.resolution, config.get("d_channel_base") or config.channel_base,
+                      config.get("d_channel_max") or config.channel_max)
+    return DiscriminatorConfig(img_resolution=int(config.resolution), img_channels=3, channels=widths,
                                **config.discriminator.to_dict())
 
 

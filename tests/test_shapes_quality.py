@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from latentjax.data import shapes
-from latentjax.metrics import shapes_quality
+from latentjax.metrics import factors, shapes_quality
 
 
 def test_w1_to_uniform_is_exact():
@@ -36,5 +36,8 @@ def test_factor_distances_see_a_collapsed_factor():
 def test_true_renders_are_valid_and_close_to_the_prior():
     result = shapes_quality.true_render_quality(jax.random.key(0), 32, num_samples=512, batch_size=256)
     assert result["num_samples"] == 512 and result["valid_fraction"] > 0.99
+    at = result["valid_fraction_at"]
+    assert at[str(factors.VALID_TOL)] == result["valid_fraction"] and list(at.values()) == sorted(at.values())
+    assert result["rerender_error_percentiles"]["90"] < 0.005  # exact renders (see factors' docstring)
     assert result["distances"]["shape"] < 0.08
     assert max(v for k, v in result["distances"].items() if k != "shape") < 0.05

@@ -91,16 +91,20 @@ def test_exported_generator_draws_the_logged_grid(runs):
     assert np.abs(grid.astype(int) - logged.astype(int)).max() <= 1
 
 
-def test_warm_start_takes_the_generator_and_checks_its_architecture(runs):
-    """`init_from` starts G and its EMA from an exported generator; D stays freshly initialised.
+def test_warm_start_takes_the_generator_and_checks_its_architecture(runs, tmp_path):
+    """`init_from` starts G and its EMA from an exported generator (and the export says so).
     A generator of another architecture is refused with an error that names `init_from`."""
     source = runs / "d8" / gan.EXPORT_DIR
     config = run_config(runs / "d8")
     config.init_from = str(source)
-    state = gan.make_task(config).init(jax.random.key(1))
+    task = gan.make_task(config)
+    state = task.init(jax.random.key(1))
     params = lj.load_generator(source).params
     assert_trees_close(state["g"], params, rtol=0, atol=0)
     assert_trees_close(state["g_ema"], params, rtol=0, atol=0)
+    task.export(jax.device_get(state), tmp_path, 3)  # the export records where the run started
+    metadata = lj.load_generator(tmp_path / gan.EXPORT_DIR).metadata
+    assert metadata["init_from"] == str(source) and metadata["init_metadata"]["step"] == STEPS
     config.channel_max = 8
     with pytest.raises(ValueError, match="init_from.*configured architecture"):
         gan.make_task(config)

@@ -60,9 +60,9 @@ def discriminator_config(config) -> DiscriminatorConfig:
                                **config.discriminator.to_dict())
 
 
-def warm_start_params(source, expected: StyleGAN2Config):
-    """Params of the generator at `source` (a `latentjax.load_generator` source), which must be a
-    StyleGAN2 with exactly the `expected` architecture."""
+def warm_start_generator(source, expected: StyleGAN2Config) -> StyleGAN2:
+    """The generator at `source` (a `latentjax.load_generator` source), which must be a StyleGAN2
+    with exactly the `expected` architecture; its params as numpy arrays."""
     from latentjax.io.load import load_generator
 
     generator = load_generator(source)
@@ -70,7 +70,7 @@ def warm_start_params(source, expected: StyleGAN2Config):
     if not isinstance(generator, StyleGAN2) or generator.config != expected:
         raise ValueError(f"config.init_from={source!r}: expected a StyleGAN2 generator with the configured "
                          f"architecture {expected}, found {found}")
-    return jax.tree.map(np.asarray, generator.params)
+    return StyleGAN2(generator.config, jax.tree.map(np.asarray, generator.params), generator.metadata)
 
 
 def adam(lr: float, betas, eps: float, reg_interval: int = 0) -> optax.GradientTransformation:
@@ -101,14 +101,14 @@ def make_task(config) -> Task:
     g_tx = adam(config.g_lr, tuple(config.betas), config.eps)
     d_tx = adam(config.d_lr, tuple(config.betas), config.eps, lazy_r1)
     grid_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed), (config.grid_size, G.z_dim)))
-    warm_start = warm_start_params(config.init_from, G.config) if config.get("init_from") else None
+    warm_start = warm_start_generator(config.init_from, G.config) if config.get("init_from") else None
 
     def init(key):
         k_g, k_d = jax.random.split(key)
         if warm_start is None:
             g = StyleGAN2.init(G.config, k_g).params
         else:
-            g = jax.tree.map(jnp.asarray, warm_start)
+            g = jax.tree.map(jnp.asarray, warm_start.params)
         d = init_discriminator(d_config, k_d)
         return {"g": g, "d": d, "g_ema": g, "g_opt": g_tx.init(g), "d_opt": d_tx.init(d),
                 "r1_penalty": jnp.zeros((), jnp.float32)}
@@ -196,6 +196,8 @@ def make_task(config) -> Task:
     def export(state, workdir: Path, step: int):
         metadata = {"source_format": "latentjax.train.gan", "dataset": "shapes", "step": int(step),
                     "kimg": int(step) * batch_size / 1000, "ema": True}
+        if warm_start is not None:  # where this run started, and that generator's own training
+            metadata.update(init_from=str(config.init_from), init_metadata=dict(warm_start.metadata))
         save_generator(StyleGAN2(G.config, state["g_ema"], metadata), Path(workdir) / EXPORT_DIR)
 
     return Task(init=init, step=step, batch=batch, sample=sample, export=export)

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from latentjax.data import shapes
+from latentjax.io.load import load_generator
 from latentjax.io.native import save_generator
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config, mix_styles
 from latentjax.models.stylegan2_discriminator import Discriminator, DiscriminatorConfig, init_discriminator
@@ -63,8 +64,6 @@ def discriminator_config(config) -> DiscriminatorConfig:
 def warm_start_generator(source, expected: StyleGAN2Config) -> StyleGAN2:
     """The generator at `source` (a `latentjax.load_generator` source), which must be a StyleGAN2
     with exactly the `expected` architecture; its params as numpy arrays."""
-    from latentjax.io.load import load_generator
-
     generator = load_generator(source)
     found = getattr(generator, "config", type(generator).__name__)
     if not isinstance(generator, StyleGAN2) or generator.config != expected:

@@ -234,7 +234,7 @@ def test_settings_and_layers_are_checked(generator):
 
 # --- the harness ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory, compile_cache):  # noqa: F811
+def smoke_runs(tmp_path_factory, compile_cache):
     """In subprocesses sharing compiled programs: an uninterrupted smoke run; one stopped at step 2
     (before the subspace stage) and resumed; and `latentjax train` on the smoke config with the
     same generator and settings."""
@@ -337,7 +337,7 @@ def test_config_variants_are_checked():
 
 
 @pytest.mark.slow  # a subprocess with 8 simulated devices
-def test_eight_devices_match_one_device(tmp_path, compile_cache):  # noqa: F811
+def test_eight_devices_match_one_device(tmp_path, compile_cache):
     script = f"""
     import numpy as np
     import latentjax as lj

@@ -40,7 +40,7 @@ def launch(workdir, *overrides) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, compile_cache):  # noqa: F811
+def runs(tmp_path_factory, compile_cache):
     """Uninterrupted smoke runs on 8 devices (the default mesh) and on 1."""
     root = tmp_path_factory.mktemp("gan")
     procs = [run_python(launch(root / "d8"), devices=8, cache=compile_cache, wait=False),
@@ -68,7 +68,7 @@ def test_eight_devices_match_one_device(runs):
     assert_trees_close(read_state(runs / "d8"), read_state(runs / "d1"), rtol=1e-4, atol=1e-5)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_state(runs, tmp_path, compile_cache):  # noqa: F811
+def test_killed_run_resumes_to_the_uninterrupted_state(runs, tmp_path, compile_cache):
     """On one device (where runs are bitwise reproducible; the simulated multi-device all-reduce
     is not), a run killed at the step-4 checkpoint resumes from step 2 to the uninterrupted state."""
     one_device = "--config.mesh=(('data', 1),)"

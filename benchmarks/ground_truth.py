@@ -7,7 +7,7 @@
 
 Runs SeFa, GANSpace (PCA of w samples) and the Jacobian directions on the generator's `w+` space
 (all layers), then scores each set and any saved `Directions` files (each in its own space, e.g.
-`w` or `z` for the learned methods) with `latentjax.metrics.ground_truth` (walks of +-distance from prior samples, factors read back from
+`w` or `z` for the learned methods) with `latentjax.shapes.scoring` (walks of +-distance from prior samples, factors read back from
 the images). Prints a table (best purity per factor, factors with purity >= 0.8, valid fraction,
 wall time of the method, compilation included) and writes JSON to benchmarks/results/ and a
 purity / change heatmap per method next to it.
@@ -22,7 +22,7 @@ from pathlib import Path
 import latentjax as lj
 from latentjax.directions import Directions, ganspace, jacobian, sefa
 from latentjax.latent import latent_space
-from latentjax.metrics.ground_truth import GroundTruthConfig, comparison, ground_truth
+from latentjax.shapes.scoring import GroundTruthConfig, comparison, ground_truth
 from latentjax.viz.report import markdown_table
 from latentjax.viz.grid import save_png
 from timing import write_record

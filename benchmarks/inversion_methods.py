@@ -39,8 +39,9 @@ import numpy as np
 
 from latentjax import load_generator
 from latentjax.inversion import InversionResult, invert, invert_multicode, latent_statistics
-from latentjax.inversion.encoder import Encoder, config_for, load_encoder
-from latentjax.inversion.indomain import EXPORT_DIR, TrainSettings, build_task, invert_in_domain
+from latentjax.nn.encoder import Encoder, config_for, load_encoder
+from latentjax.inversion.indomain import invert_in_domain
+from latentjax.tasks.encoder import EXPORT_DIR, TrainSettings, build_task
 from latentjax.metrics.image import psnr
 from timing import describe_environment, write_record
 
@@ -111,7 +112,7 @@ def train_encoder(G, generator: str, steps: int, workdir: Path) -> Encoder:
     settings = TrainSettings(lr=1e-3, d_lr=1e-3, grid_size=4, eval_size=16)
     task = build_task(G, config_for(G, channel_base=1024, channel_max=128), settings, data="generator",
                       batch_size=16, total_steps=steps, metadata={"generator": generator})
-    config = ml_collections.ConfigDict(dict(task="latentjax.inversion.indomain", total_steps=steps, batch_size=16,
+    config = ml_collections.ConfigDict(dict(task="latentjax.tasks.encoder", total_steps=steps, batch_size=16,
                                             log_every=max(1, steps // 10), ckpt_every=steps, keep_ckpts=1))
     from latentjax.train.trainer import train
 

@@ -5,7 +5,7 @@
 
 Prints the valid fraction (at the read-out's tolerance 0.01 and looser ones), percentiles of the
 rerender error and, per factor, the distance between the generated and the true
-distribution (`latentjax.metrics.shapes_quality`: total variation for shape, W1 for the rest),
+distribution (`latentjax.shapes.quality`: total variation for shape, W1 for the rest),
 next to the same numbers for true renders (the noise floor for that sample count), and writes
 JSON to benchmarks/results/shapes_generator_quality.json.
 """
@@ -18,8 +18,8 @@ import time
 import jax
 
 import latentjax as lj
-from latentjax.data import shapes
-from latentjax.metrics import shapes_quality
+from latentjax import shapes
+from latentjax.shapes import quality as shapes_quality
 from timing import write_record
 
 

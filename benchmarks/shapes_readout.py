@@ -20,8 +20,8 @@ import itertools
 import jax
 import numpy as np
 
-from latentjax.data import shapes
-from latentjax.metrics import factors as F
+from latentjax import shapes
+from latentjax.shapes import reading as F
 from timing import describe_environment, median_seconds, write_record
 
 

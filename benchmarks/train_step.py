@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import latentjax as lj
-from latentjax.dataclass_config import ConfigMixin
+from latentjax.config import ConfigMixin
 from latentjax.directions.learned import train_config
 from latentjax.latent import LatentSpace, space_from_spec, standard_normal
 from latentjax.train.metrics import read_metrics
@@ -235,7 +235,7 @@ def reference_rows(args) -> list[dict]:
     reference = load_reference(args.reference)
     if reference is None:
         return []
-    from latentjax.models.reconstructor import resolve
+    from latentjax.nn.reconstructor import resolve
 
     rows = []
     for name in args.stand_ins:

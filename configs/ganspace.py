@@ -7,7 +7,7 @@ Variants: `configs/ganspace.py:smoke` (2,000 samples, three directions).
 
 from ml_collections import config_dict
 
-from latentjax.directions.discover import base_config, shrink
+from latentjax.programs.discover import base_config, shrink
 
 
 def get_config(arg=None):

@@ -7,7 +7,7 @@ Variants: `configs/jacobian.py:smoke` (one sample, three directions).
 
 from ml_collections import config_dict
 
-from latentjax.directions.discover import base_config, shrink
+from latentjax.programs.discover import base_config, shrink
 
 
 def get_config(arg=None):

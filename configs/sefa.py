@@ -3,7 +3,7 @@
 Variants: `configs/sefa.py:smoke` (three directions, one seed, three steps: seconds on CPU).
 """
 
-from latentjax.directions.discover import base_config, shrink
+from latentjax.programs.discover import base_config, shrink
 
 
 def get_config(arg=None):

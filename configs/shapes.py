@@ -5,9 +5,9 @@
 Runs SeFa, GANSpace, the Jacobian directions and the two learned methods (Voynov & Babenko,
 DP-LaSE, on short CPU budgets; they train in `out/shapes/<method>/train/` and a second run
 resumes there) on `builtin:shapes` (the StyleGAN2 trained on
-`latentjax.data.shapes` that ships with the package; `--config.generator=PATH` for another one),
+`latentjax.shapes.world` that ships with the package; `--config.generator=PATH` for another one),
 writes each method's directions, grids and GIFs to `out/shapes/<method>/`, scores every direction
-by the factor changes it causes (`latentjax.metrics.ground_truth`) and writes the comparison
+by the factor changes it causes (`latentjax.shapes.scoring`) and writes the comparison
 (`ground_truth.md`, heatmaps) and one `report.html`. Sized for a few minutes on two CPU cores (the
 learned methods' full budgets are in `configs/voynov.py` and `configs/dplase.py`).
 Voynov & Babenko uses the `linear` deformator here (the
@@ -17,7 +17,7 @@ matrix exponential of `ortho` calls LAPACK, slow on a busy CPU unless OPENBLAS_N
 directions per method, few samples and steps: seconds).
 """
 
-from latentjax.directions.discover import multi_config, shrink
+from latentjax.programs.discover import multi_config, shrink
 
 
 def get_config(arg=None):

@@ -1,4 +1,4 @@
-r"""The in-domain inversion encoder (`latentjax.inversion.indomain`) for a frozen StyleGAN2.
+r"""The in-domain inversion encoder (`latentjax.tasks.encoder`) for a frozen StyleGAN2.
 
     latentjax train --config configs/train_encoder.py --workdir runs/encoder_shapes
     latentjax train --config configs/train_encoder.py:stylegan2 --workdir runs/encoder_ada \
@@ -8,24 +8,24 @@ r"""The in-domain inversion encoder (`latentjax.inversion.indomain`) for a froze
 Variants (combinable, e.g. `stylegan2,smoke`): the default trains on `builtin:shapes`;
 `stylegan2` on the 32x32 test snapshot (`--config.generator` for another NVIDIA snapshot), with
 D started from the snapshot's own D as in the reference; `smoke` shrinks the run to a few steps.
-The result is `WORKDIR/encoder/` (`latentjax.inversion.encoder.load_encoder`).
+The result is `WORKDIR/encoder/` (`latentjax.nn.encoder.load_encoder`).
 
 Fields: `generator` (a path or builtin: name), `data` ('generator': the generator's own samples;
 'shapes': the procedural shapes world; or a directory of images), `encoder` (the architecture,
-see `EncoderConfig`), `settings` (losses and optimisers, see `indomain.TrainSettings`; reference
+see `EncoderConfig`), `settings` (losses and optimisers, see `latentjax.tasks.encoder.TrainSettings`; reference
 defaults), and the harness's fields. The learning rate here is 10x the reference's 1e-4 (which
 is for batch 128 over 14M images): these runs are a few hundred thousand images on a CPU.
 """
 
 import ml_collections
 
-from latentjax.train.config import parse_arg
+from latentjax.config import parse_arg
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, stylegan2=False)
     config = ml_collections.ConfigDict()
-    config.task = "latentjax.inversion.indomain"
+    config.task = "latentjax.tasks.encoder"
     config.generator = "builtin:shapes"
     config.data = "generator"
     config.seed = 0

@@ -1,4 +1,4 @@
-r"""StyleGAN2 on the procedural shapes world (`latentjax.data.shapes`), sized for CPU at 32x32.
+r"""StyleGAN2 on the procedural shapes world (`latentjax.shapes.world`), sized for CPU at 32x32.
 
     latentjax train --config configs/train_shapes_gan.py --workdir runs/shapes_gan
     latentjax train --config configs/train_shapes_gan.py:res=64 --workdir runs/shapes64 --config.batch_size=64
@@ -16,19 +16,19 @@ penalty. Widths are min(channel_base // res, channel_max) for G and D.
 
 import ml_collections
 
-from latentjax.train.config import parse_arg
+from latentjax.config import parse_arg
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, res=32, builtin=False)
     config = ml_collections.ConfigDict()
-    config.task = "latentjax.train.gan"
+    config.task = "latentjax.tasks.gan"
     config.seed = 0
     config.resolution = arg.res
     config.batch_size = 32
     config.total_steps = 25_000  # 800 kimg
     config.mesh = (("data", -1),)  # all devices
-    config.init_from = ""  # a generator to warm-start G from (see latentjax.train.gan); "" = random init
+    config.init_from = ""  # a generator to warm-start G from (see latentjax.tasks.gan); "" = random init
 
     config.channel_base = 4096
     config.channel_max = 128

@@ -5,16 +5,16 @@
     img = G.generate(G.params, z, truncation_psi=0.7)   # NHWC
 """
 
-from latentjax import directions, inversion, latent, metrics, viz, walks
+from latentjax import directions, inversion, latent, metrics, shapes, viz, walks
 from latentjax.directions import Directions
+from latentjax.errors import CheckpointError, ConversionError
 from latentjax.inversion import invert
-from latentjax.io import CheckpointError, load_generator, save_generator
 from latentjax.latent import LatentSpace, latent_space
+from latentjax.load import load_generator, save_generator
 from latentjax.models import BigGAN, BigGANConfig, PGGAN, PGGANConfig, StyleGAN2, StyleGAN2Config
 from latentjax.models.biggan import class_vector
-from latentjax.models.stylegan2_convert import ConversionError
 
 __version__ = "0.1.0"
 __all__ = ["BigGAN", "BigGANConfig", "CheckpointError", "ConversionError", "Directions", "LatentSpace", "PGGAN",
            "PGGANConfig", "StyleGAN2", "StyleGAN2Config", "class_vector", "directions", "invert", "inversion",
-           "latent", "latent_space", "load_generator", "metrics", "save_generator", "viz", "walks"]
+           "latent", "latent_space", "load_generator", "metrics", "save_generator", "shapes", "viz", "walks"]

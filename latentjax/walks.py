@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from latentjax.directions.base import parse_layers
+from latentjax.latent import parse_layers
 
 _TINY = 1e-12
 # Walks stop this far (relatively) inside a truncation box, so that a point on its face stays

@@ -18,11 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import latentjax as lj
-from latentjax.io.torch_pickle import CheckpointError, load as load_pickle
+from latentjax.errors import CheckpointError
+from latentjax.io.torch_pickle import load as load_pickle
+from latentjax.load import load_native
 from latentjax.models import FAMILIES
 from latentjax.models.biggan import BigGAN, BigGANConfig
-from latentjax.models.biggan_convert import ConversionError, from_state_dict, is_biggan_dir, key_map, load_biggan_dir
+from latentjax.errors import ConversionError
+from latentjax.models.biggan_convert import from_state_dict, is_biggan_dir, key_map, load_biggan_dir
 from latentjax.ops.batch_norm import statistics_weights
 from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
 
@@ -204,7 +206,7 @@ def test_native_round_trip_and_converter_script(tmp_path, monkeypatch, capsys):
     G = _load("deep_s64_attn2")
     convert = runpy.run_path(str(Path(__file__).parents[1] / "convert" / "biggan.py"))["main"]
     assert convert([str(BIGGAN / "deep_s64_attn2"), str(tmp_path / "g")]) == 0
-    G2 = lj.io.load_native(tmp_path / "g")
+    G2 = load_native(tmp_path / "g")
     assert G2.config == G.config and G2.metadata == G.metadata and G2.family == "biggan"
     jax.tree.map(np.testing.assert_array_equal, G.params, G2.params)
     assert convert([str(BIGGAN), str(tmp_path / "h")]) == 2

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from latentjax.data import shapes
-from latentjax.metrics import factors as F
+from latentjax import shapes
+from latentjax.shapes import reading as F
 
 
 def single(shape, resolution, **values):

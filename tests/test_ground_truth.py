@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 import latentjax as lj
-from latentjax.cli import parse_config_flags
-from latentjax.data import shapes
+from latentjax.programs.flags import parse_config_flags
+from latentjax import shapes
 from latentjax.directions import Directions
-from latentjax.directions.discover import MultiRun, describe, discover
-from latentjax.metrics.ground_truth import GroundTruthConfig, distances, ground_truth, purities
+from latentjax.programs.discover import MultiRun, describe, discover
+from latentjax.shapes.scoring import GroundTruthConfig, distances, ground_truth, purities
 from latentjax.models import StyleGAN2, StyleGAN2Config
 from latentjax.viz.heatmap import colours, heatmap
 

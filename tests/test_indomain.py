@@ -13,8 +13,9 @@ import pytest
 from conftest import FIXTURES
 
 import latentjax
-from latentjax.inversion.encoder import Encoder, EncoderConfig, config_for, load_encoder, save_encoder
-from latentjax.inversion.indomain import TrainSettings, build_task, invert_in_domain, vgg_features
+from latentjax.nn.encoder import Encoder, EncoderConfig, config_for, load_encoder, save_encoder
+from latentjax.inversion.indomain import invert_in_domain, vgg_features
+from latentjax.tasks.encoder import TrainSettings, build_task
 from latentjax.metrics.lpips import load_lpips
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
@@ -119,7 +120,7 @@ def test_training_on_the_harness_runs_exports_and_reloads(gen, tmp_path):
     encoder_config = config_for(G, channel_base=64, channel_max=8)
     settings = TrainSettings(lr=1e-3, d_lr=1e-3, grid_size=2, eval_size=4)
     task = build_task(G, encoder_config, settings, data="generator", batch_size=4, total_steps=2)
-    config = ml_collections.ConfigDict(dict(task="latentjax.inversion.indomain", total_steps=2, batch_size=4,
+    config = ml_collections.ConfigDict(dict(task="latentjax.tasks.encoder", total_steps=2, batch_size=4,
                                             mesh=(("data", 1),), log_every=1, ckpt_every=2, keep_ckpts=1,
                                             eval_every=2, sample_every=2))
     train(config, tmp_path, task=task)
@@ -146,8 +147,8 @@ def test_training_on_the_harness_runs_exports_and_reloads(gen, tmp_path):
 def test_config_smoke_variant_trains_from_the_snapshot_discriminator(tmp_path):
     """`latentjax train --config configs/train_encoder.py:stylegan2,smoke`: D starts from the snapshot's."""
     from latentjax.io.torch_pickle import load
-    from latentjax.models.stylegan2_discriminator import from_nvidia
-    from latentjax.train.launch import main
+    from latentjax.nn.discriminator import from_nvidia
+    from latentjax.programs.train import main
 
     assert main(["--config", "configs/train_encoder.py:stylegan2,smoke", "--workdir", str(tmp_path)]) == 0
     encoder = load_encoder(tmp_path / "encoder")
@@ -261,5 +262,5 @@ def test_bad_inputs_raise_clear_errors(gen):
         invert_in_domain(G, other, targets, **run)
     with pytest.raises(ValueError, match="steps must be a positive int"):
         invert_in_domain(G, encoder, targets, steps=0, progress=False)
-    with pytest.raises(ValueError, match="encoder must be a latentjax.inversion.encoder.Encoder"):
+    with pytest.raises(ValueError, match="encoder must be a latentjax.nn.encoder.Encoder"):
         invert_in_domain(G, "encoder_dir", targets, **run)

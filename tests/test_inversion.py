@@ -18,9 +18,10 @@ from PIL import Image
 from conftest import FIXTURES, relative_error
 
 from latentjax import StyleGAN2, StyleGAN2Config
-from latentjax.inversion import (Inverter, decode, invert, invert_directory, latent_noise_schedule, noise_maps,
+from latentjax.inversion import (Inverter, decode, invert, latent_noise_schedule, noise_maps,
                                  noise_regularization, projector_lr_schedule, projector_optimizer)
-from latentjax.inversion.batch import add_invert_arguments, invert_command, load_target, write_overview
+from latentjax.io.images import load_target
+from latentjax.programs.invert import add_invert_arguments, invert_directory, main as invert_command, write_overview
 from latentjax.inversion.project import _area_downsample
 from latentjax.metrics.image import psnr
 from latentjax.metrics.lpips import load_lpips

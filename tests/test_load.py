@@ -12,7 +12,7 @@ from PIL import Image
 
 import latentjax as lj
 from latentjax.cli import main as cli_main
-from latentjax.io.load import from_checkpoint
+from latentjax.load import from_checkpoint
 from latentjax.models.stylegan2_convert import from_nvidia
 from conftest import FIXTURES
 

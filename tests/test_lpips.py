@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
 
-from latentjax.io import CheckpointError
+from latentjax.errors import CheckpointError
 from latentjax.io.torch_pickle import load
 from latentjax.metrics.lpips import TAPS, from_state_dicts, load_lpips
 

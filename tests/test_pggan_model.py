@@ -178,7 +178,7 @@ def test_config_round_trip_and_validation():
 
 
 def test_convert_script_writes_a_native_generator(tmp_path, monkeypatch, capsys):
-    from latentjax.io.native import load_native
+    from latentjax.load import load_native
 
     monkeypatch.setitem(FAMILIES, "pggan", (PGGAN, PGGANConfig))
     spec = importlib.util.spec_from_file_location("convert_pggan", Path(__file__).parents[1] / "convert" / "pggan.py")

@@ -12,10 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-from latentjax.io.torch_pickle import CheckpointError, UnsafeGlobalError, load as load_pickle
+from latentjax.errors import CheckpointError, UnsafeGlobalError
+from latentjax.io.torch_pickle import load as load_pickle
 from latentjax.models.pggan import PGGAN
 from latentjax.models.pggan_convert import GAN_ZOO_RECORDS, from_gan_zoo, gan_zoo_key_map, load_pggan
-from latentjax.models.stylegan2_convert import ConversionError
+from latentjax.errors import ConversionError
 from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
 
 PG = FIXTURES / "pggan"

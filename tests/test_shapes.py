@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from latentjax.data import shapes
-from latentjax.metrics import factors as readout_lib
+from latentjax import shapes
+from latentjax.shapes import reading as readout_lib
 
 # Read-out accuracy on exact renders (normalised factor units; rotation as a fraction of the
 # symmetry period, circles excluded): (mean abs error, max abs error) per factor and resolution.

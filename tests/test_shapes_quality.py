@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from latentjax.data import shapes
-from latentjax.metrics import factors, shapes_quality
+from latentjax import shapes
+from latentjax.shapes import reading as factors
+from latentjax.shapes import quality as shapes_quality
 
 
 def test_w1_to_uniform_is_exact():

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
 from latentjax.io.torch_pickle import load
-from latentjax.models import stylegan2_discriminator as sd
+from latentjax.nn import discriminator as sd
 
 # The reference groups samples {0,2,4,6} and {1,3,5,7} for the minibatch stddev; we group 0-3 and 4-7.
 PERM = np.array([0, 2, 4, 6, 1, 3, 5, 7])

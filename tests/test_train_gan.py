@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import latentjax as lj
-from latentjax.train import gan
+from latentjax.tasks import gan
 from latentjax.train.checkpoint import open_manager, read_state
 from latentjax.train.metrics import read_metrics
 from latentjax.viz import image_grid, to_uint8
@@ -34,7 +34,7 @@ LOSSES = ("loss_G", "loss_D", "score_real", "score_fake", "r1_penalty")
 
 def launch(workdir, *overrides) -> str:
     return f"""
-    from latentjax.train.launch import main
+    from latentjax.programs.train import main
     assert main([*{SMOKE!r}, "--workdir", {str(workdir)!r}, *{list(overrides)!r}]) == 0
     """
 

@@ -22,10 +22,11 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from latentjax.train import Task, parse_arg, train
+from latentjax.config import parse_arg
+from latentjax.train import Task, train
 from latentjax.train.checkpoint import open_manager
 from latentjax.train.metrics import MetricWriter, read_metrics
-from latentjax.train.sharding import make_mesh, tree_shardings
+from latentjax.sharding import make_mesh, tree_shardings
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

@@ -12,8 +12,8 @@ from PIL import Image
 
 import latentjax as lj
 from latentjax.latent import latent_space
-from latentjax.viz import encode_gif, encode_png, html_report, render, save_png, walk_grid
-from latentjax.viz.walk import walk_images
+from latentjax.programs.walk import render, walk_images
+from latentjax.viz import encode_gif, encode_png, html_report, save_png, walk_grid
 from conftest import FIXTURES
 
 

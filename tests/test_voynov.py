@@ -24,7 +24,7 @@ from latentjax.directions import Directions
 from latentjax.directions.learned import DIRECTIONS_FILE, train_config
 from latentjax.latent import LatentSpace, latent_space, standard_normal
 from latentjax.models import StyleGAN2, StyleGAN2Config
-from latentjax.models.reconstructor import LeNetReconstructor, ResNet18Reconstructor, make_reconstructor, resolve
+from latentjax.nn.reconstructor import LeNetReconstructor, ResNet18Reconstructor, make_reconstructor, resolve
 from latentjax.train.checkpoint import open_manager, read_state
 from latentjax.train.metrics import read_metrics
 from latentjax.train.trainer import train
@@ -359,7 +359,7 @@ def test_eight_devices_match_one_device(tmp_path):
     from latentjax.models import StyleGAN2
     from latentjax.train import train
     from latentjax.train.metrics import read_metrics
-    from latentjax.train.sharding import path_name
+    from latentjax.sharding import path_name
     from test_inversion import random_params
     from test_voynov import TINY
     G = StyleGAN2(TINY, random_params(TINY, seed=1))

@@ -12,13 +12,13 @@ SCHEME = "builtin:"
 
 # name -> what it is and how it was made
 BUILTINS = {
-    "shapes": ("StyleGAN2 trained on the procedural shapes world (latentjax.data.shapes: one circle, square or "
+    "shapes": ("StyleGAN2 trained on the procedural shapes world (latentjax.shapes.world: one circle, square or "
                "triangle with known position, scale, rotation, hue and background grey), the EMA generator; "
                "trained with `latentjax train --config configs/train_shapes_gan.py:builtin` (seed 0). PRELIMINARY: "
                "the shipped weights are step 7,500 (240 kimg) of that 10,000-step run, and do not yet meet "
                "the quality bar (see benchmarks/shapes_generator_quality.py). Its factors can be read "
-               "back from images (latentjax.metrics.factors), so directions found in it can be scored against "
-               "the ground truth (latentjax.metrics.ground_truth)."),
+               "back from images (latentjax.shapes.reading), so directions found in it can be scored against "
+               "the ground truth (latentjax.shapes.scoring)."),
 }
 
 

@@ -8,7 +8,8 @@
     d.vectors                                # (k, direction dim), unit rows, best first
 """
 
-from latentjax.directions.base import Directions, parse_layers
+from latentjax.directions.base import Directions
+from latentjax.latent import parse_layers
 from latentjax.directions.dplase import DPLaSEConfig, dplase
 from latentjax.directions.ganspace import GANSpaceConfig, ganspace
 from latentjax.directions.jacobian import JacobianConfig, forward_jacobian, jacobian

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+
+from latentjax.latent import latent_space
 
 FORMAT = "latentjax.directions"
 UNIT_TOLERANCE = 1e-4
@@ -77,8 +78,6 @@ class Directions:
 
     def space_for(self, generator):
         """The LatentSpace of `generator` these directions live in."""
-        from latentjax.latent import latent_space
-
         return latent_space(generator, **self.space)
 
     # --- files -------------------------------------------------------------------------------
@@ -119,38 +118,6 @@ def configure(cls, config=None, overrides: dict | None = None):
     elif not isinstance(config, cls):
         raise TypeError(f"config must be a {cls.__name__} or a dict, got {type(config).__name__}")
     return dataclasses.replace(config, **(overrides or {}))
-
-
-def parse_layers(spec: str | Sequence[int], num_layers: int) -> np.ndarray:
-    """A layer selection -> boolean mask [num_layers]: 'all', 'i-j' (inclusive), 'i,j,k' or indices."""
-    if isinstance(spec, str):
-        text = spec.strip()
-        if text == "all":
-            return np.ones(num_layers, bool)
-        try:
-            if "-" in text:
-                lo, hi = (int(v) for v in text.split("-"))
-                indices = list(range(lo, hi + 1))
-            else:
-                indices = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"layers must be 'all', 'i-j' or 'i,j,...', got {spec!r}") from None
-    else:
-        indices = [int(v) for v in spec]
-    if not indices or min(indices) < 0 or max(indices) >= num_layers:
-        raise ValueError(f"layers {spec!r} must select indices in [0, {num_layers - 1}]")
-    mask = np.zeros(num_layers, bool)
-    mask[indices] = True
-    return mask
-
-
-def layer_mask(space, spec, k: int) -> np.ndarray | None:
-    """The [k, num_layers] mask for `w+` directions editing layers `spec`; None for other spaces."""
-    if space.num_layers is None:
-        if spec not in ("all", None):
-            raise ValueError(f"a layer range ({spec!r}) needs the 'w+' space, not {space.name!r}")
-        return None
-    return np.broadcast_to(parse_layers(spec, space.num_layers), (k, space.num_layers)).copy()
 
 
 def canonical_signs(vectors: np.ndarray) -> np.ndarray:

@@ -48,12 +48,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from latentjax.dataclass_config import ConfigMixin
+from latentjax.config import ConfigMixin
 from latentjax.directions import subspace
 from latentjax.directions.base import Directions, configure
 from latentjax.directions.learned import DIRECTIONS_FILE, task_from_config, train_directions
 from latentjax.latent import LatentSpace, as_space
-from latentjax.train.sharding import shard_batch
+from latentjax.sharding import shard_batch
 from latentjax.train.task import Task
 from latentjax.walks import BOX_MARGIN, onto_sphere_in_box
 

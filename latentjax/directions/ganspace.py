@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.dataclass_config import ConfigMixin
-from latentjax.directions.base import Directions, canonical_signs, configure, layer_mask
-from latentjax.latent import as_space, stream, streaming_pca
+from latentjax.config import ConfigMixin
+from latentjax.directions.base import Directions, canonical_signs, configure
+from latentjax.latent import as_space, layer_mask, stream, streaming_pca
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.dataclass_config import ConfigMixin
-from latentjax.directions.base import Directions, canonical_signs, configure, layer_mask, top_eigenvectors
-from latentjax.latent import as_space
+from latentjax.config import ConfigMixin
+from latentjax.directions.base import Directions, canonical_signs, configure, top_eigenvectors
+from latentjax.latent import as_space, layer_mask
 from latentjax.progress import track
 
 HIGHEST = jax.lax.Precision.HIGHEST

@@ -24,10 +24,14 @@ from typing import Callable
 
 import jax
 import ml_collections
+from ml_collections import config_dict
 
+from latentjax.config import parse_arg
 from latentjax.directions.base import Directions
 from latentjax.latent import LatentSpace, space_from_spec
+from latentjax.load import load_generator
 from latentjax.train.task import Task
+from latentjax.train.trainer import train
 
 DIRECTIONS_FILE = "directions.npz"
 HARNESS_FIELDS = ("steps", "batch_size")  # settings fields that the harness owns in a train config
@@ -44,11 +48,9 @@ def settings_from_config(config, settings_cls):
 
 def task_from_config(config, settings_cls, build_task: Callable[[LatentSpace, object], Task]) -> Task:
     """`make_task` of a learned method: load `config.generator`, build `config.space`, run `build_task`."""
-    import latentjax as lj
-
     if not config.get("generator"):
         raise ValueError("config.generator is empty: pass --config.generator=PATH (or builtin:shapes)")
-    space = space_from_spec(lj.load_generator(config.generator), config.space)
+    space = space_from_spec(load_generator(config.generator), config.space)
     return build_task(space, settings_from_config(config, settings_cls))
 
 
@@ -71,8 +73,6 @@ def train_directions(task_module: str, build_task, space: LatentSpace, settings,
     """
     seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2 ** 31 - 1))
     config = train_config(task_module, settings, seed=seed)
-    from latentjax.train.trainer import train
-
     if workdir is not None:
         train(config, workdir, task=build_task(space, settings))
         return Directions.load(Path(workdir) / DIRECTIONS_FILE)
@@ -88,10 +88,6 @@ def model_config(config_file: str, task_module: str, arg, models: dict):
     such word (default: the first) and optionally `smoke`. Returns (config with task, seed,
     generator, space and mesh set; the chosen word; the parsed arg).
     """
-    from ml_collections import config_dict
-
-    from latentjax.train.config import parse_arg
-
     arg = parse_arg(arg, **{word: False for word in models})
     words = [word for word in models if arg[word]]
     if len(words) > 1:

@@ -17,9 +17,9 @@ import dataclasses
 
 import numpy as np
 
-from latentjax.dataclass_config import ConfigMixin
-from latentjax.directions.base import Directions, configure, layer_mask, parse_layers, top_eigenvectors
-from latentjax.latent import as_space, style_layers
+from latentjax.config import ConfigMixin
+from latentjax.directions.base import Directions, configure, top_eigenvectors
+from latentjax.latent import as_space, layer_mask, parse_layers, style_layers
 
 
 @dataclasses.dataclass(frozen=True)

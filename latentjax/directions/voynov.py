@@ -18,7 +18,7 @@ GANLatentDiscovery (`trainer.py`, `latent_deformator.py`):
   `fc` adds its input, so K must equal D there; here inputs are zero-padded to D, which is the
   same for K = D. Its run script starts `ortho` from random_init=True; we start from
   random_init=False: coordinate directions train more stably (the author, issue #11).
-- reconstructor (`latentjax.models.reconstructor`): ResNet-18 on the image pair as 6 channels,
+- reconstructor (`latentjax.nn.reconstructor`): ResNet-18 on the image pair as 6 channels,
   or LeNet for small images (`auto`: up to 32 px, the reference's MNIST setting).
 
 StyleGAN2 shifts live in `w` (the reference's `w_shift`); `voynov(G)` picks `w` for StyleGAN2.
@@ -47,12 +47,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from latentjax.dataclass_config import ConfigMixin
-from latentjax.directions.base import Directions, configure, layer_mask
+from latentjax.config import ConfigMixin
+from latentjax.directions.base import Directions, configure
 from latentjax.directions.learned import DIRECTIONS_FILE, task_from_config, train_directions
-from latentjax.latent import LatentSpace, latent_space
-from latentjax.models.reconstructor import TorchDense, batch_norm, make_reconstructor, resolve, torch_default_bias
-from latentjax.train.sharding import shard_batch
+from latentjax.latent import LatentSpace, latent_space, layer_mask
+from latentjax.nn.reconstructor import TorchDense, batch_norm, make_reconstructor, resolve, torch_default_bias
+from latentjax.sharding import shard_batch
 from latentjax.train.task import Task
 
 DEFORMATORS = ("fc", "linear", "ortho", "proj", "id", "random")

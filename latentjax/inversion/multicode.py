@@ -51,7 +51,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from latentjax.dataclass_config import ConfigMixin
+from latentjax.config import ConfigMixin
 from latentjax.inversion.project import InversionConfig, Inverter, _Program, _Recipe, parse_loss
 from latentjax.latent import LatentSpace, latent_space
 

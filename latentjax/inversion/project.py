@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from latentjax.dataclass_config import ConfigMixin
+from latentjax.config import ConfigMixin
 from latentjax.inversion.optim import latent_noise_schedule, noise_regularization, projector_optimizer
 from latentjax.latent import class_vectors, latent_space, num_classes, sample_classes, space_option_names
 from latentjax.metrics.image import rgb

@@ -1,8 +1,6 @@
-"""Reading checkpoints without torch or code execution, and latentjax's native format."""
+"""Reading checkpoints without torch or code execution (`torch_pickle`), source state dicts as key maps
+read them (`state_dict`), and latentjax's own directory format (`native`)."""
 
-from latentjax.io.load import from_checkpoint, load_generator
-from latentjax.io.native import load_native, save_generator
-from latentjax.io.torch_pickle import CheckpointError, PersistentObject, UnsafeGlobalError
+from latentjax.io.torch_pickle import PersistentObject, load
 
-__all__ = ["CheckpointError", "PersistentObject", "UnsafeGlobalError", "from_checkpoint", "load_generator",
-           "load_native", "save_generator"]
+__all__ = ["PersistentObject", "load"]

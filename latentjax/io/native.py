@@ -1,4 +1,4 @@
-"""latentjax's own format for generators (and other networks): a directory with `config.json` and orbax `params/`.
+"""latentjax's own directory format for networks (generators, encoders): `config.json` and orbax `params/`.
 
 `config.json` names the family, its architecture config and provenance metadata; restored
 params are checked against the tree the config implies, so a config that does not match the
@@ -14,10 +14,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from latentjax.io.torch_pickle import CheckpointError
-from latentjax.models import FAMILIES
+from latentjax.errors import CheckpointError
 
-FORMAT = "latentjax.generator"
 FORMAT_VERSION = 1
 
 
@@ -25,23 +23,6 @@ def is_native_dir(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file() and (path / "params").is_dir()
 
 
-def save_generator(generator, out_dir) -> Path:
-    """Write `generator` to `out_dir` (created; an existing params/ is replaced)."""
-    meta = {"family": generator.family, "config": generator.config.to_dict(), "metadata": generator.metadata}
-    return write_directory(out_dir, FORMAT, meta, generator.params)
-
-
-def load_native(path):
-    """Read a directory written by `save_generator`."""
-    meta, config_file = read_directory_config(path, FORMAT, "generator")
-    family = meta.get("family")
-    if family not in FAMILIES:
-        raise CheckpointError(f"{config_file}: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
-    generator_cls, config_cls = FAMILIES[family]
-    return network_from_directory(path, meta, config_file, generator_cls, config_cls, family)
-
-
-# --- the directory format, shared by every saved network (generators, encoders) ---------------
 def write_directory(out_dir, fmt: str, meta: dict, params) -> Path:
     """Write `config.json` ({'format': fmt, 'format_version', **meta}) and orbax `params/` to `out_dir`
     (created; an existing params/ is replaced). `config.json` is written last, so a directory

@@ -28,15 +28,9 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
+from latentjax.errors import CheckpointError, UnsafeGlobalError
+
 __all__ = ["CheckpointError", "EasyDict", "PersistentObject", "Record", "TorchModule", "UnsafeGlobalError", "load"]
-
-
-class CheckpointError(ValueError):
-    """A file that cannot be read as a checkpoint; the message names the file and what was expected."""
-
-
-class UnsafeGlobalError(CheckpointError):
-    """The pickle names a global (function or class) that is not on the allow-list."""
 
 
 # ----------------------------------------------------------------------------------------------

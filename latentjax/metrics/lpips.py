@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.io.torch_pickle import CheckpointError, load
+from latentjax.errors import CheckpointError
+from latentjax.io.torch_pickle import load
 
 TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 # torchvision VGG16 `features` indices of the convolutions, grouped by the tap that ends each stage;

@@ -25,9 +25,11 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from latentjax.io.torch_pickle import CheckpointError, load as load_pickle
+from latentjax.errors import CheckpointError
+from latentjax.io.torch_pickle import load as load_pickle
 from latentjax.models.biggan import GEN_Z_MULTIPLIER, IMG_CHANNELS, BigGAN, BigGANConfig
-from latentjax.models.stylegan2_convert import ConversionError, _Source
+from latentjax.errors import ConversionError
+from latentjax.io.state_dict import Source
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
@@ -85,7 +87,7 @@ def _source_shape(config: BigGANConfig, names: tuple[str, ...], shape: tuple[int
     return (1,) if names[-1] == "gamma" else shape
 
 
-def _spectral_normalized(src: _Source, name: str, shape: tuple[int, ...], config_file: str) -> np.ndarray:
+def _spectral_normalized(src: Source, name: str, shape: tuple[int, ...], config_file: str) -> np.ndarray:
     """weight_orig / sigma with sigma = u . (W_mat v), from the stored u and v (eval mode)."""
     orig, u, v = (src.get(f"{name}.{s}") for s in SN_SUFFIXES)
     out, fan_in = shape[0], int(np.prod(shape[1:]))
@@ -102,7 +104,7 @@ def _spectral_normalized(src: _Source, name: str, shape: tuple[int, ...], config
     return w / sigma
 
 
-def _check_layout(src: _Source, config: BigGANConfig, config_file: str):
+def _check_layout(src: Source, config: BigGANConfig, config_file: str):
     """Cross-check the config's global numbers against the weights, for errors that name the field."""
     arrays, where = src.arrays, src.where
 
@@ -145,7 +147,7 @@ def from_state_dict(state_dict: Mapping[str, np.ndarray], config: BigGANConfig, 
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, np.ndarray) for v in state_dict.values()):
         found = type(state_dict).__name__ if not isinstance(state_dict, Mapping) else "a mapping with non-tensor values"
         raise ConversionError(f"{where}: expected a state dict of tensors, found {found}")
-    src = _Source(state_dict, where)
+    src = Source(state_dict, where)
     _check_layout(src, config, config_file)
 
     def fill(path, leaf):

@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.models.stylegan2 import NOISE_MODES, normalize_2nd_moment
+from latentjax.models.stylegan2 import NOISE_MODES
+from latentjax.ops.layers import normalize_2nd_moment
 from latentjax.ops.conv2d_resample import conv2d
 from latentjax.models.taps import Hooks, check_hooks, tap
 

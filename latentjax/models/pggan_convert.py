@@ -23,9 +23,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from latentjax.io.torch_pickle import CheckpointError, Record, load as load_pickle
+from latentjax.errors import CheckpointError
+from latentjax.io.torch_pickle import Record, load as load_pickle
 from latentjax.models.pggan import PGGAN, PGGANConfig
-from latentjax.models.stylegan2_convert import ConversionError
+from latentjax.errors import ConversionError
 
 GAN_ZOO_RECORDS = ("models.utils.config.BaseConfig",)  # extra_records for torch_pickle.load
 # lossCriterion -> the generator's output activation (the loss classes' `generationActivation`)

@@ -25,10 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.dataclass_config import ConfigMixin
+from latentjax.config import ConfigMixin
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
 from latentjax.ops.conv2d_resample import conv2d_resample
+from latentjax.ops.layers import FullyConnected, normal_init, normalize_2nd_moment
 from latentjax.ops.modulated_conv import modulated_conv2d
 from latentjax.ops.upfirdn2d import setup_filter, upsample2d
 
@@ -106,32 +107,6 @@ class StyleGAN2Config(ConfigMixin):
         return tuple(names)
 
 
-def normalize_2nd_moment(x, eps: float = 1e-8):
-    """x * rsqrt(mean(x^2) + eps) over the feature axis (StyleGAN's pixel norm of z)."""
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
-
-
-def _normal(scale: float = 1.0):
-    return lambda key, shape: jax.random.normal(key, shape, jnp.float32) * scale
-
-
-class FullyConnected(nn.Module):
-    """Dense layer with equalised learning rate: stored weights are scaled by lr/sqrt(fan_in)."""
-
-    features: int
-    activation: str = "linear"
-    lr_multiplier: float = 1.0
-    bias_init: float = 0.0
-
-    @nn.compact
-    def __call__(self, x):
-        fan_in = x.shape[-1]
-        weight = self.param("weight", _normal(1.0 / self.lr_multiplier), (fan_in, self.features))
-        bias = self.param("bias", lambda k, s: jnp.full(s, self.bias_init, jnp.float32), (self.features,))
-        x = x @ (weight * (self.lr_multiplier / np.sqrt(fan_in)))
-        return bias_act(x, bias * self.lr_multiplier, act=self.activation)
-
-
 class MappingNetwork(nn.Module):
     """z (and class c) -> w, broadcast to num_ws, with truncation towards `w_avg`."""
 
@@ -181,10 +156,10 @@ class SynthesisLayer(nn.Module):
         cfg = self.config
         k = cfg.kernel_size
         styles = FullyConnected(x.shape[-1], bias_init=1.0, name="affine")(w)
-        weight = self.param("weight", _normal(), (k, k, x.shape[-1], self.out_channels))
+        weight = self.param("weight", normal_init(), (k, k, x.shape[-1], self.out_channels))
         noise = None
         if cfg.use_noise:
-            noise_const = self.param("noise_const", _normal(), (self.resolution, self.resolution))
+            noise_const = self.param("noise_const", normal_init(), (self.resolution, self.resolution))
             strength = self.param("noise_strength", nn.initializers.zeros_init(), ())
             if noise_mode == "random":
                 shape = (x.shape[0], self.resolution, self.resolution, 1)
@@ -210,7 +185,7 @@ class ToRGBLayer(nn.Module):
         cfg = self.config
         fan_in = x.shape[-1]
         styles = FullyConnected(fan_in, bias_init=1.0, name="affine")(w) / np.sqrt(fan_in)
-        weight = self.param("weight", _normal(), (1, 1, fan_in, cfg.img_channels))
+        weight = self.param("weight", normal_init(), (1, 1, fan_in, cfg.img_channels))
         bias = self.param("bias", nn.initializers.zeros_init(), (cfg.img_channels,))
         x = modulated_conv2d(x, weight, styles, demodulate=False, compute_dtype=compute_dtype, impl=impl)
         return bias_act(x, bias, clamp=cfg.conv_clamp)
@@ -224,7 +199,7 @@ class SkipLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, compute_dtype=jnp.float32, impl="fast"):
-        weight = self.param("weight", _normal(), (1, 1, x.shape[-1], self.out_channels))
+        weight = self.param("weight", normal_init(), (1, 1, x.shape[-1], self.out_channels))
         weight = weight / np.sqrt(x.shape[-1])
         y = conv2d_resample(x.astype(compute_dtype), weight.astype(compute_dtype),
                             f=np.asarray(self.config.resample_filter), up=2, flip_weight=False, impl=impl)
@@ -247,7 +222,7 @@ class SynthesisBlock(nn.Module):
         layer = dict(noise_mode=noise_mode, compute_dtype=compute_dtype, impl=impl)
         conv1 = SynthesisLayer(self.out_channels, self.resolution, 1, cfg, name="conv1")
         if self.in_channels == 0:
-            const = self.param("const", _normal(), (self.resolution, self.resolution, self.out_channels))
+            const = self.param("const", normal_init(), (self.resolution, self.resolution, self.out_channels))
             x = jnp.broadcast_to(const[None], (ws.shape[0],) + const.shape)
             x = conv1(x, ws[:, 0], **layer)
             w_used = 1

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from latentjax.io.torch_pickle import CheckpointError
+from latentjax.io.state_dict import Source, check, unique_filter
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 
 NVIDIA_CLASSES = {
@@ -37,54 +37,7 @@ _SYNTHESIS_KWARGS = {"channel_base", "channel_max", "num_fp16_res", "architectur
 W_AVG_SAMPLES = 10_000  # z samples used to estimate w_avg when a checkpoint has none
 
 
-class ConversionError(CheckpointError):
-    """A checkpoint whose keys, shapes or constructor arguments do not describe a StyleGAN2."""
-
-
-class _Source:
-    """A state dict that records which keys were used, so that leftovers can be reported."""
-
-    def __init__(self, state_dict: Mapping[str, np.ndarray], where: str):
-        self.arrays = dict(state_dict)
-        self.where = where
-        self.used: set[str] = set()
-
-    def __contains__(self, key):
-        return key in self.arrays
-
-    def get(self, key: str, ndim: int | None = None) -> np.ndarray:
-        if key not in self.arrays:
-            raise ConversionError(f"{self.where}: missing key {key!r}")
-        value = np.asarray(self.arrays[key])
-        if ndim is not None and value.ndim != ndim:
-            raise ConversionError(f"{self.where}: key {key!r} has shape {value.shape}, expected {ndim} dimensions")
-        self.used.add(key)
-        return value
-
-    def check_all_used(self):
-        left = sorted(set(self.arrays) - self.used)
-        if left:
-            raise ConversionError(f"{self.where}: unexpected keys {left[:10]}{' ...' if len(left) > 10 else ''} "
-                                  f"({len(left)} in all) that this StyleGAN2 layout does not use")
-
-
-def _check(condition: bool, where: str, message: str):
-    if not condition:
-        raise ConversionError(f"{where}: {message}")
-
-
-def _unique_filter(src: _Source, keys: list[str]) -> np.ndarray | None:
-    """All FIR buffers must hold the same filter; returns it normalised to sum 1."""
-    filters = [src.get(k, ndim=2) for k in keys]
-    if not filters:
-        return None
-    for key, f in zip(keys, filters):
-        _check(f.shape == filters[0].shape and np.allclose(f / f.sum(), filters[0] / filters[0].sum()),
-               src.where, f"resample filter {key!r} differs from {keys[0]!r}; mixed filters are not supported")
-    return filters[0] / filters[0].sum()
-
-
-def _to_params(src: _Source, config: StyleGAN2Config):
+def _to_params(src: Source, config: StyleGAN2Config):
     """Fill the params tree of `config` from NVIDIA-named arrays, transposing to our layouts."""
     abstract = StyleGAN2(config, None).abstract_params()
 
@@ -100,7 +53,7 @@ def _to_params(src: _Source, config: StyleGAN2Config):
             value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
         elif names[-1] == "const":
             value = value.transpose(1, 2, 0)  # CHW -> HWC
-        _check(value.shape == leaf.shape, src.where,
+        check(value.shape == leaf.shape, src.where,
                f"key {key!r} has shape {value.shape} after layout change, expected {leaf.shape}")
         return np.array(value, dtype=np.float32, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
@@ -126,9 +79,9 @@ def _with_w_avg(generator: StyleGAN2, has_w_avg: bool) -> StyleGAN2:
 def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, Any],
                 class_name: str = "training.networks.Generator", where: str = "checkpoint") -> StyleGAN2:
     """Build a `StyleGAN2` from an NVIDIA `Generator` state dict and its `init_kwargs`."""
-    _check(class_name in NVIDIA_CLASSES, where,
+    check(class_name in NVIDIA_CLASSES, where,
            f"class {class_name!r} is not a supported StyleGAN2 generator; expected one of {sorted(NVIDIA_CLASSES)}")
-    src = _Source(state_dict, where)
+    src = Source(state_dict, where)
     kwargs = dict(init_kwargs)
     mapping_kw = dict(kwargs.get("mapping_kwargs") or {})
     synthesis_kw = dict(kwargs.get("synthesis_kwargs") or {})
@@ -137,10 +90,10 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
     for name, given, known in (("init_kwargs.mapping_kwargs", mapping_kw, _MAPPING_KWARGS),
                                ("init_kwargs.synthesis_kwargs", synthesis_kw, _SYNTHESIS_KWARGS)):
         unknown = sorted(set(given) - known)
-        _check(not unknown, where, f"{name} has unsupported arguments {unknown}; known: {sorted(known)}")
+        check(not unknown, where, f"{name} has unsupported arguments {unknown}; known: {sorted(known)}")
 
     fc = sorted(int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"mapping\.fc(\d+)\.weight", k)))
-    _check(bool(fc) and fc == list(range(len(fc))), where, "expected mapping.fc0.weight, mapping.fc1.weight, ...")
+    check(bool(fc) and fc == list(range(len(fc))), where, "expected mapping.fc0.weight, mapping.fc1.weight, ...")
     fc0 = src.arrays["mapping.fc0.weight"]
     w_dim = int(src.arrays[f"mapping.fc{fc[-1]}.weight"].shape[0])
     embed = src.arrays.get("mapping.embed.weight")
@@ -149,34 +102,34 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
     z_dim = int(fc0.shape[1]) - embed_features
     resolutions = sorted(int(m.group(1)) for k in state_dict
                          if (m := re.fullmatch(r"synthesis\.b(\d+)\.conv1\.weight", k)))
-    _check("synthesis.input.affine.weight" not in src, where,
+    check("synthesis.input.affine.weight" not in src, where,
            "this is an alias-free StyleGAN3 generator (synthesis.input.*), which is not supported yet")
-    _check(bool(resolutions), where, "no synthesis.b{res}.conv1.weight keys: not a StyleGAN2 generator state dict")
+    check(bool(resolutions), where, "no synthesis.b{res}.conv1.weight keys: not a StyleGAN2 generator state dict")
     channels = tuple(int(src.arrays[f"synthesis.b{r}.conv1.weight"].shape[0]) for r in resolutions)
     last_torgb = f"synthesis.b{resolutions[-1]}.torgb.weight"
-    _check(last_torgb in src, where, f"missing key {last_torgb!r}")
+    check(last_torgb in src, where, f"missing key {last_torgb!r}")
 
     derived = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=resolutions[-1],
                    img_channels=int(src.arrays[last_torgb].shape[0]))
     for name, value in derived.items():
         if name in kwargs:
-            _check(int(kwargs[name]) == value, where,
+            check(int(kwargs[name]) == value, where,
                    f"init_kwargs {name}={kwargs[name]} does not match the weights, which imply {value}")
     if "num_layers" in mapping_kw:
-        _check(int(mapping_kw["num_layers"]) == len(fc), where,
+        check(int(mapping_kw["num_layers"]) == len(fc), where,
                f"mapping_kwargs num_layers={mapping_kw['num_layers']} but the weights have {len(fc)} layers")
     if "channel_base" in synthesis_kw or "channel_max" in synthesis_kw:
         base, cmax = int(synthesis_kw.get("channel_base", 32768)), int(synthesis_kw.get("channel_max", 512))
         expected = tuple(min(base // r, cmax) for r in resolutions)
-        _check(expected == channels, where, f"channel_base={base}, channel_max={cmax} imply widths {expected}, "
+        check(expected == channels, where, f"channel_base={base}, channel_max={cmax} imply widths {expected}, "
                                             f"but the weights have {channels}")
 
     architecture = synthesis_kw.get("architecture", "skip")
     has_skip = any(k.endswith(".skip.weight") for k in state_dict)
-    _check(has_skip == (architecture == "resnet"), where,
+    check(has_skip == (architecture == "resnet"), where,
            f"architecture {architecture!r} does not match the weights (skip-branch weights present: {has_skip})")
     filter_keys = sorted(k for k in state_dict if k.endswith("resample_filter"))
-    resample_filter = _unique_filter(src, filter_keys)
+    resample_filter = unique_filter(src, filter_keys)
     conv_clamp = synthesis_kw.get("conv_clamp", NVIDIA_CLASSES[class_name]["conv_clamp"])
     config = StyleGAN2Config(
         z_dim=z_dim, w_dim=w_dim, c_dim=c_dim, embed_features=embed_features,
@@ -202,9 +155,9 @@ def rosinality_to_nvidia(state_dict: Mapping[str, np.ndarray], where: str = "che
     NVIDIA does not: the factor is multiplied in here so that the demodulation epsilon acts
     on the same numbers. toRGB has no demodulation; its factor lives in our styles.
     """
-    src = _Source(state_dict, where)
+    src = Source(state_dict, where)
     mlp = sorted(int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
-    _check(bool(mlp) and mlp == list(range(1, len(mlp) + 1)), where, "expected style.1.weight, style.2.weight, ...")
+    check(bool(mlp) and mlp == list(range(1, len(mlp) + 1)), where, "expected style.1.weight, style.2.weight, ...")
     out: dict[str, np.ndarray] = {}
     for i in mlp:
         out[f"mapping.fc{i - 1}.weight"] = src.get(f"style.{i}.weight", ndim=2)

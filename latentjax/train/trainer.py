@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from latentjax.progress import Progress
 from latentjax.train import checkpoint
 from latentjax.train.metrics import MetricWriter, note
-from latentjax.train.sharding import DATA_AXIS, make_mesh, tree_shardings
+from latentjax.sharding import DATA_AXIS, make_mesh, tree_shardings
 from latentjax.train.task import Task
 
 HARNESS_DEFAULTS = dict(seed=0, mesh=((DATA_AXIS, -1),), log_every=50, ckpt_every=1000, keep_ckpts=3,
@@ -39,7 +39,7 @@ def load_task(config) -> Task:
     """`importlib.import_module(config.task).make_task(config)`."""
     name = config.get("task")
     if not name:
-        raise ValueError("config.task must name the module of a learned method (e.g. 'latentjax.train.gan')")
+        raise ValueError("config.task must name the module of a learned method (e.g. 'latentjax.tasks.gan')")
     module = importlib.import_module(name)
     if not hasattr(module, "make_task"):
         raise ValueError(f"config.task {name!r}: module has no make_task(config)")

@@ -1,4 +1,4 @@
-"""Read the factors of `latentjax.data.shapes` back from an image, and say whether it is a clean render.
+"""Read the factors of `latentjax.shapes.world` back from an image, and say whether it is a clean render.
 
 The read-out is analytic, with no trained weights. It works in these steps:
 
@@ -36,7 +36,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
-from latentjax.data import shapes
+from latentjax.shapes import world
 
 VALID_TOL = 0.01         # rerender error below which an image counts as a clean render
 NOISE_FLOOR = 0.05       # per-value differences ([-1, 1] units, ~6/255) that rerender_error ignores
@@ -58,7 +58,7 @@ _SQUARE_PHASE, _TRIANGLE_PHASE = math.pi, 1.5 * math.pi
 def readout(images: jax.Array, tol: float = VALID_TOL) -> dict[str, jax.Array]:
     """Factor estimates of images [n, H, W, 3] in [-1, 1] (H == W).
 
-    Returns every name in `shapes.FACTOR_NAMES` ([n], shape int32) and `num_objects` (int32),
+    Returns every name in `world.FACTOR_NAMES` ([n], shape int32) and `num_objects` (int32),
     `rerender_error` (float32) and `valid` (bool: one object and rerender_error < tol).
     """
     return _readout(_check_images(images), tol)
@@ -79,11 +79,11 @@ def factor_errors(estimates: Mapping[str, jax.Array], truth: Mapping[str, jax.Ar
     """Per-sample errors: shape 0/1 misclassified; periodic factors the circular distance
     (at most 0.5); the rest absolute difference. Rotation is NaN where the true shape is a circle."""
     errors = {}
-    for name in shapes.FACTOR_NAMES:
+    for name in world.FACTOR_NAMES:
         est, true = jnp.asarray(estimates[name]), jnp.asarray(truth[name])
         if name == "shape":
             errors[name] = (est != true).astype(jnp.float32)
-        elif name in shapes.PERIODIC_FACTORS:
+        elif name in world.PERIODIC_FACTORS:
             d = jnp.abs(est - true) % 1.0
             errors[name] = jnp.minimum(d, 1.0 - d)
         else:
@@ -95,12 +95,12 @@ def factor_errors(estimates: Mapping[str, jax.Array], truth: Mapping[str, jax.Ar
 def summarize_errors(errors: Mapping[str, jax.Array]) -> dict[str, float]:
     """Shape accuracy and the mean (NaN-skipping) error of every other factor."""
     out = {"shape_accuracy": 1.0 - float(jnp.mean(errors["shape"]))}
-    out.update({f"{name}_mae": float(jnp.nanmean(errors[name])) for name in shapes.FACTOR_NAMES[1:]})
+    out.update({f"{name}_mae": float(jnp.nanmean(errors[name])) for name in world.FACTOR_NAMES[1:]})
     return out
 
 
 def rgb_to_hue(rgb: jax.Array) -> jax.Array:
-    """HSV hue in [0, 1) of [..., 3] RGB colours (0 for greys); inverts `shapes.hsv_to_rgb`."""
+    """HSV hue in [0, 1) of [..., 3] RGB colours (0 for greys); inverts `world.hsv_to_rgb`."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     top, bottom = jnp.max(rgb, axis=-1), jnp.min(rgb, axis=-1)
     spread = jnp.maximum(top - bottom, _EPS)
@@ -144,8 +144,8 @@ def _check_images(images) -> jax.Array:
     images = jnp.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be square RGB [n, H, W, 3] with H == W, got shape {images.shape}")
-    if images.shape[1] < shapes.MIN_RESOLUTION:
-        raise ValueError(f"images must be at least {shapes.MIN_RESOLUTION} pixels wide, got {images.shape[1]}")
+    if images.shape[1] < world.MIN_RESOLUTION:
+        raise ValueError(f"images must be at least {world.MIN_RESOLUTION} pixels wide, got {images.shape[1]}")
     return images.astype(jnp.float32)
 
 
@@ -185,12 +185,12 @@ def _estimate(images: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
     unit = lambda v, lo, hi: jnp.clip((v - lo) / (hi - lo), 0.0, 1.0)  # noqa: E731
     estimates = {
         "shape": shape,
-        "x": unit(cx / res, *shapes.CENTER_RANGE),
-        "y": unit(cy / res, *shapes.CENTER_RANGE),
-        "scale": unit(radius, *shapes.RADIUS_RANGE),
+        "x": unit(cx / res, *world.CENTER_RANGE),
+        "y": unit(cy / res, *world.CENTER_RANGE),
+        "scale": unit(radius, *world.RADIUS_RANGE),
         "rotation": rotation.astype(jnp.float32),
         "hue": rgb_to_hue(colour),
-        "background": unit(grey, *shapes.GREY_RANGE),
+        "background": unit(grey, *world.GREY_RANGE),
         "num_objects": count_objects(objects),
     }
     return estimates, objects
@@ -199,7 +199,7 @@ def _estimate(images: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
 @jax.jit
 def _readout(images: jax.Array, tol) -> dict[str, jax.Array]:
     out, objects = _estimate(images)
-    rerendered = shapes.render({name: out[name] for name in shapes.FACTOR_NAMES}, images.shape[1])
+    rerendered = world.render({name: out[name] for name in world.FACTOR_NAMES}, images.shape[1])
     region = _dilate(objects | (rerendered.object_mask > 0))
     total = jnp.sum(jnp.maximum(jnp.abs(rerendered.images - images) - NOISE_FLOOR, 0), axis=(1, 2, 3))
     out["rerender_error"] = total / (3 * jnp.maximum(jnp.sum(region, axis=(1, 2)), 1))

@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from latentjax.data import shapes
-from latentjax.io.load import load_generator
-from latentjax.io.native import save_generator
+from latentjax import shapes
+from latentjax.load import load_generator
+from latentjax.load import save_generator
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config, mix_styles
-from latentjax.models.stylegan2_discriminator import Discriminator, DiscriminatorConfig, init_discriminator
-from latentjax.train.sharding import shard_batch
+from latentjax.nn.discriminator import Discriminator, DiscriminatorConfig, init_discriminator
+from latentjax.sharding import shard_batch
 from latentjax.train.task import Task
 
 W_AVG_BETA = 0.995
@@ -193,7 +193,7 @@ def make_task(config) -> Task:
         return G.generate(state["g_ema"], jnp.asarray(grid_z), noise_mode="const")
 
     def export(state, workdir: Path, step: int):
-        metadata = {"source_format": "latentjax.train.gan", "dataset": "shapes", "step": int(step),
+        metadata = {"source_format": "latentjax.tasks.gan", "dataset": "shapes", "step": int(step),
                     "kimg": int(step) * batch_size / 1000, "ema": True}
         if warm_start is not None:  # where this run started, and that generator's own training
             metadata.update(init_from=str(config.init_from), init_metadata=dict(warm_start.metadata))

@@ -1,7 +1,7 @@
-"""How faithfully a generator reproduces the shapes world (`latentjax.data.shapes`).
+"""How faithfully a generator reproduces the shapes world (`latentjax.shapes.world`).
 
-Two numbers per generator, both from the analytic read-out (`latentjax.metrics.factors`):
-- the valid fraction: samples read as exactly one clean shape (`factors.is_valid`: one connected
+Two numbers per generator, both from the analytic read-out (`latentjax.shapes.reading`):
+- the valid fraction: samples read as exactly one clean shape (`reading.is_valid`: one connected
   object, and re-rendering the read-out factors reproduces the image);
 - per factor, the distance between the read-out distribution of the valid samples and the true
   prior: for `shape`, the total-variation distance between the class frequencies and the uniform
@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.data import shapes
-from latentjax.metrics import factors
+from latentjax.latent import latent_space
+from latentjax.shapes import reading, world
 
-TOLERANCES = (factors.VALID_TOL, 0.02, 0.05, 0.1)  # rerender-error tolerances the summary reports
+TOLERANCES = (reading.VALID_TOL, 0.02, 0.05, 0.1)  # rerender-error tolerances the summary reports
 PERCENTILES = (10, 50, 90)
 
 
@@ -44,11 +44,11 @@ def factor_distances(estimates: dict, valid) -> dict[str, float]:
     valid = np.asarray(valid, bool)
     shape = np.asarray(estimates["shape"])[valid]
     if shape.size == 0:
-        return {name: float("nan") for name in shapes.FACTOR_NAMES}
-    counts = np.bincount(shape, minlength=len(shapes.SHAPES)) / shape.size
-    distances = {"shape": float(0.5 * np.abs(counts - 1.0 / len(shapes.SHAPES)).sum())}
-    not_circle = shape != shapes.SHAPES.index("circle")
-    for name in shapes.FACTOR_NAMES[1:]:
+        return {name: float("nan") for name in world.FACTOR_NAMES}
+    counts = np.bincount(shape, minlength=len(world.SHAPES)) / shape.size
+    distances = {"shape": float(0.5 * np.abs(counts - 1.0 / len(world.SHAPES)).sum())}
+    not_circle = shape != world.SHAPES.index("circle")
+    for name in world.FACTOR_NAMES[1:]:
         values = np.asarray(estimates[name])[valid]
         distances[name] = w1_to_uniform(values[not_circle] if name == "rotation" else values)
     return distances
@@ -58,8 +58,8 @@ def summarize(images_batches) -> dict:
     """Read out batches of images ([-1, 1] NHWC) and return the valid fraction (also at each of
     `TOLERANCES`), rerender-error percentiles of one-object images and the factor distances of the
     valid images (and of all one-object images)."""
-    readout = jax.jit(factors.readout)
-    keys = (*shapes.FACTOR_NAMES, "valid", "num_objects", "rerender_error")
+    readout = jax.jit(reading.readout)
+    keys = (*world.FACTOR_NAMES, "valid", "num_objects", "rerender_error")
     parts = {name: [] for name in keys}
     for images in images_batches:
         out = readout(images)
@@ -81,8 +81,6 @@ def generator_quality(generator, key, num_samples: int = 10_000, batch_size: int
 
     Samples come from the generator's `z` prior (no truncation by default: the whole distribution).
     """
-    from latentjax.latent import latent_space
-
     if num_samples % batch_size:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of batch_size ({batch_size})")
     space = latent_space(generator, "z", truncation_psi=truncation_psi)
@@ -98,5 +96,5 @@ def generator_quality(generator, key, num_samples: int = 10_000, batch_size: int
 
 def true_render_quality(key, resolution: int, num_samples: int = 10_000, batch_size: int = 250) -> dict:
     """The same numbers for true renders: the noise floor of `num_samples` samples."""
-    return summarize(shapes.sample(jax.random.fold_in(key, i), batch_size, resolution)[0]
+    return summarize(world.sample(jax.random.fold_in(key, i), batch_size, resolution)[0]
                      for i in range(num_samples // batch_size))

@@ -9,7 +9,7 @@ direction (seeds side by side) and `report.html`.
 A multi-method run (`multi_config`, e.g. `configs/shapes.py`) has `methods` (name -> settings)
 instead of `method` / `settings`, and `ground_truth` (`GroundTruthConfig` fields): every method
 writes its directions, grids and GIFs to `workdir/<method>/` and is scored against the shapes
-world's factors (`latentjax.metrics.ground_truth`); `workdir` gets the comparison
+world's factors (`latentjax.shapes.scoring`); `workdir` gets the comparison
 (`ground_truth.md`, `ground_truth.json`) and one `report.html` covering all methods.
 """
 
@@ -25,13 +25,14 @@ import ml_collections
 import numpy as np
 from ml_collections import config_dict
 
-from latentjax.directions import LEARNED_METHODS, METHODS
-from latentjax.directions.base import Directions
+from latentjax.directions import LEARNED_METHODS, METHODS, Directions
 from latentjax.latent import space_from_spec
-from latentjax.metrics.ground_truth import GroundTruth, GroundTruthConfig, comparison, ground_truth
-from latentjax.viz import encode_gif, encode_png, save_report, walk_grid
+from latentjax.load import load_generator
+from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth
+from latentjax.viz import encode_png
 from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
-from latentjax.viz.walk import walk_images
+from latentjax.programs.flags import parse_config_flags
+from latentjax.programs.walk import walk_figures, write_walks
 
 
 def _check_method(method: str) -> None:
@@ -93,12 +94,10 @@ class MultiRun:
 def discover(config, workdir, progress: bool = True) -> Directions | MultiRun:
     """Compute directions as `config` says and write them with their pictures under `workdir`
     (a `MultiRun` for a multi-method config)."""
-    import latentjax as lj
-
     if not config.generator:
         raise ValueError("config.generator is empty: pass --config.generator=PATH")
     workdir = Path(workdir)
-    G = lj.load_generator(config.generator)
+    G = load_generator(config.generator)
     space = space_from_spec(G, config.space)
     if space.num_classes and space.options.get("class_index") is None:  # fail before the method runs
         raise ValueError(f"{config.generator} is class-conditional: choose the class of the walks with "
@@ -173,42 +172,6 @@ def describe(result: Directions | MultiRun, workdir) -> str:
             f"wrote {workdir / 'directions.npz'}, walk grids, GIFs and {workdir / 'report.html'}")
 
 
-def walk_figures(workdir, space, params, directions: Directions, *, kind="linear", seeds=(0,), num_steps=7,
-                 distance=3.0, batch_size=8, gif_ms=120, progress: bool = True) -> tuple[list, list[Path]]:
-    """Write the grids (`walk_seed{s}.png`) and GIFs (`direction{k}.gif`); returns (captioned figures, paths)."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    images = walk_images(space, params, directions.vectors, directions.layers, seeds, kind, num_steps, distance,
-                         batch_size=batch_size, progress=progress)  # [seeds, K, steps, H, W, C]
-    figures, paths = [], []
-    for seed, seed_images in zip(seeds, images):
-        data = encode_png(walk_grid(seed_images))
-        paths.append(workdir / f"walk_seed{seed}.png")
-        figures.append((f"seed {seed}: rows = directions 0..{len(directions) - 1}, columns = steps "
-                        f"{-distance:g}..{distance:g} ({kind})", data))
-    for k in range(len(directions)):
-        frames = np.concatenate(list(images[:, k]), axis=2)  # seeds side by side: [steps, H, W * seeds, C]
-        data = encode_gif(frames, gif_ms)
-        paths.append(workdir / f"direction{k:02d}.gif")
-        figures.append((f"direction {k} (score {directions.scores[k]:.4g})", data))
-    for path, (_, data) in zip(paths, figures):
-        path.write_bytes(data)
-    return figures, paths
-
-
-def write_walks(workdir, space, params, directions: Directions, summary: dict, progress: bool = True,
-                **walk) -> list[Path]:
-    """Grids (`walk_seed{s}.png`), GIFs (`direction{k}.gif`), `report.html` and `summary.json`; returns the paths.
-    `walk`: the `walk_figures` options (kind, seeds, num_steps, distance, batch_size, gif_ms)."""
-    workdir = Path(workdir)
-    figures, paths = walk_figures(workdir, space, params, directions, progress=progress, **walk)
-    title = f"{directions.method} directions in {directions.space['name']}"
-    paths.append(save_report(workdir / "report.html", title, summary, directions.scores, figures))
-    paths.append(workdir / "summary.json")
-    paths[-1].write_text(json.dumps(summary, indent=1) + "\n")
-    return paths
-
-
 def shrink(config, **settings) -> ml_collections.ConfigDict:
     """The `:smoke` variant of a config: one seed, three steps, a small w fit, and `settings` overrides."""
     config.walk.seeds = (0,)
@@ -217,3 +180,11 @@ def shrink(config, **settings) -> ml_collections.ConfigDict:
     if settings:
         config.settings.update(settings)
     return config
+
+
+def main(argv) -> int:
+    """`latentjax discover --config FILE[:variant] [--config.field=value ...] --workdir DIR`."""
+    values = parse_config_flags(argv, "discover")
+    result = discover(values.config, values.workdir)
+    print(describe(result, values.workdir))
+    return 0

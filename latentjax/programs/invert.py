@@ -22,25 +22,14 @@ import numpy as np
 from PIL import Image
 
 from latentjax.inversion.project import SPACES, InversionConfig, Inverter
+from latentjax.io.images import load_target
+from latentjax.load import load_generator
 from latentjax.metrics.image import image_metrics
+from latentjax.metrics.lpips import load_lpips
 from latentjax.viz import image_grid, save_png, to_uint8
 from latentjax.viz.report import markdown_table
 
 OVERVIEW_PAIRS = 64  # most target/reconstruction pairs in comparison.png
-
-
-def load_target(path, resolution: int, channels: int) -> np.ndarray:
-    """A PNG as [resolution, resolution, channels] float32 in [-1, 1]: centre-cropped to a square and
-    resized with Lanczos when its size differs (as the NVIDIA projector prepares targets)."""
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        w, h = image.size
-        s = min(w, h)
-        if (w, h) != (resolution, resolution):
-            image = image.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-            image = image.resize((resolution, resolution), Image.LANCZOS)
-        x = np.asarray(image, np.float32).reshape(resolution, resolution, channels)
-    return x / 127.5 - 1.0
 
 
 def _save_npz(path: Path, arrays: dict) -> None:
@@ -154,11 +143,8 @@ def add_invert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def invert_command(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     """Run `latentjax invert` from parsed arguments (see `add_invert_arguments`)."""
-    import latentjax as lj
-    from latentjax.metrics.lpips import load_lpips
-
     if bool(args.lpips_vgg) != bool(args.lpips_lin):
         raise SystemExit("error: --lpips-vgg and --lpips-lin go together")
     lpips = load_lpips(args.lpips_vgg, args.lpips_lin) if args.lpips_vgg else None
@@ -173,7 +159,7 @@ def invert_command(args: argparse.Namespace) -> int:
         classes = json.loads(Path(args.classes).read_text())
         if not isinstance(classes, dict) or not all(isinstance(v, int) for v in classes.values()):
             raise SystemExit(f"error: --classes {args.classes} must hold a JSON object {{image name: class index}}")
-    G = lj.load_generator(args.checkpoint, ema=not args.no_ema)
+    G = load_generator(args.checkpoint, ema=not args.no_ema)
     summary = invert_directory(G, args.in_dir, args.out_dir, key=jax.random.key(args.seed), space=args.space,
                                steps=args.steps, loss=loss, lpips=lpips, classes=classes, optimize_noise=args.noise,
                                optimize_class=args.optimize_class,

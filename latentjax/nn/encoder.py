@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.dataclass_config import ConfigMixin
+from latentjax.config import ConfigMixin
 from latentjax.io.native import network_from_directory, read_directory_config, write_directory
 
 FORMAT = "latentjax.encoder"

@@ -1,4 +1,6 @@
-"""`load_generator`: one entry point that recognises every supported checkpoint by content.
+"""`load_generator` / `save_generator`: the one place that knows every checkpoint format and family.
+
+`load_generator` recognises a checkpoint by content.
 
 Recognised (all read without torch and without executing anything from the file):
 - `builtin:NAME`: a generator shipped inside the package (`latentjax.builtin.BUILTINS`);
@@ -23,9 +25,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from latentjax import builtin
-from latentjax.io.native import is_native_dir, load_native
-from latentjax.io.torch_pickle import CheckpointError, PersistentObject, load as load_pickle
-from latentjax.models import biggan_convert, pggan_convert, stylegan2_convert
+from latentjax.errors import CheckpointError
+from latentjax.io.native import is_native_dir, network_from_directory, read_directory_config, write_directory
+from latentjax.io.torch_pickle import PersistentObject, load as load_pickle
+from latentjax.models import FAMILIES, biggan_convert, pggan_convert, stylegan2_convert
+
+FORMAT = "latentjax.generator"
 
 
 def load_generator(path, *, ema: bool = True):
@@ -46,6 +51,22 @@ def load_generator(path, *, ema: bool = True):
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or directory")
     return from_checkpoint(load_pickle(path, extra_records=pggan_convert.GAN_ZOO_RECORDS), path, ema=ema)
+
+
+def save_generator(generator, out_dir) -> Path:
+    """Write `generator` to `out_dir` as a latentjax directory (created; an existing params/ is replaced)."""
+    meta = {"family": generator.family, "config": generator.config.to_dict(), "metadata": generator.metadata}
+    return write_directory(out_dir, FORMAT, meta, generator.params)
+
+
+def load_native(path):
+    """Read a directory written by `save_generator`."""
+    meta, config_file = read_directory_config(path, FORMAT, "generator")
+    family = meta.get("family")
+    if family not in FAMILIES:
+        raise CheckpointError(f"{config_file}: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
+    generator_cls, config_cls = FAMILIES[family]
+    return network_from_directory(path, meta, config_file, generator_cls, config_cls, family)
 
 
 def load_builtin(name: str):

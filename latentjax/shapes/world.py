@@ -3,7 +3,7 @@
 Each image is one anti-aliased shape (circle, square or equilateral triangle) on a flat grey
 background, drawn by a jittable renderer from a factor vector. Because the generating factors
 are known, a GAN trained on these images can be checked for whether its latent directions find
-them (`latentjax.metrics.factors` reads the factors back from an image).
+them (`latentjax.shapes.reading` reads the factors back from an image).
 
 Factors (a dict name -> [n] array; `shape` is an int32 index into `SHAPES`, the rest float32)::
 

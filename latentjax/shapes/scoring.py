@@ -1,7 +1,7 @@
 """How well latent directions of a shapes generator line up with the world's true factors.
 
-For a generator trained on `latentjax.data.shapes` the factors of every image can be read back
-(`latentjax.metrics.factors.readout`), so a direction can be scored by what it changes. From
+For a generator trained on `latentjax.shapes.world` the factors of every image can be read back
+(`latentjax.shapes.reading.readout`), so a direction can be scored by what it changes. From
 `num_samples` latents drawn from the space's prior, each direction is walked by -distance and
 +distance (`latentjax.walks`); each (start, end) pair whose two images are both valid renders
 gives one factor change per factor:
@@ -35,9 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax import walks
-from latentjax.data import shapes
-from latentjax.dataclass_config import ConfigMixin
-from latentjax.metrics import factors
+from latentjax.config import ConfigMixin
+from latentjax.shapes import reading, world
+from latentjax.viz.heatmap import heatmap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ class GroundTruthConfig(ConfigMixin):
     batch_size: int = 64        # images decoded and read out per call
     threshold: float = 0.8      # purity that counts a factor as found
     min_change: float = 0.1     # normalised change a direction needs to be a factor's best
-    valid_tol: float = factors.VALID_TOL  # rerender error below which an image counts (raise it for young GANs)
+    valid_tol: float = reading.VALID_TOL  # rerender error below which an image counts (raise it for young GANs)
     seed: int = 0
 
     def __post_init__(self):
@@ -62,7 +62,7 @@ class GroundTruthConfig(ConfigMixin):
 
 @dataclasses.dataclass(frozen=True)
 class GroundTruth:
-    """Scores of K directions against the factors (`factor_names`, all of `shapes.FACTOR_NAMES`).
+    """Scores of K directions against the factors (`factor_names`, all of `world.FACTOR_NAMES`).
 
     `change` [K, F] mean factor change (module docstring); `spread` [F] the prior spread;
     `purity` [K, F]; `best` [F] the best direction per factor (-1: none moves it enough);
@@ -105,8 +105,6 @@ class GroundTruth:
 
     def heatmaps(self) -> dict[str, np.ndarray]:
         """uint8 images: 'purity' [K, F] (0..1) and 'change' (normalised by the spread), rows = directions."""
-        from latentjax.viz.heatmap import heatmap
-
         rows = [f"d{k}" for k in range(len(self.change))]
         method = self.settings.get("method", "")
         return {"purity": heatmap(self.purity, rows, self.factor_names, f"{method} purity", vmin=0.0, vmax=1.0),
@@ -131,11 +129,11 @@ def json_safe(value):
 def distances(a: dict, b: dict) -> dict[str, np.ndarray]:
     """Per-factor distances between two read-outs (module docstring); NaN where not defined."""
     out = {}
-    for name in shapes.FACTOR_NAMES:
+    for name in world.FACTOR_NAMES:
         x, y = np.asarray(a[name], np.float64), np.asarray(b[name], np.float64)
         if name == "shape":
             out[name] = (x != y).astype(np.float64)
-        elif name in shapes.PERIODIC_FACTORS:
+        elif name in world.PERIODIC_FACTORS:
             d = np.abs(x - y) % 1.0
             out[name] = np.minimum(d, 1.0 - d)
         else:
@@ -145,7 +143,7 @@ def distances(a: dict, b: dict) -> dict[str, np.ndarray]:
     return out
 
 
-_readout = jax.jit(factors.readout)
+_readout = jax.jit(reading.readout)
 
 
 def _readouts(space, params, latents, batch_size: int, tol: float) -> dict[str, np.ndarray]:
@@ -182,19 +180,19 @@ def ground_truth(space, params, directions, config: GroundTruthConfig | dict | N
 
     counted = start_b["valid"] & end["valid"]                           # [n, K, 2]
     moved = distances(start_b, end)
-    change = np.stack([_masked_mean(moved[name], counted, axis=(0, 2)) for name in shapes.FACTOR_NAMES], axis=1)
+    change = np.stack([_masked_mean(moved[name], counted, axis=(0, 2)) for name in world.FACTOR_NAMES], axis=1)
 
     i, j = np.triu_indices(n, 1)
     pairs = start["valid"][i] & start["valid"][j]
     apart = distances({name: v[i] for name, v in start.items()}, {name: v[j] for name, v in start.items()})
-    spread = np.asarray([_masked_mean(apart[name], pairs, axis=0) for name in shapes.FACTOR_NAMES])
+    spread = np.asarray([_masked_mean(apart[name], pairs, axis=0) for name in world.FACTOR_NAMES])
 
     purity, best, best_purity = purities(change, spread, config.min_change)
     return GroundTruth(
         change=change, spread=spread, purity=purity, best=best, best_purity=best_purity,
         num_pure=int(np.sum(best_purity >= config.threshold)),
         valid=counted.mean(axis=(0, 2)), valid_fraction=float(counted.mean()),
-        factor_names=shapes.FACTOR_NAMES,
+        factor_names=world.FACTOR_NAMES,
         settings={**config.to_dict(), "num_directions": k, "method": directions.method, "space": directions.space})
 
 

@@ -16,6 +16,9 @@ import sys
 import jax
 from absl import flags
 
+from latentjax.programs.flags import parse_config_flags
+from latentjax.train import train
+
 
 def _define_distributed(values: flags.FlagValues) -> None:
     """Multi-process flags, defaulting to the JAX_* environment variables."""
@@ -29,8 +32,6 @@ def _define_distributed(values: flags.FlagValues) -> None:
 
 def main(argv=None) -> int:
     """Parse `argv` (without the program name) and train; returns an exit status."""
-    from latentjax.cli import parse_config_flags
-
     try:
         values = parse_config_flags(sys.argv[1:] if argv is None else argv, "train", _define_distributed)
     except SystemExit as e:
@@ -43,8 +44,6 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         jax.distributed.initialize(values.coordinator_address, values.num_processes, values.process_id)
-    from latentjax.train.trainer import train
-
     train(values.config, values.workdir)
     return 0
 

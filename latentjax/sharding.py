@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -82,3 +83,32 @@ def shard_batch(x):
     if DATA_AXIS not in jax.sharding.get_abstract_mesh().axis_names:
         return x
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, P(DATA_AXIS)), x)
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis "data" mesh over `devices` (default: all): the mesh of every batched job outside training."""
+    return make_mesh(((DATA_AXIS, -1),), devices)
+
+
+def batched_map(fn: Callable, xs, batch_size: int, mesh: Mesh | None = None, *, progress=None):
+    """`fn(batch)` over the leading axis of `xs` (an array or pytree) in batches of `batch_size`, concatenated.
+
+    Each batch is padded to `batch_size` (rounded up to a multiple of the "data" axis) so that `fn`
+    compiles once, split over that axis, and trimmed after; `fn` is jitted by the caller. `progress` (a `Progress`) is advanced per batch.
+    """
+    mesh = data_mesh() if mesh is None else mesh
+    ways = mesh.shape[DATA_AXIS]
+    batch_size = -(-int(batch_size) // ways) * ways
+    leaves = jax.tree.leaves(xs)
+    total = leaves[0].shape[0] if leaves else 0
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    outputs = []
+    for lo in range(0, total, batch_size):
+        batch = jax.tree.map(lambda x: np.asarray(x[lo:lo + batch_size]), xs)
+        count = jax.tree.leaves(batch)[0].shape[0]
+        padded = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], batch_size - count, axis=0)]), batch)
+        out = fn(jax.device_put(padded, sharding))
+        outputs.append(jax.tree.map(lambda y: np.asarray(y[:count]), out))
+        if progress is not None:
+            progress.update(count)
+    return jax.tree.map(lambda *ys: np.concatenate(ys), *outputs)

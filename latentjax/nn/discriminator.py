@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.dataclass_config import ConfigMixin
-from latentjax.models.stylegan2 import FullyConnected, _normal
-from latentjax.models.stylegan2_convert import ConversionError, _check, _Source, _unique_filter
+from latentjax.config import ConfigMixin
+from latentjax.ops.layers import FullyConnected, normal_init
+from latentjax.errors import ConversionError
+from latentjax.io.state_dict import Source, check, unique_filter
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
 from latentjax.ops.conv2d_resample import conv2d
 from latentjax.ops.upfirdn2d import setup_filter, upfirdn2d
@@ -96,7 +97,7 @@ class Conv2dLayer(nn.Module):
     @nn.compact
     def __call__(self, x, gain: float = 1.0):
         k, fan_in = self.kernel_size, x.shape[-1]
-        weight = self.param("weight", _normal(), (k, k, fan_in, self.out_channels))
+        weight = self.param("weight", normal_init(), (k, k, fan_in, self.out_channels))
         weight = weight * (1.0 / np.sqrt(fan_in * k * k))
         f = np.asarray(self.config.resample_filter, np.float32)
         if not self.down:
@@ -193,27 +194,27 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
 
     Widths are read from the weight shapes. Only the unconditional resnet architecture is supported.
     """
-    src = _Source(state_dict, where)
+    src = Source(state_dict, where)
     kwargs = dict(init_kwargs)
-    _check(int(kwargs.get("c_dim", 0)) == 0 and "mapping.embed.weight" not in src, where,
+    check(int(kwargs.get("c_dim", 0)) == 0 and "mapping.embed.weight" not in src, where,
            "conditional discriminators (c_dim > 0) are not supported")
-    _check(kwargs.get("architecture", "resnet") == "resnet", where,
+    check(kwargs.get("architecture", "resnet") == "resnet", where,
            f"architecture {kwargs.get('architecture')!r} is not supported; expected 'resnet'")
     resolutions = sorted((int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"b(\d+)\.conv0\.weight", k))),
                          reverse=True)
-    _check(bool(resolutions) and "b4.conv.weight" in src, where,
+    check(bool(resolutions) and "b4.conv.weight" in src, where,
            "expected b{res}.conv0.weight and b4.conv.weight: not a StyleGAN2 discriminator state dict")
     first = f"b{resolutions[0]}.fromrgb.weight"
-    _check(first in src, where, f"missing key {first!r}")
+    check(first in src, where, f"missing key {first!r}")
     widths = {r: int(src.arrays[f"b{r}.conv0.weight"].shape[0]) for r in resolutions}
     widths[4] = int(src.arrays["b4.conv.weight"].shape[0])
     epilogue = dict(kwargs.get("epilogue_kwargs") or {})
     block = dict(kwargs.get("block_kwargs") or {})
     mbstd_channels = int(epilogue.get("mbstd_num_channels", 1))
-    _check(src.arrays["b4.conv.weight"].shape[1] == widths[4] + mbstd_channels, where,
+    check(src.arrays["b4.conv.weight"].shape[1] == widths[4] + mbstd_channels, where,
            f"b4.conv.weight has {src.arrays['b4.conv.weight'].shape[1]} inputs, expected "
            f"{widths[4]} + {mbstd_channels} minibatch-stddev channels")
-    resample_filter = _unique_filter(src, sorted(k for k in state_dict if k.endswith("resample_filter")))
+    resample_filter = unique_filter(src, sorted(k for k in state_dict if k.endswith("resample_filter")))
     conv_clamp = kwargs.get("conv_clamp")
     config = DiscriminatorConfig(
         img_resolution=resolutions[0], img_channels=int(src.arrays[first].shape[1]),
@@ -233,7 +234,7 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
             value = value.T  # (out, in) -> (in, out)
         elif value.ndim == 4:
             value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        _check(value.shape == leaf.shape, where, f"key {key!r} has shape {value.shape} after layout change, "
+        check(value.shape == leaf.shape, where, f"key {key!r} has shape {value.shape} after layout change, "
                                                  f"expected {leaf.shape}")
         return np.array(value, dtype=np.float32, order="C")
 

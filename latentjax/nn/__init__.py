@@ -1,0 +1,1 @@
+"""Auxiliary networks: the StyleGAN2 discriminator, the image encoder, and Voynov & Babenko's reconstructor."""

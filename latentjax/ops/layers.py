@@ -1,0 +1,36 @@
+"""Layers shared by several networks: StyleGAN's equalised-learning-rate dense layer and pixel norm."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from latentjax.ops.bias_act import bias_act
+
+
+def normalize_2nd_moment(x, eps: float = 1e-8):
+    """x * rsqrt(mean(x^2) + eps) over the feature axis (StyleGAN's pixel norm of z)."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def normal_init(scale: float = 1.0):
+    return lambda key, shape: jax.random.normal(key, shape, jnp.float32) * scale
+
+
+class FullyConnected(nn.Module):
+    """Dense layer with equalised learning rate: stored weights are scaled by lr/sqrt(fan_in)."""
+
+    features: int
+    activation: str = "linear"
+    lr_multiplier: float = 1.0
+    bias_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, x):
+        fan_in = x.shape[-1]
+        weight = self.param("weight", normal_init(1.0 / self.lr_multiplier), (fan_in, self.features))
+        bias = self.param("bias", lambda k, s: jnp.full(s, self.bias_init, jnp.float32), (self.features,))
+        x = x @ (weight * (self.lr_multiplier / np.sqrt(fan_in)))
+        return bias_act(x, bias * self.lr_multiplier, act=self.activation)

@@ -1,0 +1,26 @@
+"""The shapes world: a procedural world whose factors of variation are known exactly.
+
+    lj.shapes.render(factors, resolution)          # factors -> images (and masks)
+    images, factors = lj.shapes.sample(key, n, resolution)
+    lj.shapes.readout(images)                      # images -> factors, exact on clean renders
+    lj.shapes.generator_quality(G, key)            # how well a generator renders the world
+    lj.shapes.ground_truth(space, params, d)       # how well directions line up with the factors
+
+Modules: `world` (factors and renderer), `reading` (the analytic read-out), `quality`
+(generator quality), `scoring` (ground-truth scores of directions).
+"""
+
+from latentjax.shapes import quality, reading, scoring, world
+from latentjax.shapes.quality import generator_quality, true_render_quality
+from latentjax.shapes.reading import is_valid, readout, rerender_error
+from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth
+from latentjax.shapes.world import (CENTER_RANGE, FACTOR_NAMES, GREY_RANGE, MIN_RESOLUTION, PERIODIC_FACTORS,
+                                    RADIUS_RANGE, SATURATION, SHAPES, SYMMETRY_ORDER, VALUE, Render, centre_pixels,
+                                    check_factors, grey_level, hsv_to_rgb, radius_pixels, render, sample,
+                                    sample_factors, stream)
+
+__all__ = ["CENTER_RANGE", "FACTOR_NAMES", "GREY_RANGE", "GroundTruth", "GroundTruthConfig", "MIN_RESOLUTION",
+           "PERIODIC_FACTORS", "RADIUS_RANGE", "Render", "SATURATION", "SHAPES", "SYMMETRY_ORDER", "VALUE",
+           "centre_pixels", "check_factors", "comparison", "generator_quality", "grey_level", "ground_truth",
+           "hsv_to_rgb", "is_valid", "quality", "radius_pixels", "reading", "readout", "render", "rerender_error",
+           "sample", "sample_factors", "scoring", "stream", "true_render_quality", "world"]

@@ -26,6 +26,8 @@ class LinearGenerator:
     image = tanh(z @ A) (8x8, one channel)."""
 
     family = "pggan"
+    style_based = False
+    input_space = "z"
     c_dim = 0
     layer_names = ("fc",)
 
@@ -41,7 +43,8 @@ class LinearGenerator:
         assert not hooks
         return {"fc": (z @ params["B"])[:, None, None, :]}
 
-    def input_weight(self, params):
+    def input_weight(self, params, layers=None):
+        assert layers is None
         return params["B"].T
 
 

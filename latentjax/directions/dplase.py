@@ -140,12 +140,10 @@ def restricted_decode(space: LatentSpace, params, latent, edited_latent, layer: 
 
 # --- the method --------------------------------------------------------------------------------
 def default_layer(generator) -> str:
-    """BigGAN: `gen_z`, the first layer's 4x4 map (the reference's `--layer 1`). PGGAN and
-    StyleGAN2: the block output at 32x32 (PGGAN's `--layer 8` at 256 and 1024 px), or at half the
-    image size in generators below 64 px."""
-    if generator.family == "biggan":
-        return "gen_z"
-    return f"b{min(32, generator.config.img_resolution // 2)}"
+    """The generator's `default_feature_layer`: BigGAN `gen_z`, the first layer's 4x4 map (the
+    reference's `--layer 1`); PGGAN and StyleGAN2 the block output at 32x32 (PGGAN's `--layer 8`
+    at 256 and 1024 px), or at half the image size in generators below 64 px."""
+    return generator.default_feature_layer
 
 
 def unit_rows(x):

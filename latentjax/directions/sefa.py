@@ -19,7 +19,7 @@ import numpy as np
 
 from latentjax.config import ConfigMixin
 from latentjax.directions.base import Directions, configure, top_eigenvectors
-from latentjax.latent import as_space, layer_mask, parse_layers, style_layers
+from latentjax.latent import as_space, layer_mask, parse_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,18 +27,6 @@ class SefaConfig(ConfigMixin):
     k: int = 10  # number of directions
     layers: str | tuple[int, ...] = "all"  # StyleGAN2 w+ layers: 'all', 'i-j', 'i,j' or indices
     normalize: bool = True  # unit-length weight vector per output unit (genforce/sefa)
-
-
-def sefa_weights(generator, layers: np.ndarray) -> np.ndarray:
-    """StyleGAN2: the affine weights [sum of channels, w_dim] of the style layers that read the
-    selected w indices (boolean mask [num_ws]); the stored weights, as the equalised-lr gain is a
-    per-layer constant."""
-    chosen = {}
-    for block, layer, w_idx in style_layers(generator.config):
-        is_last = w_idx == generator.num_ws - 1
-        if layers[w_idx] and (layer != "torgb" or is_last) and w_idx not in chosen:
-            chosen[w_idx] = generator.params["synthesis"][block][layer]["affine"]["weight"]
-    return np.concatenate([np.asarray(chosen[i], np.float64).T for i in sorted(chosen)], axis=0)
 
 
 def sefa(source, config: SefaConfig | dict | None = None, key=None, progress: bool = True,
@@ -51,14 +39,13 @@ def sefa(source, config: SefaConfig | dict | None = None, key=None, progress: bo
     config = configure(SefaConfig, config, overrides)
     space = as_space(source)
     G = space.generator
-    if space.family == "stylegan2":
-        if space.name not in ("w", "w+"):
-            raise ValueError(f"SeFa on StyleGAN2 acts on 'w' or 'w+', not {space.name!r}")
-        weight = sefa_weights(G, parse_layers(config.layers, G.num_ws))
-    else:
-        weight = np.asarray(G.input_weight(G.params), np.float64)
-        if weight.shape[1] != space.direction_dim:
-            raise ValueError(f"G.input_weight has shape {weight.shape}; expected [out_features, {space.direction_dim}]")
+    if space.name.removesuffix("+") != G.input_space:
+        raise ValueError(f"SeFa acts on the space the generator's first layers read, {G.input_space!r}"
+                         f"{' (or w+)' if G.style_based else ''}, not {space.name!r}")
+    layers = parse_layers(config.layers, G.num_ws) if G.style_based else None
+    weight = np.asarray(G.input_weight(G.params, layers), np.float64)
+    if weight.shape[1] != space.direction_dim:
+        raise ValueError(f"G.input_weight has shape {weight.shape}; expected [out_features, {space.direction_dim}]")
     if config.normalize:
         weight = weight / np.linalg.norm(weight, axis=1, keepdims=True)
     scores, vectors = top_eigenvectors(weight.T @ weight, config.k)

@@ -58,7 +58,6 @@ from latentjax.train.task import Task
 DEFORMATORS = ("fc", "linear", "ortho", "proj", "id", "random")
 FIXED_DEFORMATORS = ("id", "random")  # not trained
 SHIFT_DISTRIBUTIONS = ("uniform", "normal")
-DEFAULT_SPACE = {"stylegan2": "w"}  # where `voynov(G)` shifts (the family's default space otherwise)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,5 +364,5 @@ def voynov(source, config: VoynovConfig | dict | None = None, key=None, progress
     bar; `progress` is kept for the common method signature.
     """
     settings = configure(VoynovConfig, config, overrides)
-    space = source if isinstance(source, LatentSpace) else latent_space(source, DEFAULT_SPACE.get(source.family))
+    space = source if isinstance(source, LatentSpace) else latent_space(source, "w" if source.style_based else None)
     return train_directions(__name__, build_task, space, settings, key, workdir)

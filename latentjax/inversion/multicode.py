@@ -55,8 +55,6 @@ from latentjax.config import ConfigMixin
 from latentjax.inversion.project import InversionConfig, Inverter, _Program, _Recipe, parse_loss
 from latentjax.latent import LatentSpace, latent_space
 
-SPACES = {"stylegan2": ("z", "w", "w+"), "biggan": ("z",), "pggan": ("z",)}
-DEFAULT_SPACE = {"stylegan2": "w", "biggan": "z", "pggan": "z"}
 HIGHEST = jax.lax.Precision.HIGHEST
 REFERENCE_RESOLUTION = 16  # the reference composes at the output of PGGAN's 16x16 block
 
@@ -234,13 +232,10 @@ def _resolve_space(source, name: str) -> LatentSpace:
             raise ValueError(f"space {name!r} disagrees with the LatentSpace given ({source.name!r})")
         space = source
     else:
-        family = getattr(source, "family", None)
-        if family not in SPACES:
-            raise ValueError(f"multi-code inversion supports generator families {sorted(SPACES)}, got {family!r}")
-        space = latent_space(source, name or DEFAULT_SPACE[family])
-    if space.name not in SPACES[space.family]:
-        raise ValueError(f"multi-code inversion of {space.family} generators works in spaces "
-                         f"{list(SPACES[space.family])}, got {space.name!r}")
+        space = latent_space(source, name or ("w" if source.style_based else "z"))
+    names = ("z", "w", "w+") if space.generator.style_based else ("z",)
+    if space.name not in names:
+        raise ValueError(f"multi-code inversion of this generator works in spaces {list(names)}, got {space.name!r}")
     return space
 
 

@@ -8,30 +8,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from latentjax.latent.base import LatentSpace
 from latentjax.latent.density import Gaussian, standard_normal
 from latentjax.latent.stats import fit_gaussian
-from latentjax.ops.layers import FullyConnected
 
 # pytorch-pretrained-biggan's truncated_noise_sample draws truncation * truncnorm(-2, 2).
 BIGGAN_TRUNCATION_BOUND = 2.0
-
-
-def style_layers(config) -> tuple[tuple[str, str, int], ...]:
-    """StyleGAN2's affine (style) layers in synthesis order: (block, layer, index of the w it reads).
-
-    Mirrors `SynthesisNetwork`: a block's toRGB shares its w with the next block's first conv.
-    """
-    layers, w_idx = [], 0
-    for i, res in enumerate(config.block_resolutions):
-        convs = ("conv1",) if i == 0 else ("conv0", "conv1")
-        layers += [(f"b{res}", name, w_idx + j) for j, name in enumerate(convs)]
-        if config.block_num_torgb(res):
-            layers.append((f"b{res}", "torgb", w_idx + len(convs)))
-        w_idx += len(convs)
-    return tuple(layers)
 
 
 # Gaussians fitted to mapped samples, per generator and fitting options (computed once).
@@ -58,9 +41,8 @@ class StyleGAN2Space(LatentSpace):
         super().__init__(generator, name, dict(class_index=class_index, truncation_psi=float(truncation_psi),
                                                noise_mode=noise_mode, fit_samples=int(fit_samples),
                                                fit_seed=int(fit_seed)))
-        self.affine_layers = style_layers(generator.config)
-        self.style_sizes = tuple(generator.params["synthesis"][b][layer]["affine"]["bias"].shape[0]
-                                 for b, layer, _ in self.affine_layers)
+        self.affine_layers = generator.style_layers()
+        self.style_sizes = generator.style_sizes(generator.params)
 
     @property
     def shape(self):
@@ -93,11 +75,7 @@ class StyleGAN2Space(LatentSpace):
 
     def styles(self, params, ws):
         """ws [N, num_ws, w_dim] -> StyleSpace latents [N, S]: every affine layer's output, concatenated."""
-        out = []
-        for (block, layer, w_idx), size in zip(self.affine_layers, self.style_sizes):
-            affine = params["synthesis"][block][layer]["affine"]
-            out.append(FullyConnected(size, bias_init=1.0).apply({"params": affine}, ws[:, w_idx]))
-        return jnp.concatenate(out, axis=1)
+        return self.generator.styles(params, ws)
 
     def _to_ws(self, params, latent):
         G = self.generator
@@ -106,16 +84,6 @@ class StyleGAN2Space(LatentSpace):
         if self.name == "w":
             return jnp.broadcast_to(latent[:, None], (latent.shape[0], G.num_ws, G.w_dim))
         return latent
-
-    def _with_styles(self, params, s):
-        """`params` whose affine layers output the given styles s [S] whatever w they get."""
-        synthesis = {block: dict(value) for block, value in params["synthesis"].items()}
-        offsets = np.cumsum((0,) + self.style_sizes)
-        for (block, layer, _), lo, hi in zip(self.affine_layers, offsets[:-1], offsets[1:]):
-            affine = synthesis[block][layer]["affine"]
-            synthesis[block][layer] = {**synthesis[block][layer],
-                                       "affine": {"weight": jnp.zeros_like(affine["weight"]), "bias": s[lo:hi]}}
-        return {**params, "synthesis": synthesis}
 
     def _run(self, params, latent, run, hooks=None):
         """run(params, ws) on the ws this latent stands for; StyleSpace goes sample by sample."""
@@ -126,7 +94,7 @@ class StyleGAN2Space(LatentSpace):
                              "edit channels through the styles instead")
         G = self.generator
         zeros = jnp.zeros((1, G.num_ws, G.w_dim), jnp.float32)
-        per_sample = lambda s: jax.tree.map(lambda x: x[0], run(self._with_styles(params, s), zeros))
+        per_sample = lambda s: jax.tree.map(lambda x: x[0], run(self.generator.with_styles(params, s), zeros))
         return jax.vmap(per_sample)(latent)
 
     # --- the generator ---------------------------------------------------------------------

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.models.base import Generator, check_single_input
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.attention import self_attention
 from latentjax.ops.batch_norm import batch_norm, select_statistics, statistics_weights
@@ -293,7 +294,7 @@ class SelfAttention(nn.Module):
         return self_attention(x, w["theta"], w["phi"], w["g"], w["o_conv"], gamma, compute_dtype)
 
 
-class Generator(nn.Module):
+class BigGANGenerator(nn.Module):
     """(z, class vector, statistics weights) -> image [N, H, W, 3] in [-1, 1] and the features by name.
 
     With `until`, stops after that feature (the later layers are neither run nor needed).
@@ -331,7 +332,7 @@ def _abstract_params(config: BigGANConfig):
     """Tracing the modules takes about a second; loaders and the native format call this repeatedly."""
     z, c = jnp.zeros((1, config.z_dim)), jnp.zeros((1, config.num_classes))
     stat_weights = statistics_weights(jnp.float32(1.0), config.n_stats)
-    return jax.eval_shape(lambda: Generator(config).init(jax.random.key(0), z, c, stat_weights)["params"])
+    return jax.eval_shape(lambda: BigGANGenerator(config).init(jax.random.key(0), z, c, stat_weights)["params"])
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -362,7 +363,7 @@ def init_params(config: BigGANConfig, key):
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(_abstract_params(config)), values)
 
 
-class BigGAN:
+class BigGAN(Generator):
     """A BigGAN-deep generator: a config, a params pytree, and pure functions of (params, inputs).
 
     Every entry point takes `params` first, has no hidden state, and works under `jit`, `vmap`
@@ -376,18 +377,14 @@ class BigGAN:
 
     family = "biggan"
 
-    def __init__(self, config: BigGANConfig, params, metadata: dict | None = None):
-        self.config = config
-        self.params = params
-        self.metadata = dict(metadata or {})
-        self._generator = Generator(config)
+    default_feature_layer = "gen_z"  # the first layer's 4x4 map
 
-    # --- shapes -------------------------------------------------------------------------
-    z_dim = property(lambda self: self.config.z_dim)
+    def __init__(self, config: BigGANConfig, params, metadata: dict | None = None):
+        super().__init__(config, params, metadata)
+        self._generator = BigGANGenerator(config)
+
     c_dim = property(lambda self: self.config.num_classes)
-    img_resolution = property(lambda self: self.config.img_resolution)
     img_channels = property(lambda self: IMG_CHANNELS)
-    layer_names = property(lambda self: self.config.layer_names)
 
     def __repr__(self):
         cfg = self.config
@@ -406,11 +403,11 @@ class BigGAN:
         return _abstract_params(self.config)
 
     # --- sampling -----------------------------------------------------------------------
-    def sample_z(self, key, n: int, truncation=1.0):
+    def sample_z(self, key, n: int, truncation_psi=1.0):
         """z [n, z_dim]: truncation * N(0, 1) truncated to [-2, 2] (the reference's
         `truncated_noise_sample`, drawn from `key` instead of scipy's global state)."""
         z = jax.random.truncated_normal(key, -TRUNCATION_BOUND, TRUNCATION_BOUND, (n, self.config.z_dim), jnp.float32)
-        return truncation * z
+        return truncation_psi * z
 
     def class_vector(self, labels, weights=None):
         """`class_vector(labels, self.c_dim, weights)`: one-hot or mixed class vectors."""
@@ -440,8 +437,9 @@ class BigGAN:
         features["img"] = img
         return {name: features[name] for name in layers}
 
-    def input_weight(self, params):
+    def input_weight(self, params, layers=None):
         """The z part of gen_z's (spectrally normalised) weight as [out_features, z_dim]."""
+        check_single_input(layers)
         return params["gen_z"]["weight"][: self.config.z_dim].T
 
     def _run(self, params, z, c, truncation_psi, compute_dtype, until, hooks=None):

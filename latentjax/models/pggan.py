@@ -39,6 +39,7 @@ import numpy as np
 from latentjax.models.stylegan2 import NOISE_MODES
 from latentjax.ops.layers import normalize_2nd_moment
 from latentjax.ops.conv2d_resample import conv2d
+from latentjax.models.base import Generator, check_single_input, select_layers
 from latentjax.models.taps import Hooks, check_hooks, tap
 
 OUTPUT_ACTIVATIONS = ("linear", "tanh")
@@ -229,7 +230,7 @@ class PGGANGenerator(nn.Module):
         return img, features
 
 
-class PGGAN:
+class PGGAN(Generator):
     """A Progressive GAN generator: a config, a params pytree, and pure functions of (params, inputs).
 
     Inputs are the raw noise z [N, z_dim] (normalised inside the network, as the reference
@@ -242,17 +243,8 @@ class PGGAN:
     family = "pggan"
 
     def __init__(self, config: PGGANConfig, params, metadata: dict | None = None):
-        self.config = config
-        self.params = params
-        self.metadata = dict(metadata or {})
+        super().__init__(config, params, metadata)
         self._network = PGGANGenerator(config)
-
-    # --- shapes -------------------------------------------------------------------------
-    z_dim = property(lambda self: self.config.z_dim)
-    c_dim = property(lambda self: self.config.c_dim)
-    img_resolution = property(lambda self: self.config.img_resolution)
-    img_channels = property(lambda self: self.config.img_channels)
-    layer_names = property(lambda self: self.config.layer_names)
 
     def __repr__(self):
         cfg = self.config
@@ -302,12 +294,7 @@ class PGGAN:
         check_hooks(hooks, self.layer_names)
         img, features = self._network.apply({"params": params}, self._latent(z, c), compute_dtype, hooks)
         features["img"] = img
-        if layers is None:
-            return features
-        unknown = [name for name in layers if name not in features]
-        if unknown:
-            raise ValueError(f"unknown layers {unknown}; expected names from {list(features)}")
-        return {name: features[name] for name in layers}
+        return select_layers(features, layers)
 
     def generate(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", key=None,
                  compute_dtype=jnp.float32, hooks: Hooks | None = None):
@@ -323,11 +310,12 @@ class PGGAN:
         check_hooks(hooks, self.layer_names)
         return self._network.apply({"params": params}, self._latent(z, c), compute_dtype, hooks)[0]
 
-    def input_weight(self, params):
+    def input_weight(self, params, layers=None):
         """The first (dense) layer's effective weight on the noise part of the input, [out_features, z_dim].
 
         He-scaled as the network applies it; rows follow the reference's (C, 4, 4) order.
         """
+        check_single_input(layers)
         weight = params["b4"]["fc"]["weight"]  # (latent_dim, 16 * C0)
         return weight[: self.config.z_dim].T * _he_constant(self.config.latent_dim, self.config.equalized_lr)
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.config import ConfigMixin
+from latentjax.models.base import Generator, select_layers
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
 from latentjax.ops.conv2d_resample import conv2d_resample
@@ -273,7 +274,7 @@ def mix_styles(ws_a, ws_b, inject_index):
     return jnp.where(layer < inject_index, ws_a, ws_b)
 
 
-class StyleGAN2:
+class StyleGAN2(Generator):
     """A StyleGAN2 generator: a config, a params pytree, and pure functions of (params, inputs).
 
     Every entry point takes `params` first, has no hidden state, and works under `jit`, `vmap`
@@ -281,22 +282,16 @@ class StyleGAN2:
     """
 
     family = "stylegan2"
+    style_based = True
+    input_space = "w"
 
     def __init__(self, config: StyleGAN2Config, params, metadata: dict | None = None):
-        self.config = config
-        self.params = params
-        self.metadata = dict(metadata or {})
+        super().__init__(config, params, metadata)
         self._mapping = MappingNetwork(config)
         self._synthesis = SynthesisNetwork(config)
 
-    # --- shapes -------------------------------------------------------------------------
-    z_dim = property(lambda self: self.config.z_dim)
-    c_dim = property(lambda self: self.config.c_dim)
     w_dim = property(lambda self: self.config.w_dim)
     num_ws = property(lambda self: self.config.num_ws)
-    img_resolution = property(lambda self: self.config.img_resolution)
-    img_channels = property(lambda self: self.config.img_channels)
-    layer_names = property(lambda self: self.config.layer_names)
 
     def __repr__(self):
         cfg = self.config
@@ -317,10 +312,6 @@ class StyleGAN2:
                     "synthesis": SynthesisNetwork(config).init(k_syn, ws)["params"]}
 
         return cls(config, init_params(key))
-
-    def abstract_params(self):
-        """Shapes and dtypes of the params tree (no computation), e.g. for restoring checkpoints."""
-        return jax.eval_shape(lambda: type(self).init(self.config, jax.random.key(0)).params)
 
     # --- pure functions -----------------------------------------------------------------
     def mapping(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
@@ -346,12 +337,7 @@ class StyleGAN2:
         """Intermediate activations by name (see `layer_names`), NHWC float32, plus 'img'."""
         img, features = self._run_synthesis(params, ws, noise_mode, key, compute_dtype, impl, hooks)
         features["img"] = img
-        if layers is None:
-            return features
-        unknown = [name for name in layers if name not in features]
-        if unknown:
-            raise ValueError(f"unknown layers {unknown}; expected names from {list(features)}")
-        return {name: features[name] for name in layers}
+        return select_layers(features, layers)
 
     def generate(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const",
                  key=None, compute_dtype=jnp.float32):
@@ -360,6 +346,55 @@ class StyleGAN2:
         return self.synthesis(params, ws, noise_mode=noise_mode, key=key, compute_dtype=compute_dtype)
 
     mix = staticmethod(mix_styles)
+
+    # --- styles (StyleSpace) and the closed-form methods' weights ----------------------------
+    def style_layers(self) -> tuple[tuple[str, str, int], ...]:
+        """The affine (style) layers in synthesis order: (block, layer, index of the w it reads).
+
+        A block's toRGB shares its w with the next block's first conv, as in `SynthesisNetwork`.
+        """
+        layers, w_idx = [], 0
+        for i, res in enumerate(self.config.block_resolutions):
+            convs = ("conv1",) if i == 0 else ("conv0", "conv1")
+            layers += [(f"b{res}", name, w_idx + j) for j, name in enumerate(convs)]
+            if self.config.block_num_torgb(res):
+                layers.append((f"b{res}", "torgb", w_idx + len(convs)))
+            w_idx += len(convs)
+        return tuple(layers)
+
+    def style_sizes(self, params) -> tuple[int, ...]:
+        """The width of each style layer's output, in `style_layers` order."""
+        return tuple(params["synthesis"][b][layer]["affine"]["bias"].shape[0] for b, layer, _ in self.style_layers())
+
+    def styles(self, params, ws):
+        """ws [N, num_ws, w_dim] -> styles [N, S]: every affine layer's output, concatenated (StyleSpace)."""
+        out = []
+        for (block, layer, w_idx), size in zip(self.style_layers(), self.style_sizes(params)):
+            affine = params["synthesis"][block][layer]["affine"]
+            out.append(FullyConnected(size, bias_init=1.0).apply({"params": affine}, ws[:, w_idx]))
+        return jnp.concatenate(out, axis=1)
+
+    def with_styles(self, params, s):
+        """`params` whose affine layers output the styles s [S] whatever w they get."""
+        synthesis = {block: dict(value) for block, value in params["synthesis"].items()}
+        offsets = np.cumsum((0,) + self.style_sizes(params))
+        for (block, layer, _), lo, hi in zip(self.style_layers(), offsets[:-1], offsets[1:]):
+            affine = synthesis[block][layer]["affine"]
+            synthesis[block][layer] = {**synthesis[block][layer],
+                                       "affine": {"weight": jnp.zeros_like(affine["weight"]), "bias": s[lo:hi]}}
+        return {**params, "synthesis": synthesis}
+
+    def input_weight(self, params, layers=None):
+        """The affine weights [sum of channels, w_dim] of the style layers that read the selected w
+        indices (boolean mask [num_ws]; None: all), the last toRGB only: the stored weights, as the
+        equalised-lr gain is a per-layer constant (genforce/sefa's choice of layers)."""
+        layers = np.ones(self.num_ws, bool) if layers is None else np.asarray(layers, bool)
+        chosen = {}
+        for block, layer, w_idx in self.style_layers():
+            is_last = w_idx == self.num_ws - 1
+            if layers[w_idx] and (layer != "torgb" or is_last) and w_idx not in chosen:
+                chosen[w_idx] = params["synthesis"][block][layer]["affine"]["weight"]
+        return np.concatenate([np.asarray(chosen[i], np.float64).T for i in sorted(chosen)], axis=0)
 
     def _run_synthesis(self, params, ws, noise_mode, key, compute_dtype, impl, hooks=None):
         cfg = self.config

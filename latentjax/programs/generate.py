@@ -20,7 +20,7 @@ def _generate_options(G, args) -> dict:
     Truncation stays a Python float: BigGAN selects its batch-norm statistics from it exactly
     as the reference does, and ProgressiveGAN refuses any value but 1.
     """
-    if G.family == "stylegan2":
+    if G.style_based:
         return {"truncation_psi": args.truncation_psi, "truncation_cutoff": args.truncation_cutoff,
                 "noise_mode": args.noise_mode}
     return {"truncation_psi": args.truncation_psi}
@@ -31,10 +31,7 @@ def main(args) -> int:
     G = load_generator(args.checkpoint, ema=not args.no_ema)
     key = jax.random.key(args.seed)
     k_z, k_c, k_noise = jax.random.split(key, 3)
-    if G.family == "biggan":   # truncation also bounds z: draw it from the matching truncated normal
-        z = G.sample_z(k_z, args.num, args.truncation_psi)
-    else:
-        z = jax.random.normal(k_z, (args.num, G.z_dim))
+    z = G.sample_z(k_z, args.num, args.truncation_psi)  # BigGAN: truncation also bounds z
     c = None
     if G.c_dim:   # class indices as the latent spaces count them (PGGAN: combinations of attribute values)
         if args.class_index is not None and not 0 <= args.class_index < num_classes(G):
@@ -44,7 +41,7 @@ def main(args) -> int:
     elif args.class_index is not None:
         raise SystemExit(f"error: {args.checkpoint} is unconditional; --class-index does not apply")
     generate = jax.jit(functools.partial(G.generate, **_generate_options(G, args)))
-    noise_key = G.family == "stylegan2" and args.noise_mode == "random"
+    noise_key = G.style_based and args.noise_mode == "random"
     start = time.perf_counter()
     images = []
     for lo in range(0, args.num, args.batch_size):

@@ -1,0 +1,77 @@
+"""The generator interface every family implements, and the wrapper behaviour the families share.
+
+A generator is a config (a serialisable dataclass), a params pytree and pure functions of
+(params, inputs) that work under `jit`, `vmap` and `grad`. Code above `models/` uses only what
+this class declares, never a family name or a params path:
+
+- dimensions: `z_dim`, `c_dim`, `img_resolution`, `img_channels`, `layer_names`;
+- `sample_z(key, n, truncation_psi)`: the prior the generator expects (BigGAN: truncated);
+- `generate(params, z, c, truncation_psi, ...)` and `features(...)`, with `hooks` (`models.taps`);
+- `input_weight(params, layers)`: the weight the first layer(s) apply to the editing latent,
+  [out_features, latent dim], for closed-form methods (SeFa); `input_space` names that latent;
+- `style_based`: the family has `mapping` / `synthesis` and the `w`, `w+` and `s` spaces, with
+  `style_layers()`, `styles(params, ws)` and `with_styles(params, s)`;
+- `default_feature_layer`: the layer feature-space methods edit unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+class Generator:
+    """The shared part of the family wrappers (`StyleGAN2`, `BigGAN`, `PGGAN`)."""
+
+    family = ""
+    style_based = False
+    input_space = "z"
+
+    def __init__(self, config, params, metadata: dict | None = None):
+        self.config = config
+        self.params = params
+        self.metadata = dict(metadata or {})
+
+    z_dim = property(lambda self: self.config.z_dim)
+    c_dim = property(lambda self: self.config.c_dim)
+    img_resolution = property(lambda self: self.config.img_resolution)
+    img_channels = property(lambda self: self.config.img_channels)
+    layer_names = property(lambda self: self.config.layer_names)
+
+    @classmethod
+    def init(cls, config, key) -> "Generator":
+        raise NotImplementedError
+
+    def abstract_params(self):
+        """Shapes and dtypes of the params tree (no computation), e.g. for restoring checkpoints."""
+        return jax.eval_shape(lambda: type(self).init(self.config, jax.random.key(0)).params)
+
+    def sample_z(self, key, n: int, truncation_psi=1.0):
+        """z [n, z_dim] from the prior the generator was trained with: N(0, I)."""
+        return jax.random.normal(key, (n, self.z_dim), jnp.float32)
+
+    @property
+    def default_feature_layer(self) -> str:
+        """The block output at 32x32, or at half the image size below 64 px."""
+        return f"b{min(32, self.img_resolution // 2)}"
+
+    def input_weight(self, params, layers=None):
+        raise NotImplementedError
+
+
+def check_single_input(layers) -> None:
+    """Families with one input vector have no per-layer selection: `layers` must be None or all True."""
+    if layers is not None and not all(bool(v) for v in layers):
+        raise ValueError(f"this generator has one input layer; a layer selection {list(layers)} does not apply")
+
+
+def select_layers(features: dict, layers: Sequence[str] | None) -> dict:
+    """`features` restricted to `layers` (None: all), in that order; an unknown name is an error."""
+    if layers is None:
+        return features
+    unknown = [name for name in layers if name not in features]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; expected names from {list(features)}")
+    return {name: features[name] for name in layers}

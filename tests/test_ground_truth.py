@@ -1,5 +1,6 @@
 """Ground-truth scores of directions on the shapes world: a space whose latent is the factor vector
-itself has perfectly pure coordinate directions, mixed directions are not; results are
+itself has perfectly pure coordinate directions, mixed and random directions are not, a near-null
+walk finds nothing, broken directions score 0, steps are matched to one image change; results are
 deterministic; heatmaps colour each cell by its value; `configs/shapes.py` runs every method."""
 
 import importlib.util
@@ -17,7 +18,8 @@ from latentjax.programs.flags import parse_config_flags
 from latentjax import shapes
 from latentjax.directions import Directions
 from latentjax.programs.discover import MultiRun, describe, discover
-from latentjax.shapes.scoring import GroundTruthConfig, distances, ground_truth, purities
+from latentjax.shapes.scoring import (GroundTruthConfig, distances, ground_truth, purities, random_baseline,
+                                     world_spread)
 from latentjax.models import StyleGAN2, StyleGAN2Config
 from latentjax.viz.heatmap import colours, heatmap
 
@@ -37,6 +39,9 @@ class FactorSpace:
     def sample(self, key, n, params=None):
         return jax.random.uniform(key, (n, len(CONTINUOUS)), minval=0.3, maxval=0.7)
 
+    def pool(self, latent):
+        return latent
+
     def decode(self, params, latent):
         factors = {name: latent[:, i] for i, name in enumerate(CONTINUOUS)}
         return shapes.render({**factors, "shape": jnp.ones(latent.shape[:1], jnp.int32)}, 32).images
@@ -52,7 +57,9 @@ def test_coordinate_directions_are_pure_and_mixed_ones_are_not():
     assert axes.valid_fraction == 1.0 and axes.num_pure == 6
     np.testing.assert_array_equal(axes.best, [-1, 0, 1, 2, 3, 4, 5])  # shape never changes: no direction for it
     assert np.all(axes.best_purity[1:] > 0.9), axes.to_table()
-    assert axes.change[0, 0] == 0 and np.isnan(axes.spread[0]) | (axes.spread[0] == 0)
+    assert axes.change[0, 0] == 0 and np.allclose(axes.steps, 0.12)
+    np.testing.assert_allclose(axes.spread, world_spread(), rtol=0)  # normalised by the world's own spread
+    assert np.isfinite(axes.mig) and set(axes.dci) == {"disentanglement", "completeness", "informativeness"}
     # the same factors, each direction a mix of all of them
     mixing, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))
     mixed = ground_truth(space, None, _directions(mixing.T, "mixed"), settings)
@@ -74,12 +81,31 @@ def test_distances_are_circular_and_skip_undefined_rotation():
     np.testing.assert_allclose(d["rotation"], [0.1, np.nan, np.nan, 0.5])  # shape changed / circle: undefined
 
 
-def test_purity_normalises_by_the_prior_spread():
-    change = np.array([[0.2, 0.02, 0.0], [0.02, 0.0002, 0.0]])  # factor 2 never moves; direction 1 barely moves
-    purity, best, best_purity = purities(change, np.array([0.4, 0.04, 0.1]), min_change=0.1)
-    np.testing.assert_allclose(purity[0], [0.5, 0.5, 0.0])  # 0.2 / 0.4 == 0.02 / 0.04
+def test_purity_shares_the_normalised_change_and_broken_directions_score_zero():
+    normalised = np.array([[0.5, 0.5, 0.0], [0.05, 0.005, 0.0]])  # factor 2 never moves; direction 1 barely moves
+    purity, best, best_purity = purities(normalised, min_change=0.1)
+    np.testing.assert_allclose(purity[0], [0.5, 0.5, 0.0])
     np.testing.assert_array_equal(best, [0, 0, -1])  # direction 1 is purer in factor 0 but moves it < min_change
     np.testing.assert_allclose(best_purity, [0.5, 0.5, 0.0])
+    pure = np.array([[1.0, 0.0], [0.6, 0.6]])
+    purity, best, best_purity = purities(pure, min_change=0.1, broken=np.array([True, False]))
+    np.testing.assert_array_equal(purity[0], [0, 0])  # it breaks images: scored 0, never a factor's best
+    np.testing.assert_array_equal(best, [1, 1])
+
+
+def test_planted_direction_is_found_and_random_and_null_walks_find_nothing():
+    space = FactorSpace()
+    settings = GroundTruthConfig(num_samples=16, batch_size=64, image_change=0.04, max_distance=1.0,
+                                 search_samples=8, baseline_seeds=2)
+    planted = ground_truth(space, None, _directions(np.eye(6)[[0, 4]], "planted"), settings)  # x and hue
+    assert planted.best[1] == 0 and planted.best[5] == 1 and planted.best_purity[[1, 5]].min() > 0.9
+    np.testing.assert_allclose(planted.image_change, 0.04)  # each walked to the same image change
+    assert planted.steps[0] != planted.steps[1] and np.all(planted.valid > 0.9), planted.steps
+    for baseline in random_baseline(space, None, _directions(np.eye(6)[:3], "planted"), settings):
+        assert baseline.settings["method"] == "random" and baseline.valid_fraction > 0.9
+        assert baseline.num_pure == 0 and baseline.best_purity.max() < 0.7, baseline.to_table()
+    null = ground_truth(space, None, _directions(np.eye(6)[[0, 4]], "null"), settings, image_change=1e-4)
+    assert null.num_pure == 0 and np.all(null.best == -1), null.to_table()  # images barely change: nothing found
 
 
 def test_random_stylegan2_scores_are_deterministic(tmp_path):

@@ -1,28 +1,18 @@
 """How well latent directions of a shapes generator line up with the world's true factors.
 
-For a generator trained on `latentjax.shapes.world` the factors of every image can be read back
-(`latentjax.shapes.reading.readout`), so a direction can be scored by what it changes. From
-`num_samples` latents drawn from the space's prior, each direction is walked by -distance and
-+distance (`latentjax.walks`); each (start, end) pair whose two images are both valid renders
-gives one factor change per factor:
-
-- shape: 1 if the shape class differs, else 0 (the mean is the rate of shape flips);
-- rotation, hue (periodic): the circular distance, at most 0.5;
-- rotation only where start and end show the same shape and it is not a circle (a circle has no
-  rotation, and a fraction of a square's and a triangle's period are not comparable);
-- x, y, scale, background: the absolute difference.
-
-`change[k, f]` is the mean change of factor f along direction k over the counted pairs.
-
-Normalisation: factors move on different scales (a flip rate, a circular distance, a linear
-range), so each column is divided by the factor's spread under the prior: the mean of the same
-distance between the start images of two different samples, over every pair of valid start
-images (the change a jump to an independent sample makes, on average). `purity[k, f]` is then
-the share of direction k's total normalised change that goes to factor f. For each factor the
-best direction is the one of highest purity among those that move the factor by at least
-`min_change` of its spread (a direction that changes almost nothing is not an answer); its purity
-(0 when no direction qualifies) is the factor's score, and `num_pure` counts the factors whose
-score reaches `threshold`.
+Each direction is walked from `num_samples` prior samples to -step and +step, where the step is
+matched per direction so that the image changes by `image_change` on average (mean |pixel
+change|, [-1, 1] units): methods in `z`, `w`, `w+` or with different scales compare like for
+like (a fixed `distance` is an option). Start and end images are read back
+(`latentjax.shapes.reading`); a (start, end) pair counts when both are valid renders. The change
+of factor f is its mean distance (`distances`) over counted pairs, less the read-out's noise
+floor (the same walk at `null_fraction` of the step), divided by the world's exact spread of f
+(the mean distance between two independent draws of the world's factors). `purity[k, f]` is the
+share of direction k's normalised change that goes to f. A direction whose counted pairs fall
+below `min_valid` (it breaks images) scores 0. A factor's best direction is the purest that moves
+it by at least `min_change`; `num_pure` counts factors whose best purity reaches `threshold`.
+`random_baseline` scores random unit directions the same way; MIG and DCI of the directions'
+coordinates against the read-out factors speak the field's language beside purity.
 """
 
 from __future__ import annotations
@@ -35,27 +25,40 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax import walks
-from latentjax.config import ConfigMixin
+from latentjax.config import ConfigMixin, configure
+from latentjax.metrics.disentanglement import dci, mig
 from latentjax.shapes import reading, world
+from latentjax.sharding import batched_map
 from latentjax.viz.heatmap import heatmap
 
 
 @dataclasses.dataclass(frozen=True)
 class GroundTruthConfig(ConfigMixin):
     num_samples: int = 64       # start latents
-    distance: float = 3.0       # walk steps -distance and +distance
+    image_change: float = 0.1   # matched steps: mean |pixel change| each walk end reaches
+    distance: float = 0.0       # > 0: walk every direction by this fixed step instead
+    max_distance: float = 30.0  # the step search's upper bound (in the space's units)
+    search_samples: int = 16    # start latents the step search uses
     walk: str = "linear"        # a `latentjax.walks.WALKS` name
     batch_size: int = 64        # images decoded and read out per call
     threshold: float = 0.8      # purity that counts a factor as found
     min_change: float = 0.1     # normalised change a direction needs to be a factor's best
-    valid_tol: float = reading.VALID_TOL  # rerender error below which an image counts (raise it for young GANs)
+    min_valid: float = 0.5      # share of counted pairs below which a direction scores 0
+    null_fraction: float = 0.05  # the noise-floor walk's step, as a fraction of the matched step
+    baseline_seeds: int = 3     # sets of random unit directions in `random_baseline`
+    num_bins: int = 20          # MIG's bins for codes and continuous factors
+    valid_tol: float = reading.VALID_TOL  # rerender error below which an image counts
     seed: int = 0
 
     def __post_init__(self):
-        if self.num_samples < 2 or self.batch_size < 1:
-            raise ValueError(f"num_samples must be >= 2 and batch_size >= 1, got {self.num_samples}, {self.batch_size}")
-        if not self.distance > 0:
-            raise ValueError(f"distance must be positive, got {self.distance}")
+        if self.num_samples < 2 or self.batch_size < 1 or self.search_samples < 1 or self.baseline_seeds < 0:
+            raise ValueError(f"num_samples must be >= 2, batch_size and search_samples >= 1, baseline_seeds >= 0: "
+                             f"{self}")
+        if not (self.distance > 0 or self.image_change > 0) or self.distance < 0 or not self.max_distance > 0:
+            raise ValueError(f"image_change (matched steps) or distance (a fixed step) must be positive, and "
+                             f"max_distance too; got {self.image_change}, {self.distance}, {self.max_distance}")
+        if not 0 <= self.min_valid <= 1 or not 0 <= self.null_fraction < 1 or self.num_bins < 2:
+            raise ValueError(f"min_valid must be in [0, 1], null_fraction in [0, 1), num_bins >= 2: {self}")
         if self.walk not in walks.WALKS:
             raise ValueError(f"walk must be one of {sorted(walks.WALKS)}, got {self.walk!r}")
 
@@ -64,13 +67,16 @@ class GroundTruthConfig(ConfigMixin):
 class GroundTruth:
     """Scores of K directions against the factors (`factor_names`, all of `world.FACTOR_NAMES`).
 
-    `change` [K, F] mean factor change (module docstring); `spread` [F] the prior spread;
-    `purity` [K, F]; `best` [F] the best direction per factor (-1: none moves it enough);
-    `best_purity` [F]; `num_pure` factors with best_purity >= threshold; `valid` [K] fraction of
-    (start, end) pairs counted per direction and `valid_fraction` over all of them.
+    `change` [K, F] mean factor change over counted pairs; `floor` [K, F] the same at the
+    noise-floor step; `spread` [F] the world's spread; `purity` [K, F]; `best` [F] the best
+    direction per factor (-1: none qualifies); `best_purity` [F]; `num_pure`; `valid` [K] share of
+    counted pairs per direction and `valid_fraction` over all; `steps` [K] the walk step used;
+    `image_change` [K] the mean pixel change it gave; `mig` and `dci` of the directions'
+    coordinates against the factors read from the valid start images.
     """
 
     change: np.ndarray
+    floor: np.ndarray
     spread: np.ndarray
     purity: np.ndarray
     best: np.ndarray
@@ -78,37 +84,42 @@ class GroundTruth:
     num_pure: int
     valid: np.ndarray
     valid_fraction: float
+    steps: np.ndarray
+    image_change: np.ndarray
+    mig: float
+    dci: dict
     factor_names: tuple[str, ...]
     settings: dict
 
     @property
     def normalised(self) -> np.ndarray:
-        """[K, F] change divided by the prior spread (NaN for a factor that never varies)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.change / np.where(self.spread > 0, self.spread, np.nan)
+        """[K, F] change above the noise floor, divided by the world's spread."""
+        return normalise(self.change, self.floor, self.spread)
 
     def to_dict(self) -> dict:
         out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in dataclasses.asdict(self).items()}
         return json_safe(out)
 
     def to_table(self) -> str:
-        """Markdown: one row per direction (factor changes normalised by the spread, its valid
-        fraction), then the best direction's purity per factor."""
-        head = "| direction | " + " | ".join(self.factor_names) + " | valid |\n"
-        head += "|---" * (len(self.factor_names) + 2) + "|\n"
-        rows = [f"| {k} | " + " | ".join(_cell(v) for v in self.normalised[k]) + f" | {self.valid[k]:.2f} |"
-                for k in range(len(self.change))]
+        """Markdown: one row per direction (normalised factor changes, valid share, step), then the
+        best direction's purity per factor."""
+        head = "| direction | " + " | ".join(self.factor_names) + " | valid | step |\n"
+        head += "|---" * (len(self.factor_names) + 3) + "|\n"
+        rows = [f"| {k} | " + " | ".join(_cell(v) for v in self.normalised[k]) + f" | {self.valid[k]:.2f} | "
+                f"{self.steps[k]:.3g} |" for k in range(len(self.change))]
         best = " | ".join("-" if b < 0 else f"{p:.2f} (d{b})" for b, p in zip(self.best, self.best_purity))
-        return (head + "\n".join(rows) + f"\n| **best purity** | {best} | {self.valid_fraction:.2f} |\n\n"
+        return (head + "\n".join(rows) + f"\n| **best purity** | {best} | {self.valid_fraction:.2f} | |\n\n"
                 f"{self.num_pure} of {len(self.factor_names)} factors have a direction with purity >= "
-                f"{self.settings['threshold']:g}.\n")
+                f"{self.settings['threshold']:g}; MIG {self.mig:.3f}, DCI disentanglement "
+                f"{self.dci['disentanglement']:.3f}.\n")
 
     def heatmaps(self) -> dict[str, np.ndarray]:
-        """uint8 images: 'purity' [K, F] (0..1) and 'change' (normalised by the spread), rows = directions."""
+        """uint8 images: 'purity' [K, F] (0..1) and 'change' (normalised), rows = directions."""
         rows = [f"d{k}" for k in range(len(self.change))]
         method = self.settings.get("method", "")
         return {"purity": heatmap(self.purity, rows, self.factor_names, f"{method} purity", vmin=0.0, vmax=1.0),
-                "change": heatmap(self.normalised, rows, self.factor_names, f"{method} change / prior spread", vmin=0.0)}
+                "change": heatmap(self.normalised, rows, self.factor_names, f"{method} change / world spread",
+                                  vmin=0.0)}
 
 
 def _cell(v: float) -> str:
@@ -143,84 +154,200 @@ def distances(a: dict, b: dict) -> dict[str, np.ndarray]:
     return out
 
 
-_readout = jax.jit(reading.readout)
+def world_spread(num_pairs: int = 100_000, seed: int = 0) -> np.ndarray:
+    """[F] mean `distances` between two independent draws of the world's factors (rotation: over
+    pairs of the same polygon), from `num_pairs` pairs: the change a jump to a new sample makes."""
+    a, b = (jax.tree.map(np.asarray, world.sample_factors(jax.random.key(seed + i), num_pairs)) for i in (0, 1))
+    apart = distances(a, b)
+    return np.asarray([np.nanmean(apart[name]) for name in world.FACTOR_NAMES])
 
 
-def _readouts(space, params, latents, batch_size: int, tol: float) -> dict[str, np.ndarray]:
-    """Read-outs of the decoded latents [N, *shape], in jitted batches of one size (one compilation)."""
-    decode = jax.jit(space.decode)
-    parts = []
-    for lo in range(0, len(latents), batch_size):
-        batch = latents[lo: lo + batch_size]
-        padded = jnp.concatenate([batch, jnp.repeat(batch[-1:], batch_size - len(batch), axis=0)])
-        read = _readout(decode(params, padded), tol)  # one compiled read-out for every call of this size
-        parts.append(jax.tree.map(lambda x, n=len(batch): np.asarray(x[:n]), read))
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+def normalise(change: np.ndarray, floor: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """max(change - floor, 0) / spread; 0 where a factor never changes."""
+    above = np.maximum(np.nan_to_num(change) - np.nan_to_num(floor), 0.0)
+    return above / spread
 
 
-def ground_truth(space, params, directions, config: GroundTruthConfig | dict | None = None,
+def _walker(space, walk, vectors, layers):
+    """A jitted function (latents [n, *shape], steps [K]) -> ends [n, K, 2, *shape]: each latent walked
+    along each direction k to -steps[k] and +steps[k]."""
+    signs = jnp.asarray([-1.0, 1.0], jnp.float32)
+
+    def one(latent, steps):
+        def along(v, m, t):
+            return jax.vmap(lambda s: walk(space, latent, v, s * t, m))(signs)
+        return jax.vmap(along, (0, None if layers is None else 0, 0))(vectors, layers, steps)
+
+    return jax.jit(jax.vmap(one, (0, None)))
+
+
+def _flat(latents, space) -> np.ndarray:
+    return np.asarray(latents).reshape((-1,) + tuple(space.shape))
+
+
+def matched_steps(decode, walker, latents, num_directions: int, config: GroundTruthConfig):
+    """([K] the step at which each direction's walk changes the image by `config.image_change` on
+    average over `latents` (log-linear interpolation on a geometric grid up to `max_distance`; the
+    largest step where it never gets there), [K] the change reached). `decode` maps flat latents to
+    images in padded batches, `walker` is `_walker`'s function."""
+    grid = np.geomspace(config.max_distance / 1e4, config.max_distance, 17).astype(np.float32)
+    start = decode(np.asarray(latents))
+    changes = []
+    for t in grid:
+        ends = walker(latents, jnp.full((num_directions,), t, jnp.float32))
+        images = decode(_flat(ends, decode.space)).reshape((len(latents), num_directions, 2) + start.shape[1:])
+        changes.append(np.mean(np.abs(images - start[:, None, None]), axis=(0, 2, 3, 4, 5)))
+    changes = np.stack(changes, axis=1)  # [K, grid]
+    steps, reached = np.empty(num_directions, np.float32), np.empty(num_directions)
+    for i, row in enumerate(changes):
+        above = np.nonzero(row >= config.image_change)[0]
+        if not len(above) or above[0] == 0:
+            j = len(row) - 1 if not len(above) else 0
+            steps[i], reached[i] = grid[j], row[j]
+            continue
+        j = above[0]
+        frac = (config.image_change - row[j - 1]) / max(row[j] - row[j - 1], 1e-12)
+        steps[i] = np.exp(np.log(grid[j - 1]) + frac * (np.log(grid[j]) - np.log(grid[j - 1])))
+        reached[i] = config.image_change
+    return steps, reached
+
+
+class _Decoder:
+    """Flat latents -> images (and read-outs), in padded, sharded batches of one compiled size."""
+
+    def __init__(self, space, params, batch_size: int, tol: float, readout):
+        self.space, self.batch_size = space, batch_size
+        self._images = jax.jit(lambda x: space.decode(params, x))
+        self._read = jax.jit(lambda x: readout(space.decode(params, x), tol))
+
+    def __call__(self, latents) -> np.ndarray:
+        return batched_map(self._images, latents, self.batch_size)
+
+    def read(self, latents) -> dict:
+        return batched_map(self._read, latents, self.batch_size)
+
+
+def _factor_matrix(read: dict, valid: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(discrete factors [N, F] for MIG, factor values [N, F'] for DCI, periodic ones as cos and sin)."""
+    discrete, values = [], []
+    for name in world.FACTOR_NAMES:
+        v = np.asarray(read[name], np.float64)[valid]
+        if name == "shape":
+            discrete.append(v.astype(int))
+            values.append(v)
+        elif name in world.PERIODIC_FACTORS:
+            discrete.append(np.minimum((v % 1.0 * num_bins).astype(int), num_bins - 1))
+            values += [np.cos(2 * np.pi * v), np.sin(2 * np.pi * v)]
+        else:
+            discrete.append(np.minimum((np.clip(v, 0, 1) * num_bins).astype(int), num_bins - 1))
+            values.append(v)
+    return np.stack(discrete, axis=1), np.stack(values, axis=1)
+
+
+def ground_truth(space, params, directions, config: GroundTruthConfig | dict | None = None, *, readout=None,
                  **overrides) -> GroundTruth:
-    """Score `directions` (a `Directions`) in `space` (decoding to shapes images) against the factors."""
-    if config is None:
-        config = GroundTruthConfig()
-    elif isinstance(config, dict):
-        config = GroundTruthConfig.from_dict(config)
-    config = dataclasses.replace(config, **overrides)
+    """Score `directions` (a `Directions`) in `space` (decoding to shapes images) against the factors.
+
+    `readout(images, tol)` (default: the shapes read-out) returns the factors and `valid`.
+    """
+    config = configure(GroundTruthConfig, config, overrides)
+    decoder = _Decoder(space, params, config.batch_size, config.valid_tol,
+                       reading.readout if readout is None else readout)
     n, k = config.num_samples, len(directions)
     latents = space.sample(jax.random.key(config.seed), n, params)
-    steps = jnp.asarray([-config.distance, config.distance], jnp.float32)
     layers = None if directions.layers is None else jnp.asarray(directions.layers)
-    walk = walks.WALKS[config.walk]
-    ends = jax.jit(jax.vmap(lambda z: walks.sweep(walk, space, z, jnp.asarray(directions.vectors), steps, layers)))(
-        latents)                                                         # [n, K, 2, *shape]
-    start = _readouts(space, params, latents, config.batch_size, config.valid_tol)
-    end = _readouts(space, params, ends.reshape((-1,) + tuple(space.shape)), config.batch_size, config.valid_tol)
-    end = {name: v.reshape(n, k, 2) for name, v in end.items()}
+    walker = _walker(space, walks.WALKS[config.walk], jnp.asarray(directions.vectors), layers)
+    if config.distance > 0:
+        steps, reached = np.full(k, config.distance, np.float32), np.full(k, np.nan)
+    else:
+        steps, reached = matched_steps(decoder, walker, latents[:config.search_samples], k, config)
+    start = decoder.read(np.asarray(latents))
     start_b = {name: v[:, None, None] for name, v in start.items()}
 
-    counted = start_b["valid"] & end["valid"]                           # [n, K, 2]
-    moved = distances(start_b, end)
-    change = np.stack([_masked_mean(moved[name], counted, axis=(0, 2)) for name in world.FACTOR_NAMES], axis=1)
+    def factor_changes(scale):
+        end = decoder.read(_flat(walker(latents, jnp.asarray(steps * scale, jnp.float32)), space))
+        end = {name: v.reshape(n, k, 2) for name, v in end.items()}
+        counted = start_b["valid"] & end["valid"]                       # [n, K, 2]
+        moved = distances(start_b, end)
+        return np.stack([_masked_mean(moved[name], counted, axis=(0, 2)) for name in world.FACTOR_NAMES], 1), counted
 
-    i, j = np.triu_indices(n, 1)
-    pairs = start["valid"][i] & start["valid"][j]
-    apart = distances({name: v[i] for name, v in start.items()}, {name: v[j] for name, v in start.items()})
-    spread = np.asarray([_masked_mean(apart[name], pairs, axis=0) for name in world.FACTOR_NAMES])
+    change, counted = factor_changes(1.0)
+    floor = factor_changes(config.null_fraction)[0] if config.null_fraction > 0 else np.zeros_like(change)
+    spread = world_spread()
+    valid = counted.mean(axis=(0, 2))
+    broken = valid < config.min_valid
+    purity, best, best_purity = purities(normalise(change, floor, spread), config.min_change, broken)
 
-    purity, best, best_purity = purities(change, spread, config.min_change)
+    ok = np.asarray(start["valid"], bool)
+    codes = np.asarray(space.pool(latents)) @ np.asarray(directions.vectors).T   # [n, K] direction coordinates
+    mig_value, dci_value = float("nan"), {"disentanglement": float("nan"), "completeness": float("nan"),
+                                          "informativeness": float("nan")}
+    if ok.sum() >= 4 and k >= 2:
+        discrete, values = _factor_matrix(start, ok, config.num_bins)
+        mig_value = mig(codes[ok], discrete, config.num_bins)
+        dci_value = dci(codes[ok], values)
     return GroundTruth(
-        change=change, spread=spread, purity=purity, best=best, best_purity=best_purity,
-        num_pure=int(np.sum(best_purity >= config.threshold)),
-        valid=counted.mean(axis=(0, 2)), valid_fraction=float(counted.mean()),
-        factor_names=world.FACTOR_NAMES,
+        change=change, floor=floor, spread=spread, purity=purity, best=best, best_purity=best_purity,
+        num_pure=int(np.sum(best_purity >= config.threshold)), valid=valid, valid_fraction=float(counted.mean()),
+        steps=np.asarray(steps, np.float64), image_change=np.asarray(reached, np.float64), mig=mig_value,
+        dci=dci_value, factor_names=world.FACTOR_NAMES,
         settings={**config.to_dict(), "num_directions": k, "method": directions.method, "space": directions.space})
 
 
-def purities(change: np.ndarray, spread: np.ndarray, min_change: float):
-    """(purity [K, F], best direction [F] (-1: none), its purity [F]) from changes [K, F] and spreads [F]."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normalised = np.nan_to_num(change / np.where(spread > 0, spread, np.nan))
+def random_directions(space, directions, seed: int):
+    """K random unit directions in `space` with the same layer masks as `directions` (method 'random')."""
+    vectors = np.asarray(jax.random.normal(jax.random.key(seed), (len(directions), directions.dim)), np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return dataclasses.replace(directions, vectors=vectors, scores=np.zeros(len(directions)), method="random",
+                               settings={"seed": seed}, channels=None)
+
+
+def random_baseline(space, params, directions, config: GroundTruthConfig | dict | None = None, *, readout=None,
+                    **overrides) -> list[GroundTruth]:
+    """`ground_truth` of `config.baseline_seeds` sets of random unit directions shaped like `directions`."""
+    config = configure(GroundTruthConfig, config, overrides)
+    return [ground_truth(space, params, random_directions(space, directions, 1000 + s), config, readout=readout)
+            for s in range(config.baseline_seeds)]
+
+
+def purities(normalised: np.ndarray, min_change: float, broken: np.ndarray | None = None):
+    """(purity [K, F], best direction [F] (-1: none), its purity [F]) from normalised changes [K, F];
+    `broken` [K] directions (too few valid pairs) get purity 0 and are never a factor's best."""
+    normalised = np.nan_to_num(normalised)
     total = normalised.sum(axis=1, keepdims=True)
     purity = normalised / np.where(total > 0, total, 1.0)
+    if broken is not None:
+        purity = np.where(np.asarray(broken)[:, None], 0.0, purity)
     candidates = np.where(normalised >= min_change, purity, -1.0)
+    if broken is not None:
+        candidates = np.where(np.asarray(broken)[:, None], -1.0, candidates)
     best = np.argmax(candidates, axis=0)
-    found = candidates[best, np.arange(change.shape[1])] >= 0
-    return purity, np.where(found, best, -1), np.where(found, purity[best, np.arange(change.shape[1])], 0.0)
+    found = candidates[best, np.arange(normalised.shape[1])] >= 0
+    return purity, np.where(found, best, -1), np.where(found, purity[best, np.arange(normalised.shape[1])], 0.0)
 
 
-def comparison(results: dict[str, GroundTruth], seconds: dict[str, float] | None = None):
+def comparison(results: dict[str, GroundTruth], seconds: dict[str, float] | None = None,
+               baselines: dict[str, list[GroundTruth]] | None = None):
     """(header, rows) comparing methods: the best direction's purity per factor, how many factors
-    reach the threshold, the valid fraction and (if given) the method's wall time (None: '-')."""
+    reach the threshold, MIG, DCI disentanglement, the valid share and (if given) the method's wall
+    time (None: '-'). `baselines` (label -> `random_baseline` results) add a row each: the mean over
+    seeds (factors found: mean count)."""
     first = next(iter(results.values()))
-    header = ["method", *first.factor_names, f"purity >= {first.settings['threshold']:g}", "valid"]
+    header = ["method", *first.factor_names, f"purity >= {first.settings['threshold']:g}", "MIG", "DCI-D", "valid"]
     header += ["seconds"] if seconds is not None else []
-    rows = []
-    for method, result in results.items():
-        row = [method, *(round(float(p), 3) for p in result.best_purity), f"{result.num_pure}/{len(result.factor_names)}",
-               round(result.valid_fraction, 3)]
-        if seconds is not None:
-            row.append("-" if seconds[method] is None else round(float(seconds[method]), 2))
-        rows.append(row)
+
+    def row(name, best_purity, found, mig_value, dci_d, valid, time):
+        cells = [name, *(round(float(p), 3) for p in best_purity), found, round(float(mig_value), 3),
+                 round(float(dci_d), 3), round(float(valid), 3)]
+        return cells + ([("-" if time is None else round(float(time), 2))] if seconds is not None else [])
+
+    rows = [row(method, r.best_purity, f"{r.num_pure}/{len(r.factor_names)}", r.mig, r.dci["disentanglement"],
+                r.valid_fraction, None if seconds is None else seconds[method]) for method, r in results.items()]
+    for label, runs in (baselines or {}).items():
+        rows.append(row(label, np.mean([r.best_purity for r in runs], axis=0),
+                        f"{np.mean([r.num_pure for r in runs]):.1f}/{len(first.factor_names)}",
+                        np.mean([r.mig for r in runs]), np.mean([r.dci["disentanglement"] for r in runs]),
+                        np.mean([r.valid_fraction for r in runs]), None))
     return header, rows
 
 

@@ -1,4 +1,4 @@
-"""Convert a StyleGAN2 checkpoint to the latentjax format: python convert/stylegan2.py SRC OUT_DIR.
+"""Convert a StyleGAN2 checkpoint to the latentjax format: python convert/stylegan2.py SRC OUT_DIR [--no-ema].
 
 SRC: an NVIDIA network snapshot (.pkl), an NVIDIA state dict (.pt with a .json of the same stem
 holding init_kwargs) or a rosinality .pt. Runs on CPU; reads nothing but tensors from SRC.

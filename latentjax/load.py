@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from latentjax import builtin
-from latentjax.errors import CheckpointError
+from latentjax.errors import CheckpointError, ConversionError
 from latentjax.io.native import is_native_dir, network_from_directory, read_directory_config, write_directory
 from latentjax.io.torch_pickle import PersistentObject, load as load_pickle
 from latentjax.models import FAMILIES, biggan_convert, pggan_convert, stylegan2_convert
@@ -44,8 +44,8 @@ def load_generator(path, *, ema: bool = True):
     if path.is_dir():
         if is_native_dir(path):
             return load_native(path)
-        if biggan_convert.is_biggan_dir(path):
-            return biggan_convert.load_biggan_dir(path)
+        if is_biggan_dir(path):
+            return load_biggan_dir(path)
         raise CheckpointError(f"{path}: a directory must hold a latentjax generator (config.json + params/) "
                               f"or a pytorch-pretrained-BigGAN model (config.json + pytorch_model.bin)")
     if not path.is_file():
@@ -67,6 +67,38 @@ def load_native(path):
         raise CheckpointError(f"{config_file}: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
     generator_cls, config_cls = FAMILIES[family]
     return network_from_directory(path, meta, config_file, generator_cls, config_cls, family)
+
+
+def is_biggan_dir(path) -> bool:
+    """A pytorch-pretrained-BigGAN directory: `config.json` next to `pytorch_model.bin`."""
+    path = Path(path)
+    return path.is_dir() and (path / biggan_convert.CONFIG_NAME).is_file() and (path / biggan_convert.WEIGHTS_NAME).is_file()
+
+
+def load_biggan_dir(path):
+    """A pytorch-pretrained-BigGAN directory (`config.json` + `pytorch_model.bin`) as a BigGAN."""
+    path = Path(path)
+    config_file, weights_file = path / biggan_convert.CONFIG_NAME, path / biggan_convert.WEIGHTS_NAME
+    for file in (config_file, weights_file):
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing; a BigGAN directory holds {biggan_convert.CONFIG_NAME} and "
+                                  f"{biggan_convert.WEIGHTS_NAME}")
+    try:
+        spec = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConversionError(f"{config_file}: not a valid BigGAN config ({e})") from e
+    config = biggan_convert.config_from_dict(spec, str(config_file))
+    return biggan_convert.from_state_dict(load_pickle(weights_file), config, where=str(weights_file),
+                                          config_file=str(config_file))
+
+
+def load_pggan(path, ema: bool = True):
+    """A pytorch_GAN_zoo ProgressiveGAN checkpoint file as a PGGAN (`avgG`, or `netG` with ema=False)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    return pggan_convert.from_gan_zoo(load_pickle(path, extra_records=pggan_convert.GAN_ZOO_RECORDS), str(path),
+                                      ema=ema)
 
 
 def load_builtin(name: str):

@@ -20,11 +20,11 @@ import pytest
 
 from latentjax.errors import CheckpointError
 from latentjax.io.torch_pickle import load as load_pickle
-from latentjax.load import load_native
+from latentjax.load import is_biggan_dir, load_biggan_dir, load_native
 from latentjax.models import FAMILIES
 from latentjax.models.biggan import BigGAN, BigGANConfig
 from latentjax.errors import ConversionError
-from latentjax.models.biggan_convert import from_state_dict, is_biggan_dir, key_map, load_biggan_dir
+from latentjax.models.biggan_convert import from_state_dict, key_map
 from latentjax.ops.batch_norm import statistics_weights
 from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
 
@@ -204,11 +204,17 @@ def test_directory_errors_name_the_file(tmp_path):
 def test_native_round_trip_and_converter_script(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(FAMILIES, "biggan", (BigGAN, BigGANConfig))  # the registry entry the package adds
     G = _load("deep_s64_attn2")
-    convert = runpy.run_path(str(Path(__file__).parents[1] / "convert" / "biggan.py"))["main"]
+
+    def convert(argv):
+        monkeypatch.setattr("sys.argv", ["convert/biggan.py", *argv])
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(Path(__file__).parents[1] / "convert" / "biggan.py"), run_name="__main__")
+        return done.value.code
+
     assert convert([str(BIGGAN / "deep_s64_attn2"), str(tmp_path / "g")]) == 0
     G2 = load_native(tmp_path / "g")
     assert G2.config == G.config and G2.metadata == G.metadata and G2.family == "biggan"
     jax.tree.map(np.testing.assert_array_equal, G.params, G2.params)
     assert convert([str(BIGGAN), str(tmp_path / "h")]) == 2
-    assert "config.json: missing" in capsys.readouterr().err
+    assert "a directory must hold a latentjax generator" in capsys.readouterr().err
 

@@ -15,7 +15,8 @@ import pytest
 from latentjax.errors import CheckpointError, UnsafeGlobalError
 from latentjax.io.torch_pickle import load as load_pickle
 from latentjax.models.pggan import PGGAN
-from latentjax.models.pggan_convert import GAN_ZOO_RECORDS, from_gan_zoo, gan_zoo_key_map, load_pggan
+from latentjax.load import load_pggan
+from latentjax.models.pggan_convert import GAN_ZOO_RECORDS, from_gan_zoo, gan_zoo_key_map
 from latentjax.errors import ConversionError
 from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
 

@@ -17,30 +17,20 @@ keeps its first 3 output channels (the only ones the reference does not discard)
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Mapping
 
 import jax
 import numpy as np
 
-from latentjax.errors import CheckpointError
-from latentjax.io.torch_pickle import load as load_pickle
-from latentjax.models.biggan import GEN_Z_MULTIPLIER, IMG_CHANNELS, BigGAN, BigGANConfig
 from latentjax.errors import ConversionError
+from latentjax.models.biggan import GEN_Z_MULTIPLIER, IMG_CHANNELS, BigGAN, BigGANConfig
 from latentjax.io.state_dict import Source
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
 SN_SUFFIXES = ("weight_orig", "weight_u", "weight_v")
 _ATTENTION = ("theta", "phi", "g", "o_conv")
-
-
-def is_biggan_dir(path) -> bool:
-    """A pytorch-pretrained-BigGAN directory: `config.json` next to `pytorch_model.bin`."""
-    path = Path(path)
-    return path.is_dir() and (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
 
 
 def source_name(config: BigGANConfig, names: tuple[str, ...]) -> str:
@@ -178,15 +168,9 @@ def from_state_dict(state_dict: Mapping[str, np.ndarray], config: BigGANConfig, 
     return BigGAN(config, params, {"source_format": "pytorch-pretrained-biggan"})
 
 
-def load_biggan_dir(path) -> BigGAN:
-    """Load a pytorch-pretrained-BigGAN directory (`config.json` + `pytorch_model.bin`)."""
-    path = Path(path)
-    config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise CheckpointError(f"{file}: missing; a BigGAN directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+def config_from_dict(d, config_file: str) -> BigGANConfig:
+    """The BigGANConfig of a pytorch-pretrained-BigGAN `config.json` (its parsed contents `d`)."""
     try:
-        config = BigGANConfig.from_dict(json.loads(config_file.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        return BigGANConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
         raise ConversionError(f"{config_file}: not a valid BigGAN config ({e})") from e
-    return from_state_dict(load_pickle(weights_file), config, where=str(weights_file), config_file=str(config_file))

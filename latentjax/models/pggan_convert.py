@@ -18,15 +18,13 @@ missing keys are errors that name the key and the file.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from latentjax.errors import CheckpointError
-from latentjax.io.torch_pickle import Record, load as load_pickle
-from latentjax.models.pggan import PGGAN, PGGANConfig
 from latentjax.errors import ConversionError
+from latentjax.io.torch_pickle import Record
+from latentjax.models.pggan import PGGAN, PGGANConfig
 
 GAN_ZOO_RECORDS = ("models.utils.config.BaseConfig",)  # extra_records for torch_pickle.load
 # lossCriterion -> the generator's output activation (the loss classes' `generationActivation`)
@@ -185,11 +183,3 @@ def from_gan_zoo(obj: Any, where: str = "checkpoint", ema: bool = True) -> PGGAN
     if categories:
         metadata["categories"] = categories
     return PGGAN(config, _to_params(state, config, where), metadata)
-
-
-def load_pggan(path, ema: bool = True) -> PGGAN:
-    """Read a pytorch_GAN_zoo ProgressiveGAN checkpoint file (without torch, executing nothing)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    return from_gan_zoo(load_pickle(path, extra_records=GAN_ZOO_RECORDS), str(path), ema=ema)

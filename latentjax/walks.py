@@ -5,15 +5,8 @@ returns the edited latent; `sweep` vmaps one over directions and steps. `layers`
 over `w+` layers) restricts an edit to those layers.
 
 - `linear`: latent + step * direction.
-- `iso_density`: keeps `space.log_density` constant: a great circle through the latent in the
-  prior's whitened coordinates (for Gaussian z the sphere |z| = r, for `w` the same after
-  whitening by the fitted Gaussian, for BigGAN the truncation shell), tangent to the direction's
-  component along that sphere; `step` is the arc length in whitened units per unit of that
-  component, so small steps match `linear` minus its radial part. With a `w+` layer mask only
-  the chosen layers turn (the density is a product over layers, so it stays constant). BigGAN's
-  truncated prior is a box as well (density -inf outside): where the circle would leave it, the
-  walk slides along the box's faces on the same sphere (`onto_sphere_in_box`), so the density
-  stays constant and finite; there `step` no longer measures arc length.
+- `iso_density`: keeps `space.log_density` constant (a great circle in the prior's whitened
+  coordinates; see its docstring).
 - `per_layer`: `linear` on the chosen `w+` layers only.
 - `conditional`: `linear` along the direction with the components along `conditions` projected
   out, so the latent's projections onto the conditions stay fixed (InterFaceGAN).
@@ -37,6 +30,14 @@ def linear(space, latent, direction, step, layers=None):
 
 
 def iso_density(space, latent, direction, step, layers=None):
+    """A great circle through the latent in the prior's whitened coordinates (for Gaussian z the sphere
+    |z| = r, for `w` the same after whitening by the fitted Gaussian, for BigGAN the truncation
+    shell), tangent to the direction's component along that sphere; `step` is the arc length in
+    whitened units per unit of that component, so small steps match `linear` minus its radial part.
+    With a `w+` layer mask only the chosen layers turn (the density is a product over layers). Where
+    the circle would leave BigGAN's truncation box, the walk slides along the box's faces on the same
+    sphere (`onto_sphere_in_box`), so the density stays constant and finite (there `step` no longer
+    measures arc length)."""
     prior = space.prior
     u = prior.whiten(latent)
     # only the edited part (for w+ with a layer mask, the chosen layers) turns; the rest is untouched

@@ -1,28 +1,11 @@
 """BigGAN-deep generator as Flax modules and a pure-functional `BigGAN` wrapper.
 
-The architecture is that of pytorch-pretrained-BigGAN 0.1.1 (`pytorch_pretrained_biggan/model.py`,
-itself a port of the TF-Hub BigGAN-deep modules): a class embedding concatenated after z feeds a
-linear layer to a 4x4 grid and every conditional batch norm; a stack of bottleneck GenBlocks
-(`config.layers`), one self-attention layer, a final batch norm, a 3x3 conv to RGB and tanh.
-Batch-norm statistics are not computed from the batch: each BN holds `n_stats` rows of running
-statistics measured at truncations 0 .. 1, selected by the truncation value
-(`latentjax.ops.batch_norm`). Truncation only selects statistics: z is expected to be drawn
-already truncated and scaled (`BigGAN.sample_z`).
-
-Layouts are NHWC for activations, (in, out) for dense weights and HWIO for conv kernels.
-Weights are the effective ones: spectral normalisation is resolved when a checkpoint is
-converted, so converted and freshly initialised models share one convention. `conv_to_rgb`
-keeps only the 3 output channels the reference does not discard.
-
-Parameter tree (what `BigGAN.params` holds; C = channel width of each layer)::
-
-    embeddings/weight [num_classes, z_dim]
-    gen_z/{weight [2*z_dim, 4*4*16*channel_width], bias}
-    block{i}/bn_{0..3}/{running_means, running_vars [n_stats, C], scale/weight, offset/weight [2*z_dim, C]}
-    block{i}/conv_{0..3}/{weight [k, k, C_in, C_out], bias}
-    attention/{theta, phi, g, o_conv} [1, 1, C_in, C_out], attention/gamma []
-    bn/{running_means, running_vars [n_stats, channel_width], weight, bias}
-    conv_to_rgb/{weight [3, 3, channel_width, 3], bias [3]}
+The architecture is pytorch-pretrained-BigGAN 0.1.1's (a port of the TF-Hub modules): a class
+embedding beside z feeds a linear layer and every conditional batch norm, bottleneck GenBlocks,
+one self-attention layer, a final batch norm and a conv to RGB. Batch-norm statistics are
+selected by the truncation value (`latentjax.ops.batch_norm`), which does not scale z
+(`BigGAN.sample_z` draws it). Weights are the effective ones (spectral norm resolved at
+conversion). Layouts and the params tree are in docs/networks.md.
 """
 
 from __future__ import annotations

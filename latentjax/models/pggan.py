@@ -1,29 +1,9 @@
 """Progressive GAN (PGGAN) generator as Flax modules and a pure-functional `PGGAN` wrapper.
 
-The architecture is that of facebookresearch/pytorch_GAN_zoo's `GNet`
-(`models/networks/progressive_conv_net.py`), the network behind its torch.hub `PGAN` models:
-
-    latent = [z, c]  (c: the category vector of class-conditional models, absent otherwise)
-    x = pixel_norm(latent); x = lrelu(dense(x)) viewed as [N, C0, 4, 4]; x = pixel_norm(x)
-    x = pixel_norm(lrelu(conv3x3(x)))                                  # resolution 4
-    per added scale: nearest x2 upsampling, then twice pixel_norm(lrelu(conv3x3(x)))
-    img = toRGB_last(x)  (1x1 conv), blended with the upsampled toRGB of the previous scale
-          as alpha * prev + (1 - alpha) * img when alpha > 0, then tanh for MSE/DCGAN models.
-
-Every layer computes (W x + b) * c with the He constant c = sqrt(2 / fan_in) when the
-learning rate is equalised: the bias is scaled too. Weights are stored unscaled (as in the
-checkpoints); pixel_norm(x) = x * rsqrt(mean_channels(x^2) + 1e-8). Layouts are NHWC for
-activations, HWIO for conv weights and (in, out) for the dense weight, whose output units keep
-the reference's channel-major (C, 4, 4) order.
-
-Parameter tree (what `PGGAN.params` holds)::
-
-    b4:     fc/{weight, bias}, conv/{weight, bias}, torgb/{weight, bias}
-    b{res}: conv0/{weight, bias}, conv1/{weight, bias}, torgb/{weight, bias}   (each added scale)
-
-Every scale keeps its toRGB layer (the checkpoints store one per resolution): the last one
-makes the image, the one before it the alpha blend, and `features` reports each scale's as
-'b{res}.img'.
+The architecture is facebookresearch/pytorch_GAN_zoo's `GNet`, the network behind its torch.hub
+`PGAN` models: pixel-normalised [z, c], a dense layer to 4x4, conv pairs per scale, toRGB with
+the alpha blend of the previous scale. Weights are stored unscaled (equalised learning rate at
+run time). The layer formulas and the params tree are in docs/networks.md.
 """
 
 from __future__ import annotations

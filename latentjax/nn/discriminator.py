@@ -1,21 +1,11 @@
 """StyleGAN2's residual discriminator as Flax modules (NHWC), for training generators.
 
-The architecture is that of stylegan2-ada-pytorch's `Discriminator` with `architecture='resnet'`:
-blocks from the image resolution down to 8 (fromRGB on the first; conv0 3x3; conv1 3x3 with FIR
-downsampling; a 1x1 downsampling skip, both branches scaled by sqrt(1/2)), then an epilogue at 4x4
-(minibatch standard deviation, conv 3x3, fully connected, linear output). Weights are stored unscaled
-and scaled at run time (equalised learning rate), as in the generator.
-
-One deliberate difference: the minibatch-stddev groups are consecutive samples (0-3, 4-7, ...) where
-the reference strides them (0, n, 2n, ...). Both are valid groupings of an i.i.d. batch; consecutive
-groups stay on one device when the batch is split over devices, and make the result independent of
-the device count. `from_nvidia` converts weights; the parity test permutes the batch accordingly.
-
-Parameter tree::
-
-    b{res}/fromrgb/{weight, bias} (first block only), b{res}/conv0/{weight, bias},
-    b{res}/conv1/{weight, bias}, b{res}/skip/weight,
-    b4/conv/{weight, bias}, b4/fc/{weight, bias}, b4/out/{weight, bias}
+The architecture is stylegan2-ada-pytorch's `Discriminator` with `architecture='resnet'`, with
+unscaled stored weights (equalised learning rate at run time). One deliberate difference: the
+minibatch-stddev groups are consecutive samples (0-3, 4-7, ...) where the reference strides
+them; both group an i.i.d. batch validly, and consecutive groups stay on one device, so results
+do not depend on the device count. `from_nvidia` converts weights (the parity test permutes the
+batch accordingly). Blocks and the params tree: docs/networks.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """An image encoder to StyleGAN's `w+`: images [N, H, W, C] -> ws [N, num_ws, w_dim].
 
-The design follows the in-domain inversion encoder (Zhu et al. 2020, genforce/idinvert) in a
-configurable, smaller form:
-
-    stem      3x3 conv to width(R), leaky ReLU, norm                      (R = the image size)
-    per res   2x2 average pool, then `blocks_per_resolution` residual blocks, for res = R/2 ... 4:
-              conv 3x3 (min(c_in, c_out)) -> lrelu -> norm -> conv 3x3 (c_out) -> lrelu -> norm,
-              plus the input (through a 1x1 conv + norm when the width changes), times sqrt(1/2)
-    head      flatten the 4x4 map, dense to num_ws * w_dim, plus `w_avg`
-
-Widths are min(channel_base // res, channel_max), as in the generator. Convolutions start
-LeCun-normal and the head at zero, so a fresh encoder maps every image to `w_avg` (the mean of
-the generator's w) and learns an offset from it: training starts at the generator's typical
-image instead of at random latents.
-
-Normalisation is per sample ('instance', 'layer' or 'none'), not the reference's batch norm: the
-in-domain regulariser evaluates E(G(w)) one target at a time under `vmap`, and batch statistics
-would make an image's code depend on the rest of its batch (and on how a batch is split over
-devices). The module also owns the encoder's file format (`save_encoder` / `load_encoder`): a
-directory with `config.json` and orbax `params/`.
+A configurable, smaller form of the in-domain inversion encoder (genforce/idinvert): a residual
+pyramid down to 4x4 and a dense head that adds `w_avg`, so a fresh encoder maps every image to
+the generator's mean w and learns an offset from it. Normalisation is per sample (not the
+reference's batch norm): the in-domain regulariser evaluates E(G(w)) one target at a time under
+`vmap`, and batch statistics would tie an image's code to its batch. The module owns the
+encoder's directory format (`save_encoder` / `load_encoder`). Layers: docs/networks.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,9 @@
 """Reconstructors for Voynov & Babenko's method: from an image pair, which direction moved, and how far.
 
-Both networks take the two images stacked as 6 channels (NHWC: original, then shifted) and return
-K-way logits and a scalar shift, as GANLatentDiscovery's `latent_shift_predictor.py`:
-
-- `ResNet18Reconstructor`: torchvision's ResNet-18 (basic blocks [2, 2, 2, 2], widths 64-512, 7x7
-  stride-2 stem, 3x3 stride-2 max pool, global average pool) with a 6-channel stem, a Dense(K)
-  logits head and a Dense(1) shift head on the 512 pooled features.
-- `LeNetReconstructor`: the reference's LeNet for small images (width 2: three unpadded 5x5 convs
-  with 6, 16, 120 channels, batch norm, ReLU, 2x2 max pools after the first two, spatial mean), each
-  head a Dense(84) - batch norm - ReLU - Dense. It needs inputs of at least 32x32.
-
-Initialisation follows PyTorch's: convolutions of the ResNet He-normal over fan-out, every other
-weight and bias uniform in +-1/sqrt(fan_in), batch-norm scale 1 and offset 0.
-
-Batch norm (momentum 0.1 in PyTorch's convention, eps 1e-5) uses the batch statistics with
-`train=True` and updates `batch_stats`, the running averages used with `train=False`, as the
-reference's train / eval modes do. The running variance averages the biased batch variance
-(flax); PyTorch averages the unbiased one, a factor B / (B - 1) apart. No `axis_name` is needed
-under the training harness: the step is one `jax.jit` program over the global batch, so the
-statistics are those of the whole batch whatever the number of devices it is split over (like
-PyTorch's SyncBatchNorm, not DataParallel's per-device statistics), and results do not depend on
-the device count.
-
-`size` (the reference's `shift_predictor_size`) resizes both images to size x size (nearest)
-before the network; 0 keeps them as they are.
+Both take the two images stacked as 6 channels and return K-way logits and a scalar shift, as
+GANLatentDiscovery's `latent_shift_predictor.py`: `ResNet18Reconstructor` (torchvision's
+ResNet-18 with a 6-channel stem) and `LeNetReconstructor` (the reference's LeNet for small
+images), with PyTorch's initialisation and batch-norm conventions (docs/networks.md).
 """
 
 from __future__ import annotations

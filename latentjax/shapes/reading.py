@@ -1,31 +1,10 @@
 """Read the factors of `latentjax.shapes.world` back from an image, and say whether it is a clean render.
 
-The read-out is analytic, with no trained weights. It works in these steps:
-
-1. background grey = per-channel median of the border pixels (shapes never touch the border);
-2. object pixels = colour distance from that grey above half the largest distance (and above
-   MIN_CONTRAST); object colour = mean of the object pixels whose 8 neighbours are all object
-   pixels (fully covered ones, in a render);
-3. coverage alpha = projection of (pixel - grey) onto (colour - grey), clipped to [0, 1], which
-   undoes the renderer's linear mixing exactly; it is kept only on and next to object pixels,
-   so that noise in the background adds no area;
-4. moments of alpha: area A, centroid -> x, y, and the complex moments c_k = sum alpha z^k
-   (z = dx - i dy, y up). A shape with k-fold symmetry has c_j = 0 unless k divides j, so
-   |c_3| / A^2.5 is 0 for circles and squares and |c_4| / A^3 is 0 for circles and triangles.
-   Each is divided by its value for the ideal shape, and the larger one wins unless both are
-   below SHAPE_THRESHOLD (then the shape is a circle). arg(c_k) / k is the direction of a vertex,
-   which gives the rotation within the symmetry period. The area and the shape give the
-   circumradius -> scale;
-5. hue of the object colour (mixing with grey keeps HSV hue), background factor from the grey.
-
-Estimates are clipped to the factor ranges so they can be re-rendered. `rerender_error` renders
-them and compares with the input: the absolute differences ([-1, 1] units) less NOISE_FLOOR,
-summed over the whole image and divided by the size of the object region (the object pixels and
-the re-rendered shape, grown by one pixel): a mean error per object pixel, blind to small noise
-and independent of how much of the frame the shape covers. Exact renders mostly score 0, all
-below 0.005; half-way blends between two shapes score above 0.02. `is_valid` also requires the object
-pixels to form exactly one 8-connected component. Rotation is undefined for circles: the read-out
-reports 0 there, and `factor_errors` gives NaN for it when the true shape is a circle.
+The read-out is analytic (no trained weights): background grey from the border, object pixels by
+colour distance, coverage by projection onto (colour - grey), then moments of the coverage give
+position, area, shape (3- and 4-fold symmetry moments) and rotation. `rerender_error` renders the
+estimate and compares it with the image per object pixel; `is_valid` also requires one object.
+The steps and thresholds are described in docs/shapes.md.
 """
 
 from __future__ import annotations
@@ -35,6 +14,7 @@ from typing import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from latentjax.shapes import world
 
@@ -75,19 +55,23 @@ def is_valid(images: jax.Array, tol: float = VALID_TOL) -> jax.Array:
     return readout(images, tol)["valid"]
 
 
+def factor_distance(name: str, a, b):
+    """The distance between two values of factor `name` (elementwise, broadcasting): shape 0/1 (differs);
+    periodic factors the circular distance (at most 0.5); the rest the absolute difference. NumPy in,
+    NumPy out (in the inputs' precision); JAX arrays give JAX arrays."""
+    xp = jnp if isinstance(a, jax.Array) or isinstance(b, jax.Array) else np
+    a, b = xp.asarray(a), xp.asarray(b)
+    if name == "shape":
+        return (a != b).astype(xp.float32)
+    if name in world.PERIODIC_FACTORS:
+        d = xp.abs(a - b) % 1.0
+        return xp.minimum(d, 1.0 - d)
+    return xp.abs(a - b)
+
+
 def factor_errors(estimates: Mapping[str, jax.Array], truth: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """Per-sample errors: shape 0/1 misclassified; periodic factors the circular distance
-    (at most 0.5); the rest absolute difference. Rotation is NaN where the true shape is a circle."""
-    errors = {}
-    for name in world.FACTOR_NAMES:
-        est, true = jnp.asarray(estimates[name]), jnp.asarray(truth[name])
-        if name == "shape":
-            errors[name] = (est != true).astype(jnp.float32)
-        elif name in world.PERIODIC_FACTORS:
-            d = jnp.abs(est - true) % 1.0
-            errors[name] = jnp.minimum(d, 1.0 - d)
-        else:
-            errors[name] = jnp.abs(est - true)
+    """Per-sample `factor_distance` of estimates from the truth; rotation is NaN where the true shape is a circle."""
+    errors = {name: factor_distance(name, estimates[name], truth[name]) for name in world.FACTOR_NAMES}
     errors["rotation"] = jnp.where(jnp.asarray(truth["shape"]) == 0, jnp.nan, errors["rotation"])
     return errors
 

@@ -138,17 +138,9 @@ def json_safe(value):
 
 
 def distances(a: dict, b: dict) -> dict[str, np.ndarray]:
-    """Per-factor distances between two read-outs (module docstring); NaN where not defined."""
-    out = {}
-    for name in world.FACTOR_NAMES:
-        x, y = np.asarray(a[name], np.float64), np.asarray(b[name], np.float64)
-        if name == "shape":
-            out[name] = (x != y).astype(np.float64)
-        elif name in world.PERIODIC_FACTORS:
-            d = np.abs(x - y) % 1.0
-            out[name] = np.minimum(d, 1.0 - d)
-        else:
-            out[name] = np.abs(x - y)
+    """Per-factor `reading.factor_distance` between two read-outs (float64); rotation NaN unless both
+    show the same polygon (a circle has no rotation; a square's and a triangle's are not comparable)."""
+    out = {name: np.asarray(reading.factor_distance(name, a[name], b[name]), np.float64) for name in world.FACTOR_NAMES}
     same_polygon = (np.asarray(a["shape"]) == np.asarray(b["shape"])) & (np.asarray(a["shape"]) != 0)
     out["rotation"] = np.where(same_polygon, out["rotation"], np.nan)
     return out

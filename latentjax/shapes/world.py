@@ -1,30 +1,10 @@
 """A procedural world of single coloured shapes whose factors of variation are known exactly.
 
-Each image is one anti-aliased shape (circle, square or equilateral triangle) on a flat grey
-background, drawn by a jittable renderer from a factor vector. Because the generating factors
-are known, a GAN trained on these images can be checked for whether its latent directions find
-them (`latentjax.shapes.reading` reads the factors back from an image).
-
-Factors (a dict name -> [n] array; `shape` is an int32 index into `SHAPES`, the rest float32)::
-
-    shape       0 circle, 1 square, 2 triangle
-    x, y        centre, [0, 1] -> CENTER_RANGE (fractions of the side), linear; x grows to the
-                right, y downwards (along image rows)
-    scale       circumradius in [0, 1] -> RADIUS_RANGE (fractions of the side), linear
-    rotation    [0, 1), periodic: a fraction of the shape's symmetry period (90 deg for the
-                square, 120 deg for the triangle), counter-clockwise on screen. 0 is an
-                axis-aligned square and a triangle with a vertex pointing up. Undefined for the
-                circle: the renderer ignores it there and metrics must skip it.
-    hue         [0, 1), periodic: HSV hue of the object at fixed SATURATION and VALUE
-    background  [0, 1] -> grey level in GREY_RANGE, linear
-
-With these ranges every shape stays inside the frame with a clearance of at least 0.05 of the
-side, so the border pixels are pure background from 20x20 pixels up.
-
-Anti-aliasing: coverage = clip(0.5 - d, 0, 1) of the exact signed distance d (in pixels,
-negative inside) at each pixel centre, which is exact area coverage for straight edges that
-cross a pixel. The image is `object_mask * colour + background_mask * grey` with
-`background_mask = 1 - object_mask`, mapped from [0, 1] to [-1, 1].
+Each image is one anti-aliased circle, square or triangle on a flat grey background, drawn by a
+jittable renderer from its factors: shape, x, y, scale, rotation, hue, background (a dict of [n]
+arrays; `shape` int32, the rest float32 in [0, 1)). Because the factors are known, directions
+found in a generator trained on it can be scored against the truth. The factor conventions and
+the anti-aliasing are in docs/shapes.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,15 @@
 """StyleGAN2 training (as in stylegan2-ada-pytorch) on the procedural shapes world, as a harness `Task`.
 
-Per step, in the reference's phase order: G main (non-saturating logistic loss, with style mixing
-and random noise), D main (logistic loss on fakes from the updated G and on reals), every
-`r1_interval` steps a separate D update with the lazy R1 penalty (gamma/2 * |grad D(real)|^2, times
-the interval), then the EMA generator (half-life `ema_kimg` thousand images, optional ramp-up).
-Adam with the lazy-regularisation correction of the reference for D: lr * r and betas ** r with
-r = interval / (interval + 1). G has no lazy regulariser here (no path-length penalty), so its
-Adam settings are used as given. Non-finite gradients are replaced as in the reference.
-`w_avg` tracks the mapping output (beta 0.995, on each G evaluation of the G and D phases) and
-is copied, not averaged, into the EMA generator.
+Per step, in the reference's phase order: G main (non-saturating logistic loss, style mixing,
+random noise), D main, every `r1_interval` steps a lazy R1 update of D, then the EMA generator
+(half-life `ema_kimg`, optional ramp-up). D's Adam has the reference's lazy-regularisation
+correction (lr * r, betas ** r, r = interval / (interval + 1)); G has no path-length penalty.
+`w_avg` tracks the mapping output (beta 0.995) and is copied into the EMA generator.
 
 The EMA generator is exported with `latentjax.save_generator` to `WORKDIR/generator/` at every
-checkpoint, so `latentjax.load_generator(WORKDIR / "generator")` loads the latest one.
-
-`config.init_from` (any `latentjax.load_generator` source of the configured architecture, e.g.
-`builtin:shapes` or an earlier run's `WORKDIR/generator`) warm-starts G and its EMA copy from that
-generator's params, with a fresh discriminator and fresh optimisers: to fine-tune, or to continue
-a run whose checkpoints are gone from an exported generator. A run that has checkpoints resumes
-from them instead.
+checkpoint. `config.init_from` (any `load_generator` source of the configured architecture)
+warm-starts G and its EMA copy with a fresh D and fresh optimisers, to fine-tune or to continue a
+run whose checkpoints are gone; a run that has checkpoints resumes from them instead.
 """
 
 from __future__ import annotations

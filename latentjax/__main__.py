@@ -1,7 +1,5 @@
 """`python -m latentjax` is the `latentjax` command."""
 
-import sys
+from latentjax.cli import run
 
-from latentjax.cli import main
-
-sys.exit(main())
+run()

@@ -6,7 +6,9 @@ Programs are imported when their command runs, so that `latentjax --help` stays 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 
 import jax
 
@@ -128,7 +130,26 @@ def main(argv=None) -> int:
     except ValueError as e:   # CheckpointError and bad arguments found by the library: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:      # a file that cannot be read or written, found while working
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run() -> None:
+    """The console entry point. A command that fails exits at once with its status: background threads
+    (a checkpointer's, after a failed write) must not keep it alive. A successful one exits normally,
+    so that pending writes finish."""
+    try:
+        code = main()
+    except Exception:  # an unexpected error: its traceback, then exit even if threads are left
+        traceback.print_exc()
+        code = 1
+    if code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

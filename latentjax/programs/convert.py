@@ -8,10 +8,12 @@ import jax
 import numpy as np
 
 from latentjax.load import load_generator, save_generator
+from latentjax.programs.outputs import output_dir
 
 
 def convert(args) -> int:
     """`latentjax convert`: any supported checkpoint to a latentjax directory."""
+    output_dir(args.out_dir, "out_dir")
     G = load_generator(args.source, ema=not args.no_ema)
     out = save_generator(G, args.out_dir)
     print(f"{G}\nwrote {out}")

@@ -11,6 +11,7 @@ import numpy as np
 
 from latentjax.latent import class_vectors, num_classes, sample_classes
 from latentjax.load import load_generator
+from latentjax.programs.outputs import output_file
 from latentjax.viz import image_grid, save_png, to_uint8
 
 
@@ -28,6 +29,7 @@ def _generate_options(G, args) -> dict:
 
 def main(args) -> int:
     """`latentjax generate`: a grid of samples."""
+    out = output_file(args.out, "--out", (".png",))
     G = load_generator(args.checkpoint, ema=not args.no_ema)
     key = jax.random.key(args.seed)
     k_z, k_c, k_noise = jax.random.split(key, 3)
@@ -50,7 +52,7 @@ def main(args) -> int:
         images.append(np.asarray(generate(G.params, z[sl], None if c is None else c[sl], **extra)))
     seconds = time.perf_counter() - start
     grid = image_grid(to_uint8(np.concatenate(images)), cols=args.cols)
-    out = save_png(args.out, grid)
+    save_png(out, grid)
     print(f"{G}\nwrote {args.num} samples to {out} ({seconds:.1f} s, seed {args.seed}, "
           f"truncation_psi {args.truncation_psi})")
     return 0

@@ -17,6 +17,7 @@ import jax
 from absl import flags
 
 from latentjax.programs.flags import parse_config_flags
+from latentjax.programs.outputs import output_dir
 from latentjax.train import train
 
 
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         jax.distributed.initialize(values.coordinator_address, values.num_processes, values.process_id)
-    train(values.config, values.workdir)
+    train(values.config, output_dir(values.workdir, "--workdir"))
     return 0
 
 

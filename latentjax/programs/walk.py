@@ -11,6 +11,7 @@ import numpy as np
 
 from latentjax.directions import Directions
 from latentjax.load import load_generator
+from latentjax.programs.outputs import output_dir
 from latentjax.progress import Progress
 from latentjax.sharding import batched_map
 from latentjax.viz import encode_gif, encode_png, save_report, to_uint8, walk_grid
@@ -83,6 +84,7 @@ def write_walks(workdir, space, params, directions: Directions, summary: dict, p
 
 def main(args) -> int:
     """`latentjax walk`: grids, GIFs and a report of saved directions."""
+    output_dir(args.workdir, "--workdir")
     G = load_generator(args.generator)
     try:
         directions = Directions.load(args.directions)

@@ -12,6 +12,8 @@ import traceback
 
 import jax
 
+from latentjax.programs.flags import finite_float, non_negative_int, positive_float, positive_int, seed
+
 
 def _generate(args) -> int:
     from latentjax.programs import generate
@@ -66,14 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="sample a grid of images from a generator")
     add_checkpoint(p)
     p.add_argument("--out", default="out/samples.png", help="PNG file to write")
-    p.add_argument("--num", type=int, default=16, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truncation-psi", type=float, default=1.0)
-    p.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N ws")
-    p.add_argument("--class-index", type=int, default=None, help="class label (conditional models; default random)")
+    p.add_argument("--num", type=positive_int, default=16, help="number of samples")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--truncation-psi", type=finite_float, default=1.0)
+    p.add_argument("--truncation-cutoff", type=non_negative_int, default=None, help="truncate only the first N ws")
+    p.add_argument("--class-index", type=non_negative_int, default=None,
+                   help="class label (conditional models; default random)")
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--cols", type=int, default=None, help="grid columns (default: about sqrt(num))")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--cols", type=positive_int, default=None, help="grid columns (default: about sqrt(num))")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("convert", help="convert a checkpoint to the latentjax format")
@@ -107,12 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directions", help="a directions .npz (from discover)")
     p.add_argument("--generator", required=True, help="the generator the directions belong to")
     p.add_argument("--workdir", required=True, help="output directory")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=seed, nargs="+", default=[0])
     p.add_argument("--indices", type=int, nargs="+", default=None, help="directions to draw (default: all)")
     p.add_argument("--kind", choices=("linear", "iso_density"), default="linear")
-    p.add_argument("--num-steps", type=int, default=7, help="odd: the centre column is the original")
-    p.add_argument("--distance", type=float, default=3.0, help="steps run over [-distance, distance]")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-steps", type=positive_int, default=7, help="odd: the centre column is the original")
+    p.add_argument("--distance", type=positive_float, default=3.0, help="steps run over [-distance, distance]")
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.set_defaults(func=_walk)
     return parser
 

@@ -26,6 +26,7 @@ class Source:
         value = np.asarray(self.arrays[key])
         if ndim is not None and value.ndim != ndim:
             raise ConversionError(f"{self.where}: key {key!r} has shape {value.shape}, expected {ndim} dimensions")
+        check_weights(value, key, self.where)
         self.used.add(key)
         return value
 
@@ -34,6 +35,17 @@ class Source:
         if left:
             raise ConversionError(f"{self.where}: unexpected keys {left[:10]}{' ...' if len(left) > 10 else ''} "
                                   f"({len(left)} in all) that this layout does not use")
+
+
+def check_weights(value: np.ndarray, key: str, where: str) -> None:
+    """A ConversionError naming `key` unless `value` holds finite floating-point numbers: an integer or
+    boolean weight, or a NaN / infinity, would give a model that computes garbage without a word."""
+    if not (np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16"):
+        raise ConversionError(f"{where}: key {key!r} holds {value.dtype} values; expected floating-point weights")
+    if value.size and not np.all(np.isfinite(value.astype(np.float32))):
+        bad = int(np.sum(~np.isfinite(value.astype(np.float32))))
+        raise ConversionError(f"{where}: key {key!r} holds {bad} non-finite value(s) (NaN or infinity); the "
+                              f"checkpoint is damaged")
 
 
 def check(condition: bool, where: str, message: str):

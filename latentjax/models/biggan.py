@@ -22,7 +22,7 @@ import numpy as np
 from latentjax.models.base import Generator, check_single_input
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.attention import self_attention
-from latentjax.ops.batch_norm import batch_norm, select_statistics, statistics_weights
+from latentjax.ops.batch_norm import batch_norm, check_truncation, select_statistics, statistics_weights
 from latentjax.ops.conv2d_resample import conv2d
 
 # biggan-deep-128 (the reference's default config): (upsample, in multiplier, out multiplier)
@@ -389,6 +389,7 @@ class BigGAN(Generator):
     def sample_z(self, key, n: int, truncation_psi=1.0):
         """z [n, z_dim]: truncation * N(0, 1) truncated to [-2, 2] (the reference's
         `truncated_noise_sample`, drawn from `key` instead of scipy's global state)."""
+        check_truncation(truncation_psi)
         z = jax.random.truncated_normal(key, -TRUNCATION_BOUND, TRUNCATION_BOUND, (n, self.config.z_dim), jnp.float32)
         return truncation_psi * z
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -26,6 +27,16 @@ def _reference_rows(t: float, n_stats: int) -> tuple[int, float, float]:
     if coef == 0.0:
         return int(start), 1.0, 0.0
     return int(start), coef, 1.0 - coef
+
+
+def check_truncation(truncation) -> None:
+    """A ValueError unless a concrete truncation lies in (0, 1] (NaN included); traced values pass
+    (they are clipped to the statistics table, see `statistics_weights`)."""
+    if isinstance(truncation, jax.core.Tracer):
+        return
+    values = np.asarray(truncation, np.float64)
+    if not np.all((values > 0) & (values <= 1)):
+        raise ValueError(f"truncation must be in (0, 1] (the statistics table covers [0, 1]), got {truncation}")
 
 
 def statistics_weights(truncation, n_stats: int):
@@ -42,9 +53,8 @@ def statistics_weights(truncation, n_stats: int):
     """
     if n_stats < 2:
         raise ValueError(f"n_stats must be at least 2, got {n_stats}")
+    check_truncation(truncation)
     if isinstance(truncation, (int, float)):
-        if not 0 < truncation <= 1:
-            raise ValueError(f"truncation must be in (0, 1] (the statistics table covers [0, 1]), got {truncation}")
         row, w_row, w_next = _reference_rows(float(truncation), n_stats)
         return np.int32(row), np.float32(w_row), np.float32(w_next)
     grid = [_reference_rows(k / (n_stats - 1), n_stats) for k in range(n_stats)]

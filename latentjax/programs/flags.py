@@ -1,11 +1,44 @@
-"""`--config FILE[:variant] --config.field=value --workdir DIR`: the flags of the config-driven commands."""
+"""Command-line values: argparse types that refuse nonsense (`positive_int`, `finite_float`, ...), and
+`--config FILE[:variant] --config.field=value --workdir DIR`, the flags of the config-driven commands."""
 
 from __future__ import annotations
 
+import argparse
+import math
 from pathlib import Path
 
 from absl import flags
 from ml_collections import config_flags
+
+
+def _number(kind, text: str, accept, expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(int, text, lambda v: v > 0, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _number(int, text, lambda v: v >= 0, "an integer >= 0")
+
+
+def seed(text: str) -> int:
+    return _number(int, text, lambda v: 0 <= v < 2 ** 32, "a seed in [0, 2**32)")
+
+
+def finite_float(text: str) -> float:
+    return _number(float, text, math.isfinite, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    return _number(float, text, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
 
 
 def _config_argument(argv) -> str | None:

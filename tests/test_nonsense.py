@@ -74,3 +74,14 @@ def test_command_line_nonsense_is_refused_by_the_parser(capsys, argv, message):
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_torn_last_metrics_line_is_dropped_and_other_damage_named(tmp_path, capsys):
+    from latentjax.train.metrics import METRICS_FILE, read_metrics
+
+    (tmp_path / METRICS_FILE).write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
+    assert read_metrics(tmp_path) == [{"step": 1, "loss": 0.5}]
+    assert "dropped a torn last line" in capsys.readouterr().err
+    (tmp_path / METRICS_FILE).write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: line 2 is not a JSON record"):
+        read_metrics(tmp_path)

@@ -28,9 +28,22 @@ def note(message: str) -> None:
 
 
 def read_metrics(workdir) -> list[dict]:
-    """The records of `workdir/metrics.jsonl`, in order."""
+    """The records of `workdir/metrics.jsonl`, in order. A torn last line (what a kill mid-write leaves)
+    is dropped with a note; an unreadable line elsewhere is a ValueError naming the file and line."""
     path = Path(workdir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                note(f"{path}: dropped a torn last line (a run killed while writing it)")
+                break
+            raise ValueError(f"{path}: line {number} is not a JSON record ({e}); the file is damaged") from None
+    return records
 
 
 class MetricWriter:

@@ -10,17 +10,32 @@ Every global a pickle names is looked up in `_ALLOWED`, a table of our own data-
 any other global raises `UnsafeGlobalError`. Nothing from the file is imported or executed, and
 NVIDIA `module_src` is never read. Tensors become C-contiguous numpy arrays (bfloat16 and float8
 use `ml_dtypes`). Byte layout: little-endian files, read on a little-endian host.
+
+Hostile files are bounded in time and memory by their size (see `_Context`):
+- each pickle is read once; its opcodes are first walked (`_check_pickle`) so that memo indices
+  cannot grow the unpickler's memo table beyond the pickle's own opcode count;
+- contiguous tensors share their storage's buffer (as torch does); a strided or expanded view is
+  copied, and every byte inflated from a zip entry, read into a storage or copied for a view is
+  charged to a budget of max(`_BUDGET_FLOOR`, `_BUDGET_RATIO` x the file size);
+- `_load_from_bytes` blobs may not nest; nested containers walked after loading (`init_kwargs`,
+  `state_dict()`) are walked once per object, to a bounded depth, and refuse cycles.
 """
 
 from __future__ import annotations
 
 import _compat_pickle  # pickle's own Python 2 -> 3 name map for protocol < 3 streams
 import collections
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import io
 import math
+import mmap
+import os
 import pickle
+import pickletools
+import reprlib
 import struct
 import zipfile
 from pathlib import Path
@@ -31,6 +46,50 @@ import numpy as np
 from latentjax.errors import CheckpointError, UnsafeGlobalError
 
 __all__ = ["CheckpointError", "EasyDict", "PersistentObject", "Record", "TorchModule", "UnsafeGlobalError", "load"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Resource bounds for one `load`.
+
+_BUDGET_FLOOR = 32 << 20  # bytes any file may materialise (inflated zip entries, storages, copied views) ...
+_BUDGET_RATIO = 4  # ... or this many times the file's size, whichever is larger
+_MAX_BLOB_DEPTH = 1  # a _load_from_bytes blob holds one storage, never another blob
+_MAX_NESTING = 100  # depth of init_kwargs containers and of module trees
+_MAX_MODULE_WORK = 1_000_000  # modules plus entries one state_dict() may expand to (shared submodules repeat)
+
+
+@dataclasses.dataclass(eq=False)
+class _Context:
+    """The file being loaded and what it has cost so far."""
+
+    source: str = ""
+    limit: int = _BUDGET_FLOOR
+    spent: int = 0
+    blob_depth: int = 0
+
+    def spend(self, nbytes: int, what: str) -> None:
+        """Charge `nbytes` about to be allocated; refuse once the file's total passes its limit."""
+        self.spent += nbytes
+        if self.spent > self.limit:
+            raise CheckpointError(f"{what} needs {nbytes} bytes, which takes this file past its memory bound of "
+                                  f"{self.limit} bytes (max({_BUDGET_FLOOR}, {_BUDGET_RATIO} x the file size)); "
+                                  f"the file is too small to hold that much data")
+
+
+_CONTEXT: contextvars.ContextVar[_Context | None] = contextvars.ContextVar("latentjax_torch_pickle", default=None)
+
+
+def _context() -> _Context:
+    """The current load's context, or a fresh one with the floor budget (builders called directly)."""
+    return _CONTEXT.get() or _Context()
+
+
+_brief = reprlib.Repr()
+_brief.maxlevel, _brief.maxstring, _brief.maxother, _brief.maxlong = 3, 60, 60, 60
+
+
+def _where(source: str) -> str:
+    return f"{source}: " if source else ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,6 +118,7 @@ class Record:
             raise CheckpointError(f"{type(self).__name__}: expected a dict of attributes as state")
         vars(self).update(state)
 
+    @reprlib.recursive_repr()
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
@@ -66,14 +126,54 @@ class Record:
 class _ModuleData:
     """`state_dict()` over a torch Module `__dict__` held in `self.state`."""
 
+    source = ""  # the file the module was read from, for error messages
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameters and persistent buffers under flat torch names ('mapping.fc0.weight'), in torch's order."""
+        """Parameters and persistent buffers under flat torch names ('mapping.fc0.weight'), in torch's order.
+
+        The module tree is measured first, once per module object: a module that contains itself,
+        a tree deeper than `_MAX_NESTING` and shared submodules that would repeat into more than
+        `_MAX_MODULE_WORK` entries are refused (CheckpointError) before any name is built.
+        """
+        where = _where(self.source)
+        entries = self._measure("", set(), {}, where)
+        if entries > _MAX_MODULE_WORK:
+            raise CheckpointError(f"{where}module tree expands to more than {_MAX_MODULE_WORK} entries "
+                                  f"(submodules shared many times over)")
         tensors: dict[str, np.ndarray] = {}
         self._collect("", tensors)
         return tensors
 
+    def _measure(self, prefix: str, path: set, sizes: dict, where: str) -> int:
+        """Modules plus entries the walk from here visits; checks the structure `_collect` relies on."""
+        key = id(self)
+        if key in sizes:
+            return sizes[key]
+        if key in path:
+            raise CheckpointError(f"{where}module '{prefix[:-1][:200]}' contains itself")
+        if len(path) >= _MAX_NESTING:
+            raise CheckpointError(f"{where}modules nest deeper than {_MAX_NESTING} levels (at '{prefix[:200]}')")
+        parts = [self.state.get(part, {}) for part in ("_parameters", "_buffers", "_modules")]
+        if not all(isinstance(part, dict) and all(isinstance(name, str) for name in part) for part in parts):
+            raise CheckpointError(f"{where}module '{prefix[:-1][:200]}': _parameters, _buffers and _modules "
+                                  f"must be dicts keyed by name")
+        total = 1 + len(parts[0]) + len(parts[1])
+        path.add(key)
+        for name, child in parts[2].items():
+            if child is None:
+                continue
+            if not isinstance(child, _ModuleData):
+                raise CheckpointError(f"{where}submodule '{prefix}{name}' is a {type(child).__name__}, "
+                                      f"not a rebuilt module")
+            total += child._measure(f"{prefix}{name}.", path, sizes, where)
+        path.discard(key)
+        sizes[key] = total
+        return total
+
     def _collect(self, prefix: str, tensors: dict) -> None:
         non_persistent = self.state.get("_non_persistent_buffers_set", ())
+        non_persistent = {name for name in non_persistent if isinstance(name, str)} if isinstance(
+            non_persistent, (set, frozenset, list, tuple)) else ()  # a set: one lookup per buffer
         for name, value in self.state.get("_parameters", {}).items():
             if value is not None:
                 tensors[prefix + name] = value
@@ -81,11 +181,8 @@ class _ModuleData:
             if value is not None and name not in non_persistent:
                 tensors[prefix + name] = value
         for name, child in self.state.get("_modules", {}).items():
-            if child is None:
-                continue
-            if not isinstance(child, _ModuleData):
-                raise CheckpointError(f"submodule '{prefix}{name}' is a {type(child).__name__}, not a rebuilt module")
-            child._collect(f"{prefix}{name}.", tensors)
+            if child is not None:
+                child._collect(f"{prefix}{name}.", tensors)
 
 
 @dataclasses.dataclass(repr=False)
@@ -94,11 +191,12 @@ class PersistentObject(_ModuleData):
 
     class_name: str  # the bare class name NVIDIA pickles store, e.g. 'Generator'
     state: dict  # the module __dict__ as unpickled
+    source: str = dataclasses.field(default="", compare=False)  # the file it was read from
 
     @property
     def init_kwargs(self) -> dict:
         """The constructor kwargs (`state['_init_kwargs']`) as plain nested dicts; {} if absent."""
-        return _plain(self.state.get("_init_kwargs") or {})
+        return _plain(self.state.get("_init_kwargs") or {}, f"{_where(self.source)}{self.class_name} init_kwargs")
 
     def __repr__(self):
         return f"PersistentObject({self.class_name!r}, {len(self.state)} state entries)"
@@ -110,6 +208,7 @@ class TorchModule(_ModuleData):
     def __new__(cls):
         module = super().__new__(cls)
         module.state = {}
+        module.source = _context().source
         return module
 
     @property
@@ -125,13 +224,35 @@ class TorchModule(_ModuleData):
         return f"TorchModule({self.class_name!r}, {len(self.state.get('_modules', {}))} children)"
 
 
-def _plain(value):
-    """Nested dict subclasses (EasyDict, OrderedDict) as plain dicts."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(item) for item in value)
-    return value
+def _plain(value, what: str = "value"):
+    """Nested dict subclasses (EasyDict, OrderedDict) as plain dicts.
+
+    Each container is converted once (shared ones stay shared, so a DAG costs its size, not its
+    number of paths); a container inside itself or nesting deeper than `_MAX_NESTING` is refused.
+    """
+    done: dict[int, object] = {}
+    path: set[int] = set()
+
+    def convert(value, depth):
+        if not isinstance(value, (dict, list, tuple)):
+            return value
+        key = id(value)
+        if key in done:
+            return done[key]
+        if key in path:
+            raise CheckpointError(f"{what} contains itself")
+        if depth >= _MAX_NESTING:
+            raise CheckpointError(f"{what} nests deeper than {_MAX_NESTING} levels")
+        path.add(key)
+        if isinstance(value, dict):
+            result = {name: convert(item, depth + 1) for name, item in value.items()}
+        else:
+            result = type(value)(convert(item, depth + 1) for item in value)
+        path.discard(key)
+        done[key] = result
+        return result
+
+    return convert(value, 0)
 
 
 @functools.cache
@@ -160,10 +281,24 @@ class _Token(_Sealed):
 
 @dataclasses.dataclass(eq=False)
 class _Storage(_Sealed):
-    """The raw bytes of one torch storage; `data` is None during the legacy reader's first pass."""
+    """The raw bytes of one torch storage.
+
+    The legacy reader creates a storage when the object pickle first names it, before its bytes
+    (which follow the pickle) are read: `filled` is False until then, and views that must be copied
+    wait in `pending` as (preallocated array, view) pairs.
+    """
 
     dtype: np.dtype
-    data: bytes | None
+    data: object  # a bytes-like buffer (a uint8 array when we read it)
+    filled: bool = True
+    pending: list = dataclasses.field(default_factory=list)
+
+    def fill(self) -> None:
+        """Mark the buffer as read and copy the views that waited for it."""
+        self.filled = True
+        for out, view in self.pending:
+            np.copyto(out, view)
+        self.pending.clear()
 
 
 class _Builder(_Sealed):
@@ -188,13 +323,13 @@ class _DtypeSpec:
     def __init__(self, spec):
         dtype = np.dtype(spec) if isinstance(spec, str) else None
         if dtype is None or dtype.kind not in "biufc":
-            raise CheckpointError(f"numpy dtype {spec!r:.40} is not a plain numeric type")
+            raise CheckpointError(f"numpy dtype {_brief.repr(spec)} is not a plain numeric type")
         self.dtype = dtype
 
     def __setstate__(self, state):
         byteorder = state[1] if isinstance(state, tuple) and len(state) > 1 else None
         if byteorder not in ("<", ">", "=", "|"):
-            raise CheckpointError(f"malformed numpy dtype state {state!r:.80}")
+            raise CheckpointError(f"malformed numpy dtype state {_brief.repr(state)}")
         self.dtype = self.dtype.newbyteorder(byteorder)
 
 
@@ -259,24 +394,50 @@ _ALLOWED.update({
 })
 
 
+def _is_c_contiguous(size, stride) -> bool:
+    expected = 1
+    for n, step in zip(reversed(size), reversed(stride)):
+        if n != 1 and step != expected:
+            return False
+        expected *= n
+    return True
+
+
 def _tensor(storage, offset, size, stride, dtype):
-    """The strided view of a storage as a C-contiguous array, checked to lie inside the storage."""
+    """A storage's strided view as a C-contiguous array, checked to lie inside the storage.
+
+    A contiguous view shares the storage's buffer (as torch tensors do); any other view is copied,
+    and the copy is charged to the load's memory budget before it is allocated, so a stride-0
+    expansion of a tiny storage is refused rather than materialised.
+    """
     if not isinstance(storage, _Storage):
         raise CheckpointError(f"a tensor's storage is a {type(storage).__name__}, expected a torch storage")
     if not (_is_count(offset) and _is_counts(size) and _is_counts(stride) and len(size) == len(stride)):
-        raise CheckpointError(f"malformed tensor layout: offset={offset!r:.40} size={size!r:.80} stride={stride!r:.80}")
-    if storage.data is None:  # legacy first pass: only the storages' dtypes are being collected
-        return None
-    if math.prod(size) == 0:
+        raise CheckpointError(f"malformed tensor layout: offset={_brief.repr(offset)} size={_brief.repr(size)} "
+                              f"stride={_brief.repr(stride)}")
+    size, stride = tuple(size), tuple(stride)
+    numel = math.prod(size)
+    if numel == 0:
         return np.zeros(size, dtype)
     count = len(storage.data) // dtype.itemsize
     last = offset + sum((n - 1) * step for n, step in zip(size, stride))
     if last >= count:
-        raise CheckpointError(f"tensor (offset {offset}, size {tuple(size)}, stride {tuple(stride)}) points past "
+        raise CheckpointError(f"tensor (offset {offset}, size {size}, stride {stride}) points past "
                               f"the end of its storage ({count} elements)")
-    view = np.ndarray(tuple(size), dtype, buffer=storage.data, offset=offset * dtype.itemsize,
+    contiguous = _is_c_contiguous(size, stride)
+    if not contiguous:
+        _context().spend(numel * dtype.itemsize, f"copying a tensor of size {size} and stride {stride} out of a "
+                                                 f"{len(storage.data)}-byte storage")
+    view = np.ndarray(size, dtype, buffer=storage.data, offset=offset * dtype.itemsize,
                       strides=tuple(step * dtype.itemsize for step in stride))
-    return view.copy()
+    if contiguous:
+        return view
+    out = np.empty(size, dtype)
+    if storage.filled:
+        np.copyto(out, view)
+    else:
+        storage.pending.append((out, view))
+    return out
 
 
 @_builds("torch._utils._rebuild_tensor_v2")
@@ -289,7 +450,7 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, backw
 def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
     """A tensor over an untyped storage, with its dtype given as a torch dtype global."""
     if not isinstance(dtype, _Token) or dtype.dtype is None:
-        raise CheckpointError(f"tensor dtype {dtype!r:.40} is not a torch dtype")
+        raise CheckpointError(f"tensor dtype {_brief.repr(dtype)} is not a torch dtype")
     return _tensor(storage, offset, size, stride, dtype.dtype)
 
 
@@ -304,7 +465,14 @@ def _load_from_bytes(blob):
     """A storage pickled on its own (e.g. inside NVIDIA snapshots): a legacy torch.save stream of one storage."""
     if not isinstance(blob, bytes) or not blob.startswith(_LEGACY_HEAD):
         raise CheckpointError("a _load_from_bytes argument is not a legacy torch.save stream")
-    storage = _read_legacy(io.BytesIO(blob), frozenset())
+    context = _context()
+    if context.blob_depth >= _MAX_BLOB_DEPTH:
+        raise CheckpointError("a _load_from_bytes blob inside another blob (a blob holds one storage)")
+    context.blob_depth += 1
+    try:
+        storage = _read_legacy(io.BytesIO(blob), blob, frozenset())
+    finally:
+        context.blob_depth -= 1
     if not isinstance(storage, _Storage):
         raise CheckpointError(f"a _load_from_bytes blob holds a {type(storage).__name__}, expected one storage")
     return storage
@@ -314,7 +482,7 @@ def _load_from_bytes(blob):
 def _torch_device(kind, index=None):
     """torch.device -> its string form ('cpu', 'cuda:1')."""
     if not isinstance(kind, str) or not (index is None or _is_count(index)):
-        raise CheckpointError(f"malformed torch.device({kind!r:.40}, {index!r:.40})")
+        raise CheckpointError(f"malformed torch.device({_brief.repr(kind)}, {_brief.repr(index)})")
     return kind if index is None else f"{kind}:{index}"
 
 
@@ -322,7 +490,7 @@ def _torch_device(kind, index=None):
 def _torch_size(dims):
     """torch.Size -> a tuple of ints."""
     if not _is_counts(dims):
-        raise CheckpointError(f"malformed torch.Size({dims!r:.80})")
+        raise CheckpointError(f"malformed torch.Size({_brief.repr(dims)})")
     return tuple(dims)
 
 
@@ -330,7 +498,7 @@ def _torch_size(dims):
 def _encode(text, encoding):
     """Protocol 2 pickles bytes as _codecs.encode(str, 'latin1'); no other codec is looked up."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise CheckpointError(f"_codecs.encode is allowed only for latin1 text, got encoding {encoding!r:.40}")
+        raise CheckpointError(f"_codecs.encode is allowed only for latin1 text, got encoding {_brief.repr(encoding)}")
     return text.encode("latin1")
 
 
@@ -367,7 +535,7 @@ def _persistent_obj(meta):
     if not (isinstance(meta, dict) and meta.get("type") == "class" and isinstance(meta.get("class_name"), str)
             and isinstance(meta.get("state"), dict)):
         raise CheckpointError("persistent object meta must be a dict with type='class', class_name and state")
-    return PersistentObject(meta["class_name"], meta["state"])
+    return PersistentObject(meta["class_name"], meta["state"], _context().source)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,20 +582,118 @@ def _storage_record(pid, length: int):
     """(key, dtype, numel) of a persistent id ('storage', storage_type, key, location, numel[, view_metadata])."""
     if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
         kind = pid[0] if isinstance(pid, tuple) and pid else type(pid).__name__
-        raise CheckpointError(f"unknown persistent id kind {kind!r:.40}; expected ('storage', ...) records")
+        raise CheckpointError(f"unknown persistent id kind {_brief.repr(kind)}; expected ('storage', ...) records")
     if len(pid) != length:
         raise CheckpointError(f"storage record has {len(pid)} fields, expected {length}")
     _, storage_type, key, _location, numel = pid[:5]
     if not (isinstance(storage_type, _Token) and storage_type.dtype is not None and isinstance(key, str)
             and _is_count(numel)):
-        raise CheckpointError(f"malformed storage record {pid!r:.200}")
+        raise CheckpointError(f"malformed storage record {_brief.repr(pid)}")
     if length == 6 and pid[5] is not None:
         raise CheckpointError("storage views (view_metadata, written by PyTorch < 0.4) are not supported")
     return key, storage_type.dtype, numel
 
 
+# Opcode walk: how each opcode's argument is laid out (pickletools describes every opcode).
+_LINE, _TWO_LINES, _FIXED, _COUNTED = range(4)
+_COUNT_WIDTHS = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False), pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+                 pickletools.TAKEN_FROM_ARGUMENT4U: (4, False), pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
+
+
+def _opcode_layouts() -> dict:
+    layouts = {}
+    for op in pickletools.opcodes:
+        arg = op.arg
+        if arg is None:
+            layout = (_FIXED, 0, False)
+        elif op.name in ("GLOBAL", "INST"):  # module and name, one line each
+            layout = (_TWO_LINES, 0, False)
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            layout = (_LINE, 0, False)
+        elif arg.n >= 0:
+            layout = (_FIXED, arg.n, False)
+        else:
+            layout = (_COUNTED, *_COUNT_WIDTHS[arg.n])
+        layouts[op.code.encode("latin-1")[0]] = layout
+    return layouts
+
+
+_OPCODES = _opcode_layouts()
+_PUT, _BINPUT, _LONG_BINPUT, _STOP = b"pqr."
+
+
+def _check_pickle(buf, pos: int) -> int:
+    """Walk one pickle's opcodes in `buf` from `pos` without building anything; the position after its STOP.
+
+    Refuses what CPython's unpickler would turn into a large allocation from a few bytes: a memo
+    index (PUT, BINPUT, LONG_BINPUT) beyond the number of opcodes read so far, which a pickler never
+    writes and which sizes the unpickler's memo table. Lengths running past the data are refused
+    before the unpickler asks for that much memory. Costs one pass, skipping over bytes payloads.
+    """
+    end, ops, start = len(buf), 0, pos
+    layouts, find = _OPCODES, buf.find
+    while True:
+        if pos >= end:
+            raise CheckpointError("truncated or corrupt checkpoint: pickle data ends before its STOP opcode")
+        code = buf[pos]
+        layout = layouts.get(code)
+        if layout is None:
+            raise CheckpointError(f"truncated or corrupt checkpoint: unknown pickle opcode {code:#04x} at byte {pos}")
+        kind, width, signed = layout
+        arg, pos, ops = pos + 1, pos + 1, ops + 1
+        if kind == _FIXED:
+            pos += width
+        elif kind == _COUNTED:
+            length = int.from_bytes(buf[pos:pos + width], "little", signed=signed)
+            if length < 0:
+                raise CheckpointError(f"truncated or corrupt checkpoint: negative length at byte {pos}")
+            pos += width + length
+        else:
+            for _ in range(2 if kind == _TWO_LINES else 1):
+                newline = find(b"\n", pos)
+                if newline < 0:
+                    pos = end + 1
+                    break
+                pos = newline + 1
+        if pos > end:
+            raise CheckpointError(f"truncated or corrupt checkpoint: pickle data was truncated (an argument at byte "
+                                  f"{arg} runs past the end of the {end - start}-byte pickle)")
+        if code == _STOP:
+            return pos
+        if code in (_PUT, _BINPUT, _LONG_BINPUT):
+            index = int(buf[arg:pos - 1]) if code == _PUT else int.from_bytes(buf[arg:pos], "little")
+            if not 0 <= index < ops:
+                raise CheckpointError(f"pickle memo index {index} at byte {arg - 1} is out of range: only {ops - 1} "
+                                      f"opcodes come before it (a pickler numbers its memo entries in order)")
+
+
+def _load_pickle(file, buf, extra_records, load_storage=None):
+    """The pickle at the file's position (`buf` holds the same bytes), checked by `_check_pickle` first."""
+    end = _check_pickle(buf, file.tell())
+    obj = _Unpickler(file, extra_records, load_storage).load()
+    file.seek(end)
+    return obj
+
+
+def _read_into(stream, buffer: np.ndarray) -> int:
+    """Fill `buffer` from `stream` in bounded chunks; the number of bytes read."""
+    view, got = memoryview(buffer).cast("B"), 0
+    while got < len(view):
+        chunk = stream.read(min(len(view) - got, 1 << 22))
+        if not chunk:
+            break
+        view[got:got + len(chunk)] = chunk
+        got += len(chunk)
+    return got
+
+
 def _read_zip(file, extra_records):
-    """torch.save zip: '<prefix>/data.pkl' plus one raw entry '<prefix>/data/<key>' per storage."""
+    """torch.save zip: '<prefix>/data.pkl' plus one raw entry '<prefix>/data/<key>' per storage.
+
+    Sizes come from each entry's header (`ZipInfo.file_size`, which also bounds what zipfile
+    inflates) and are charged to the load's budget before anything is read.
+    """
+    context = _context()
     with zipfile.ZipFile(file) as archive:
         names = set(archive.namelist())
         pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
@@ -435,8 +701,10 @@ def _read_zip(file, extra_records):
             raise CheckpointError(f"zip is not a torch.save archive: expected one '<prefix>/data.pkl', "
                                   f"found {len(pickles)}")
         prefix = pickles[0][: -len("data.pkl")]
-        if prefix + "byteorder" in names and archive.read(prefix + "byteorder") != b"little":
-            raise CheckpointError("big-endian checkpoints are not supported")
+        if prefix + "byteorder" in names:
+            with archive.open(prefix + "byteorder") as stream:
+                if stream.read(16) != b"little":
+                    raise CheckpointError("big-endian checkpoints are not supported")
         storages = {}
 
         def load_storage(pid):
@@ -445,59 +713,101 @@ def _read_zip(file, extra_records):
                 entry = f"{prefix}data/{key}"
                 if entry not in names:
                     raise CheckpointError(f"storage {key!r} has no entry {entry!r}")
-                with archive.open(entry) as stream:
-                    data = stream.read(numel * dtype.itemsize)
-                if len(data) < numel * dtype.itemsize:
+                nbytes, info = numel * dtype.itemsize, archive.getinfo(entry)
+                if nbytes > info.file_size:
                     raise CheckpointError(f"storage {key!r} of {numel} elements points past the end of its data "
-                                          f"({len(data)} bytes)")
+                                          f"({info.file_size} bytes)")
+                context.spend(nbytes, f"storage {key!r} ({info.compress_size} bytes in the zip)")
+                data = np.empty(nbytes, np.uint8)
+                with archive.open(info) as stream:
+                    got = _read_into(stream, data)
+                if got < nbytes:
+                    raise CheckpointError(f"storage {key!r} of {numel} elements points past the end of its data "
+                                          f"({got} bytes)")
                 storages[key] = _Storage(dtype, data)
             return storages[key]
 
-        return _Unpickler(io.BytesIO(archive.read(pickles[0])), extra_records, load_storage).load()
+        info = archive.getinfo(pickles[0])
+        context.spend(info.file_size, f"{pickles[0]!r} ({info.compress_size} bytes in the zip)")
+        data = archive.read(info)
+        return _load_pickle(io.BytesIO(data), data, extra_records, load_storage)
 
 
-def _read_legacy(file, extra_records):
+def _read_legacy(file, buf, extra_records):
     """Legacy torch.save: pickles of magic, version, sys_info, the object and the storage keys, then raw storages.
 
-    The object is unpickled twice: first to learn each storage's dtype (needed to find where the
-    raw storages start and end), then with the storages' data.
+    `buf` holds the stream's bytes (for `_check_pickle`). The object is unpickled once: a storage is
+    created, unfilled, when the pickle first names it (its record gives dtype and size), and filled
+    when the raw storages that follow the pickle are read.
     """
+    context = _context()
+
     def next_pickle(load_storage=None):
-        return _Unpickler(file, extra_records, load_storage).load()
+        return _load_pickle(file, buf, extra_records, load_storage)
 
     if next_pickle() != _LEGACY_MAGIC:
         raise CheckpointError("legacy torch.save stream with a wrong magic number")
     version = next_pickle()
     if version != _LEGACY_VERSION:
-        raise CheckpointError(f"legacy torch.save protocol version {version!r:.40}, expected {_LEGACY_VERSION}")
+        raise CheckpointError(f"legacy torch.save protocol version {_brief.repr(version)}, expected {_LEGACY_VERSION}")
     sys_info = next_pickle()
     if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
         raise CheckpointError("legacy checkpoint not marked little-endian in its sys_info; big-endian is not supported")
-    object_start = file.tell()
-    dtypes = {}
-
-    def note_dtype(pid):
-        key, dtype, _ = _storage_record(pid, 6)
-        dtypes[key] = dtype
-        return _Storage(dtype, None)
-
-    next_pickle(note_dtype)
-    keys = next_pickle()
-    if not isinstance(keys, list) or set(keys) != set(dtypes):
-        raise CheckpointError("legacy storage key list does not match the storages the object references")
-    data_start = file.tell()
-    file_end = file.seek(0, io.SEEK_END)
-    file.seek(data_start)
+    file_end = len(buf)
     storages = {}
+    declared = [0]  # bytes of all storages named so far: the raw data after the pickle must hold them
+
+    def load_storage(pid):
+        key, dtype, numel = _storage_record(pid, 6)
+        storage = storages.get(key)
+        if storage is None:
+            nbytes = numel * dtype.itemsize
+            declared[0] += 8 + nbytes
+            if declared[0] > file_end - file.tell():
+                raise CheckpointError(f"storage {key!r} of {numel} elements points past the end of the data "
+                                      f"(truncated or corrupt)")
+            context.spend(nbytes, f"storage {key!r}")
+            storage = storages[key] = _Storage(dtype, np.empty(nbytes, np.uint8), filled=False)
+        elif storage.dtype != dtype or len(storage.data) != numel * dtype.itemsize:
+            raise CheckpointError(f"storage {key!r} is named as {len(storage.data) // storage.dtype.itemsize} "
+                                  f"{storage.dtype} and as {numel} {dtype} elements")
+        return storage
+
+    obj = next_pickle(load_storage)
+    keys = next_pickle()
+    if not isinstance(keys, list) or len(keys) != len(storages) or set(keys) != set(storages):
+        raise CheckpointError("legacy storage key list does not match the storages the object references")
     for key in keys:
-        (numel,) = struct.unpack("<q", file.read(8))
-        nbytes = numel * dtypes[key].itemsize
-        if numel < 0 or nbytes > file_end - file.tell():
+        storage = storages[key]
+        (numel,) = struct.unpack("<q", file.read(8).ljust(8, b"\xff"))
+        nbytes = len(storage.data)
+        if numel < 0 or numel * storage.dtype.itemsize > file_end - file.tell():
             raise CheckpointError(f"storage {key!r} of {numel} elements points past the end of the data "
                                   f"(truncated or corrupt)")
-        storages[key] = _Storage(dtypes[key], file.read(nbytes))
-    file.seek(object_start)
-    return next_pickle(lambda pid: storages[_storage_record(pid, 6)[0]])
+        if numel * storage.dtype.itemsize != nbytes:
+            raise CheckpointError(f"storage {key!r} holds {numel} elements, but the object pickle declares "
+                                  f"{nbytes // storage.dtype.itemsize}")
+        if _read_into(file, storage.data) != nbytes:
+            raise CheckpointError(f"storage {key!r} points past the end of the data (truncated or corrupt)")
+        storage.fill()
+    return obj
+
+
+@contextlib.contextmanager
+def _mapped(file):
+    """The file's bytes as a read-only mmap (a bytes copy where the file cannot be mapped)."""
+    try:
+        buf = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        position = file.tell()
+        file.seek(0)
+        yield file.read()
+        file.seek(position)
+        return
+    try:
+        yield buf
+    finally:
+        buf.close()
 
 
 def _read(file, extra_records):
@@ -508,13 +818,14 @@ def _read(file, extra_records):
         raise CheckpointError("empty file")
     if head.startswith(_ZIP_HEAD):
         return _read_zip(file, extra_records)
-    if head.startswith(_LEGACY_HEAD):
-        return _read_legacy(file, extra_records)
     if head[257:262] == b"ustar":
         raise CheckpointError("tar-format checkpoints (PyTorch < 0.4) are not supported")
-    if head[:1] == b"\x80":
-        return _Unpickler(file, extra_records).load()
-    raise CheckpointError("not a PyTorch checkpoint or pickle (expected a zip archive or a pickle of protocol >= 2)")
+    if head[:1] != b"\x80":
+        raise CheckpointError("not a PyTorch checkpoint or pickle (expected a zip archive or a pickle of protocol >= 2)")
+    with _mapped(file) as buf:
+        if head.startswith(_LEGACY_HEAD):
+            return _read_legacy(file, buf, extra_records)
+        return _load_pickle(file, buf, extra_records)
 
 
 def load(path, *, extra_records=()) -> object:
@@ -522,7 +833,10 @@ def load(path, *, extra_records=()) -> object:
 
     NVIDIA persistent objects come back as PersistentObject, torch.nn containers as TorchModule,
     argparse.Namespace as a Record. `extra_records` names further classes ('config.BaseConfig')
-    to rebuild as Record from their pickled attributes. Every failure is a CheckpointError.
+    to rebuild as Record from their pickled attributes. Every failure is a CheckpointError, and
+    time and memory are bounded by the file's size (see the module docstring).
+
+    Contiguous tensors that share a torch storage share its memory here too; strided views are copies.
     """
     if isinstance(extra_records, str):
         raise TypeError("extra_records must be a collection of 'module.Class' names, not one string")
@@ -533,8 +847,15 @@ def load(path, *, extra_records=()) -> object:
         raise CheckpointError(f"{path}: cannot open checkpoint ({e.strerror or e})") from e
     with file:
         try:
+            size = os.fstat(file.fileno()).st_size
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot open checkpoint ({e.strerror or e})") from e
+        token = _CONTEXT.set(_Context(str(path), max(_BUDGET_FLOOR, _BUDGET_RATIO * size)))
+        try:
             return _read(file, frozenset(extra_records))
         except CheckpointError as e:
             raise type(e)(f"{path}: {e}") from e
         except Exception as e:  # untrusted bytes: any other failure means a damaged file
             raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {e})") from e
+        finally:
+            _CONTEXT.reset(token)

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from latentjax import load_generator
-from latentjax.inversion import InversionResult, invert, invert_multicode, latent_statistics
+from latentjax.inversion import InversionResult, invert, invert_multicode, inversion_space
 from latentjax.nn.encoder import Encoder, config_for, load_encoder
 from latentjax.inversion.indomain import invert_in_domain
 from latentjax.tasks.encoder import EXPORT_DIR, TrainSettings, build_task
@@ -185,7 +185,7 @@ def main(argv=None):
                                    "metadata": {k: v for k, v in encoder.metadata.items() if k != "settings"},
                                    "config": encoder.config.to_dict()}
         targets, ws_true = generated_targets(G, args.targets, args.seed)
-        spread = latent_statistics(G, G.params, "w", 10_000, jax.random.key(123)).std
+        spread = float(inversion_space(G, "w").prior.spread)
         for method in methods:
             ctx = Context(G, targets, args.steps, jax.random.key(args.seed + 1), encoder, lpips)
             start = time.perf_counter()

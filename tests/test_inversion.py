@@ -18,8 +18,8 @@ from PIL import Image
 from conftest import FIXTURES, relative_error
 
 from latentjax import StyleGAN2, StyleGAN2Config
-from latentjax.inversion import (Inverter, decode, invert, latent_noise_schedule, noise_maps,
-                                 noise_regularization, projector_lr_schedule, projector_optimizer)
+from latentjax.inversion import (Inverter, decode, invert, latent_noise_schedule, noise_regularization,
+                                 projector_lr_schedule, projector_optimizer)
 from latentjax.io.images import load_target
 from latentjax.programs.invert import add_invert_arguments, invert_directory, main as invert_command, write_overview
 from latentjax.inversion.project import _area_downsample
@@ -111,7 +111,7 @@ def test_inversion_recovers_generated_images(gen, space, optimize_noise, min_psn
                                rtol=1e-5, atol=1e-12)
     if optimize_noise:
         maps = np.stack([m for m in result.noise.values()][0])
-        assert set(result.noise) == set(noise_maps(G.params))
+        assert set(result.noise) == set(G.noise_maps(G.params))
         for m in result.noise.values():  # renormalised after every step
             np.testing.assert_allclose(m.mean(axis=(1, 2)), 0.0, atol=1e-5)
             np.testing.assert_allclose(m.var(axis=(1, 2)), 1.0, rtol=1e-4)
@@ -319,7 +319,7 @@ def test_invert_directory_writes_results_and_resumes(gen, three, tmp_path):
     assert all((out_dir / f"{name}.png").exists() for name in "abc")
     assert saved["a"]["latents"].shape == (G.num_ws, G.w_dim) and saved["a"]["ws"].shape == (G.num_ws, G.w_dim)
     assert set(first["metrics"]["a"]) == {"psnr", "ssim"} and float(saved["a"]["metric/psnr"]) > 15.0
-    assert {k[6:] for k in saved["a"] if k.startswith("noise/")} == set(noise_maps(G.params))
+    assert {k[6:] for k in saved["a"] if k.startswith("noise/")} == set(G.noise_maps(G.params))
     overview = write_overview(in_dir, out_dir)
     assert set(overview["images"]) == {"a", "b", "c"}
     assert np.isclose(overview["mean"]["psnr"], np.mean([first["metrics"][n]["psnr"] for n in "abc"]))

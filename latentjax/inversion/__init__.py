@@ -1,5 +1,6 @@
 """GAN inversion: latents (and noise maps) whose generated images match target images.
 
+- `Program` (`program`): the compiled per-target optimisation every method below runs;
 - `invert` / `Inverter`: optimisation in z / w / w+ (+ noise), the NVIDIA projector's recipe;
 - `invert_in_domain`: in-domain inversion, an encoder's code refined under a domain regulariser
   (the encoder, `latentjax.nn.encoder`, is trained with `latentjax train --config configs/train_encoder.py`);
@@ -11,11 +12,13 @@ from latentjax.inversion.multicode import (MultiCodeConfig, MultiCodeInverter, M
                                            invert_multicode)
 from latentjax.inversion.optim import (add_noise_regularization, latent_noise_schedule, noise_regularization,
                                        projector_lr_schedule, projector_optimizer, renormalize_noise)
-from latentjax.inversion.project import (SPACES, InversionConfig, InversionResult, Inverter, decode, invert,
-                                         latent_statistics, noise_maps, with_noise)
+from latentjax.inversion.program import Program, check_targets, descend, program_mesh, target_keys
+from latentjax.inversion.project import (INVERSION_SPACES, InversionConfig, InversionResult, Inverter,
+                                         ProjectorProgram, decode, invert, inversion_space)
 
-__all__ = ["SPACES", "InDomainInverter", "InversionConfig", "InversionResult", "Inverter",
-           "MultiCodeConfig", "MultiCodeInverter", "MultiCodeResult", "add_noise_regularization", "decode",
-           "decode_multicode", "invert", "invert_in_domain", "invert_multicode",
-           "latent_noise_schedule", "latent_statistics", "noise_maps", "noise_regularization",
-           "projector_lr_schedule", "projector_optimizer", "renormalize_noise", "with_noise"]
+__all__ = ["INVERSION_SPACES", "InDomainInverter", "InversionConfig", "InversionResult", "Inverter",
+           "MultiCodeConfig", "MultiCodeInverter", "MultiCodeResult", "Program", "ProjectorProgram",
+           "add_noise_regularization", "check_targets", "decode", "decode_multicode", "descend", "invert",
+           "invert_in_domain", "invert_multicode", "inversion_space", "latent_noise_schedule",
+           "noise_regularization", "program_mesh", "projector_lr_schedule", "projector_optimizer",
+           "renormalize_noise", "target_keys"]

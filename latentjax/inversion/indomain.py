@@ -6,24 +6,19 @@ code, then optimise while keeping the latent where the encoder would put its own
     MSE(x, G(w)) + feature_weight * feature MSE(x, G(w)) + regularization_weight * mean (w - E(G(w)))^2
 
 (means over elements, as the reference's `torch.mean`); the gradient flows through both w and
-E(G(w)). It is an `Inverter` whose program has another init and loss: vmapped targets, a jitted
-step sharded over "data", batches padded to one compiled shape. The encoder is trained by the
-task `latentjax.tasks.encoder` (`latentjax train --config configs/train_encoder.py`).
+E(G(w)). It is an `Inverter` whose `Program` (`inversion.program`) has the in-domain init and
+loss. The encoder is trained by the task `latentjax.tasks.encoder`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from typing import Any
-
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from jax.sharding import Mesh
 
-from latentjax.inversion.project import InversionConfig, InversionResult, Inverter, _Program, _Recipe
+from latentjax.inversion.optim import projector_optimizer
+from latentjax.inversion.program import Program, descend
+from latentjax.inversion.project import InversionResult, Inverter
 from latentjax.metrics.image import rgb
 from latentjax.metrics.lpips import TAPS
 from latentjax.nn.encoder import Encoder
@@ -43,41 +38,19 @@ def check_feature_layer(layer: str) -> None:
 # 2. Domain-regularised optimisation
 # ----------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class _InDomainRecipe:
-    """What an in-domain program depends on (networks by identity; params ids as in `_Recipe`).
+class InDomainProgram(Program):
+    """The in-domain `Program`: w+ starts at the encoder's code; plain Adam (torch's defaults, as the
+    reference) at a constant learning rate; `params` holds the generator's and the encoder's."""
 
-    Not the step count: with a constant learning rate, one program serves every step budget.
-    """
+    def __init__(self, G, encoder: Encoder, lr: float, feature_weight: float, regularization_weight: float,
+                 feature_layer: str, mesh: Mesh | None = None):
+        self.G, self.encoder = G, encoder
+        self.feature_weight, self.regularization_weight = feature_weight, regularization_weight
+        self.feature_layer = feature_layer
+        self.tx = projector_optimizer(1, lr, lr_rampup=0.0, lr_rampdown=0.0)  # Adam at a constant lr
+        super().__init__({"generator": G.params, "encoder": encoder.params}, mesh)
 
-    G: Any
-    params_id: int
-    encoder: Encoder
-    encoder_params_id: int
-    lr: float
-    feature_weight: float
-    regularization_weight: float
-    feature_layer: str
-
-
-class _InDomainProgram(_Program):
-    """`Inverter`'s jitted, vmapped and sharded program with the in-domain init and loss.
-
-    The base recipe is the projector's with a constant learning rate and no latent noise (plain
-    Adam, torch's defaults, as the reference); `params` holds the generator's and the encoder's.
-    """
-
-    def __init__(self, recipe: _InDomainRecipe, mesh: Mesh):
-        self.encoder = recipe.encoder
-        self.feature_weight, self.regularization_weight = recipe.feature_weight, recipe.regularization_weight
-        self.feature_layer = recipe.feature_layer
-        config = InversionConfig(lr=recipe.lr, lr_rampup=0.0, lr_rampdown=0.0, latent_noise=0.0, stats_samples=2)
-        super().__init__(_Recipe(recipe.G, recipe.params_id, "w+", 1, (("mse", 1.0),), (), config), mesh)
-        self._source_params = (recipe.G.params, recipe.encoder.params)
-        self.params = jax.device_put({"generator": recipe.G.params, "encoder": recipe.encoder.params},
-                                     self.replicated)
-
-    def _objective(self, params, vgg, latent, target, target_features):
+    def objective(self, params, vgg, latent, target, target_features):
         image = self.G.synthesis(params["generator"], latent[None])[0]
         terms = {"mse": jnp.mean(jnp.square(image - target))}
         total = terms["mse"]
@@ -90,28 +63,21 @@ class _InDomainProgram(_Program):
             total += self.regularization_weight * terms["regularizer"]
         return total, (terms, image)
 
-    def _init_one(self, params, vgg, target, key, inputs):
+    def init_one(self, params, vgg, target, key, inputs):
         variables = {"latent": self.encoder.encode(params["encoder"], target[None])[0], "noise": {}}
         features = vgg_features(vgg, target[None], self.feature_layer)[0] if self.feature_weight else {}
-        return {"variables": variables, "opt": self._tx.init(variables), "target": target, "features": features}
+        return {"variables": variables, "opt": self.tx.init(variables), "target": target, "features": features}
 
-    def _step_one(self, params, vgg, state, step):
+    def step_one(self, params, vgg, state, step):
         def loss(variables):
-            return self._objective(params, vgg, variables["latent"], state["target"], state["features"])[0]
+            return self.objective(params, vgg, variables["latent"], state["target"], state["features"])[0]
 
-        value, grads = jax.value_and_grad(loss)(state["variables"])
-        updates, opt = self._tx.update(grads, state["opt"], state["variables"])
-        return {**state, "variables": optax.apply_updates(state["variables"], updates), "opt": opt}, value
+        return descend(self.tx, loss, state)
 
-    def _finish_one(self, params, vgg, state):
+    def finish_one(self, params, vgg, state):
         latent = state["variables"]["latent"]
-        total, (terms, image) = self._objective(params, vgg, latent, state["target"], state["features"])
+        total, (terms, image) = self.objective(params, vgg, latent, state["target"], state["features"])
         return {"latent": latent, "ws": latent, "image": image, "losses": {"loss": total, **terms}, "noise": {}}
-
-
-@functools.lru_cache(maxsize=4)
-def _in_domain_program(recipe: _InDomainRecipe, mesh: Mesh) -> _InDomainProgram:
-    return _InDomainProgram(recipe, mesh)
 
 
 class InDomainInverter(Inverter):
@@ -124,7 +90,7 @@ class InDomainInverter(Inverter):
         if not isinstance(encoder, Encoder):
             raise ValueError(f"encoder must be a latentjax.nn.encoder.Encoder (see load_encoder), got "
                              f"{type(encoder).__name__}")
-        if getattr(G, "c_dim", 0) or not hasattr(G, "synthesis"):
+        if G.c_dim or not G.style_based:
             raise ValueError("in-domain inversion needs an unconditional generator with a synthesis network")
         encoder.check_generator(G)
         if not isinstance(steps, int) or steps < 1:
@@ -134,15 +100,16 @@ class InDomainInverter(Inverter):
                              f"{lr}, {feature_weight}, {regularization_weight}")
         check_feature_layer(feature_layer)
         feature_weight = float(feature_weight) if lpips_or_vgg is not None else 0.0
-        mesh = mesh if mesh is not None else Mesh(np.array(jax.devices()), ("data",))
-        if "data" not in mesh.axis_names:
-            raise ValueError(f"the mesh needs a 'data' axis to shard targets over, got axes {mesh.axis_names}")
-        recipe = _InDomainRecipe(G, id(G.params), encoder, id(encoder.params), float(lr), feature_weight,
-                                 float(regularization_weight), feature_layer)
-        self._program = _in_domain_program(recipe, mesh)
-        self.G, self.encoder, self.space, self.steps, self.config = G, encoder, "w+", steps, self._program.config
+        self._program = InDomainProgram(G, encoder, float(lr), feature_weight, float(regularization_weight),
+                                        feature_layer, mesh)
+        self.G, self.encoder, self.space, self.steps = G, encoder, "w+", steps
         self.weights = {"mse": 1.0, "feature": feature_weight, "regularizer": float(regularization_weight)}
-        self._lpips = jax.device_put(lpips_or_vgg, self._program.replicated) if feature_weight else None
+        self._lpips = self._program.replicate(lpips_or_vgg) if feature_weight else None
+
+    def per_target_inputs(self, classes, n: int) -> dict:
+        if classes is not None:
+            raise ValueError("classes: in-domain inversion works with unconditional generators; leave classes None")
+        return {}
 
 
 def invert_in_domain(G, encoder: Encoder, targets, *, steps: int = 100, lr: float = 1e-2,

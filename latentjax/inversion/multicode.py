@@ -1,42 +1,13 @@
 """Multi-code GAN inversion (mGANprior; Gu, Shen and Zhou, CVPR 2020; genforce/mganprior).
 
-One latent code rarely reproduces a real image; mGANprior optimises N codes z_1..z_N together
-with a per-code channel importance alpha_n in R^C, and composes the codes inside the generator:
-with F_n the activation of code n at a layer L with C channels,
-
-    x = G_after_L( sum_n alpha_n ⊙ F_n ),
-
-where alpha_n scales the channels of F_n (broadcast over the spatial axes). Adam optimises the
-codes and the importance against the target (loss 'mse', 'lpips' or a weighted sum, as `invert`).
-
-Choices, where the reference leaves room (it composes PGGAN only, in `PGGAN_multi_z`):
-
-- Importance starts at 1/N, as in the reference, so the first composition is the mean of the
-  codes' features. The reference's forward pass also divides the sum by N (an extra constant
-  scale that PGGAN's pixel norm mostly absorbs); we follow the paper's formula without it, so
-  that for generators without pixel norm the composed features start at the scale of one code's.
-- The layers after L also read a latent in StyleGAN2 (their styles) and BigGAN (the conditional
-  batch norms read z): they read the mean of the N codes (in the space's own coordinates: mean
-  w for 'w', mean z for 'z'), so one code and importance 1 give exactly the plain generator, and
-  no extra code is optimised. PGGAN's layers after L read no latent.
-- Activations before L that the rest of the network reads directly (StyleGAN2's skip image
-  'b{res}.img', a residual input, PGGAN's fade-in image) are composed as well, with each code's
-  weight the mean of its importance over channels. Every layer up to L is composed that way
-  (those read only through L are overwritten by L's composition and cost nothing under `jit`).
-- Codes start at the space's samples (`space.sample`: N(0, I) for 'z', mapped samples for 'w').
-- Default layer: the last feature layer whose resolution is min(16, resolution / 4): the
-  reference composes PGGAN at the output of the 16x16 block (its `composing_layer=6`, at 256 and
-  1024 pixels); small generators keep a few layers after L. RGB layers ('*.img') are not
-  composition layers. `default_layer(space)` says which layer a generator gets.
-- The reference's defaults are 30 codes, 3000 steps of SGD (lr 1) and L2 + VGG loss; here 20 codes
-  (the paper's 20-30), Adam (the reference's alternative) at a constant lr of 0.03 (the best of
-  0.01, 0.03 and 0.1 on the test fixtures), 3000 steps, 'mse' (add 'lpips' with an LPIPS model
-  for the perceptual term).
-
-Targets are vmapped, the step is jitted with the batch sharded over the "data" axis of a mesh,
-and batches are padded to one compiled shape: the program is an `Inverter` program with another
-init, step and finish, so every target has its own key and its result does not depend on the
-batch it runs in.
+N codes z_1..z_N and per-code channel importance alpha_n in R^C are optimised together (Adam)
+and composed inside the generator at a layer L: x = G_after_L(sum_n alpha_n ⊙ F_n). Where the
+reference (PGGAN only) leaves room: importance starts at 1/N without the reference's extra 1/N
+scale; layers after L that read a latent read the mean code; earlier layers the rest of the
+network reads (skip images, fade-ins) are composed with each code's mean importance; codes start
+at `space.sample`; the default layer is the last at min(16, resolution / 4) (`default_layer`);
+defaults are 20 codes, 3000 steps, Adam at lr 0.03, loss 'mse' (the reference: 30 codes, SGD).
+The optimisation is a `Program` (`inversion.program`): vmapped targets, sharded jitted steps.
 """
 
 from __future__ import annotations
@@ -48,11 +19,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh
 
 from latentjax.config import ConfigMixin
-from latentjax.inversion.project import InversionConfig, Inverter, _Program, _Recipe, parse_loss
+from latentjax.inversion.optim import projector_optimizer
+from latentjax.inversion.program import Program, descend
+from latentjax.inversion.project import INVERSION_SPACES, Inverter, image_loss, parse_loss, target_features
 from latentjax.latent import LatentSpace, latent_space
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -167,62 +139,39 @@ def decode_multicode(space: LatentSpace, latents, importance, layer: str, params
 
 
 # --- the compiled program ----------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class _MultiCodeRecipe:
-    """What a multi-code program depends on (generator by identity, params by id as in `_Recipe`).
-    The step count is not part of it: the learning rate is constant."""
+class MultiCodeProgram(Program):
+    """The mGANprior `Program`: codes and importance per target under Adam at a constant learning
+    rate, composed at `layer` of `space`; the loss is the projector's (`image_loss`)."""
 
-    G: Any
-    params_id: int
-    space: tuple[tuple[str, Any], ...]
-    num_codes: int
-    layer: str
-    lr: float
-    weights: tuple[tuple[str, float], ...]
+    def __init__(self, space: LatentSpace, num_codes: int, layer: str, lr: float, weights, mesh: Mesh | None = None):
+        self.latent_space, self.num_codes, self.layer = space, num_codes, layer
+        self.channels = _feature_shapes(space)[layer][-1]
+        self.weights = dict(weights)
+        self.tx = projector_optimizer(1, lr, lr_rampup=0.0, lr_rampdown=0.0)  # Adam at a constant lr
+        super().__init__(space.generator.params, mesh)
 
-
-class _MultiCodeProgram(_Program):
-    """`Inverter`'s jitted, vmapped and sharded program with multi-code variables, init and loss.
-
-    The base recipe is Adam at a constant learning rate (no ramps, no latent noise)."""
-
-    def __init__(self, recipe: _MultiCodeRecipe, mesh: Mesh):
-        self.latent_space = latent_space(recipe.G, **dict(recipe.space))
-        self.num_codes, self.layer = recipe.num_codes, recipe.layer
-        self.channels = _feature_shapes(self.latent_space)[recipe.layer][-1]
-        config = InversionConfig(lr=recipe.lr, lr_rampup=0.0, lr_rampdown=0.0, latent_noise=0.0, stats_samples=2)
-        super().__init__(_Recipe(recipe.G, recipe.params_id, "z", 1, recipe.weights, (), config), mesh)
-
-    def _objective(self, params, lpips, variables, target, target_features):
+    def objective(self, params, lpips, variables, target, target_features):
         image = compose(self.latent_space, params, variables["codes"], variables["importance"], self.layer)
-        total, terms = self._loss(lpips, image, target, target_features)
+        total, terms = image_loss(self.weights, lpips, image, target, target_features)
         return total, (terms, image)
 
-    def _init_one(self, params, lpips, target, key, inputs):
+    def init_one(self, params, lpips, target, key, inputs):
         codes = self.latent_space.sample(key, self.num_codes, params)
         importance = jnp.full((self.num_codes, self.channels), 1.0 / self.num_codes, jnp.float32)
         variables = {"codes": codes, "importance": importance}
-        features = (lpips.features(self._lpips_input(target[None]), normalize=True)
-                    if "lpips" in self.weights else {})
-        return {"variables": variables, "opt": self._tx.init(variables), "target": target, "features": features}
+        return {"variables": variables, "opt": self.tx.init(variables), "target": target,
+                "features": target_features(self.weights, lpips, target)}
 
-    def _step_one(self, params, lpips, state, step):
+    def step_one(self, params, lpips, state, step):
         def loss(variables):
-            return self._objective(params, lpips, variables, state["target"], state["features"])[0]
+            return self.objective(params, lpips, variables, state["target"], state["features"])[0]
 
-        value, grads = jax.value_and_grad(loss)(state["variables"])
-        updates, opt = self._tx.update(grads, state["opt"], state["variables"])
-        return {**state, "variables": optax.apply_updates(state["variables"], updates), "opt": opt}, value
+        return descend(self.tx, loss, state)
 
-    def _finish_one(self, params, lpips, state):
+    def finish_one(self, params, lpips, state):
         variables = state["variables"]
-        total, (terms, image) = self._objective(params, lpips, variables, state["target"], state["features"])
+        total, (terms, image) = self.objective(params, lpips, variables, state["target"], state["features"])
         return {"latent": variables, "ws": None, "image": image, "losses": {"loss": total, **terms}, "noise": {}}
-
-
-@functools.lru_cache(maxsize=4)
-def _multicode_program(recipe: _MultiCodeRecipe, mesh: Mesh) -> _MultiCodeProgram:
-    return _MultiCodeProgram(recipe, mesh)
 
 
 def _resolve_space(source, name: str) -> LatentSpace:
@@ -233,7 +182,7 @@ def _resolve_space(source, name: str) -> LatentSpace:
         space = source
     else:
         space = latent_space(source, name or ("w" if source.style_based else "z"))
-    names = ("z", "w", "w+") if space.generator.style_based else ("z",)
+    names = INVERSION_SPACES if space.generator.style_based else ("z",)
     if space.name not in names:
         raise ValueError(f"multi-code inversion of this generator works in spaces {list(names)}, got {space.name!r}")
     return space
@@ -254,18 +203,13 @@ class MultiCodeInverter(Inverter):
         weights = parse_loss(config.loss)
         if "lpips" in weights and lpips is None:
             raise ValueError("loss 'lpips' needs an LPIPS model: lpips=latentjax.metrics.lpips.load_lpips(vgg16, lin)")
-        mesh = mesh if mesh is not None else Mesh(np.array(jax.devices()), ("data",))
-        if "data" not in mesh.axis_names:
-            raise ValueError(f"the mesh needs a 'data' axis to shard targets over, got axes {mesh.axis_names}")
-        recipe = _MultiCodeRecipe(G, id(G.params), tuple(sorted(space.spec.items())), config.num_codes, layer,
-                                  float(config.lr), tuple(sorted(weights.items())))
-        self._program = _multicode_program(recipe, mesh)
+        self._program = MultiCodeProgram(space, config.num_codes, layer, float(config.lr), weights, mesh)
         self.G, self.latent_space, self.space, self.layer = G, space, space.name, layer
         self.steps, self.weights = config.steps, weights
         self.config = dataclasses.replace(config, layer=layer, space=space.name)
-        self._lpips = jax.device_put(lpips, self._program.replicated) if "lpips" in weights else None
+        self._lpips = self._program.replicate(lpips) if "lpips" in weights else None
 
-    def _inputs(self, classes, n: int) -> dict:
+    def per_target_inputs(self, classes, n: int) -> dict:
         return {}  # a conditional generator's class comes with the LatentSpace (its `class_index`)
 
     def __call__(self, targets, key, *, batch_size: int | None = None, progress: bool = True) -> MultiCodeResult:

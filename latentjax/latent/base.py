@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -18,7 +19,7 @@ class LatentSpace:
     - `shape`: a latent's shape per sample; latents are batched [N, *shape].
     - `direction_dim`: length of a direction vector; `embed(v, layers)` maps it to a latent-shaped
       edit, `pool(latent)` maps a latent back to direction coordinates.
-    - `prior`: the `Gaussian` behind `log_density`.
+    - `prior`: the `Gaussian` behind `log_density`: the mean and spread of the space's samples.
     - `spec`: what `latent_space(G, **spec)` needs to rebuild this space (saved with directions).
 
     `sample(key, n, params=None)` uses `G.params` unless `params` is given (pass them when
@@ -66,14 +67,37 @@ class LatentSpace:
         """How many values `class_index` takes (see `class_vectors`); 0 for unconditional generators."""
         return num_classes(self.generator)
 
-    def classes(self, n: int):
-        """The fixed class vector [n, c_dim] of `class_index` (see `class_vectors`), or None if unconditional."""
-        if not self.num_classes:
+    def classes(self, n: int, classes=None):
+        """Class vectors [n, c_dim] for n samples, or None for an unconditional generator.
+
+        `classes`: one class index, n indices in [0, num_classes) or n class vectors [n, c_dim];
+        None: the space's `class_index` for every sample. Traced `classes` (under `jit`) are
+        checked by shape only.
+        """
+        G, k = self.generator, self.num_classes
+        name = type(G).__name__
+        if not k:
+            if classes is not None:
+                raise ValueError(f"classes: this {name} is unconditional (c_dim 0); leave classes None")
             return None
-        if self.options.get("class_index") is None:  # only checked here: SeFa, for one, needs no class
-            raise ValueError(f"this {self.family} generator is conditional ({self.num_classes} classes): pass "
-                             f"class_index (0..{self.num_classes - 1}) to latent_space to sample or decode")
-        return class_vectors(self.generator, jnp.full((n,), self.options["class_index"]))
+        expected = f"one class index, {n} indices in [0, {k}) or {n} class vectors [{n}, {G.c_dim}] (one per sample)"
+        if classes is None:
+            if self.options.get("class_index") is None:  # only checked here: SeFa, for one, needs no class
+                raise ValueError(f"classes: this {name} is class-conditional; pass {expected}, or pass class_index "
+                                 f"(0..{k - 1}) to latent_space to sample or decode")
+            return class_vectors(G, jnp.full((n,), self.options["class_index"]))
+        traced = isinstance(classes, jax.core.Tracer)
+        c = classes if traced else np.asarray(classes)
+        if jnp.issubdtype(c.dtype, jnp.integer):
+            c = jnp.broadcast_to(c, (n,)) if c.ndim == 0 else c
+            if c.shape != (n,) or (not traced and (c.min() < 0 or c.max() >= k)):
+                bounds = "" if traced else f" in [{c.min()}, {c.max()}]"
+                raise ValueError(f"classes must be {expected}, got indices of shape {c.shape}{bounds}")
+            return class_vectors(G, c)
+        if (not jnp.issubdtype(c.dtype, jnp.floating) or c.shape != (n, G.c_dim)
+                or (not traced and not np.all(np.isfinite(c)))):
+            raise ValueError(f"classes must be {expected}, got dtype {c.dtype}, shape {c.shape}")
+        return jnp.asarray(c, jnp.float32)
 
     # --- directions ------------------------------------------------------------------------
     def embed(self, direction, layers=None):
@@ -99,16 +123,19 @@ class LatentSpace:
     def sample(self, key, n: int, params=None):
         raise NotImplementedError
 
-    def decode(self, params, latent, hooks: Hooks | None = None):
+    def decode(self, params, latent, hooks: Hooks | None = None, classes=None):
         """Latents [N, *shape] -> images [N, H, W, C].
 
         `hooks` ({layer name: activation -> activation}, see `latentjax.models.taps`) replace
-        intermediate activations, e.g. to edit only some channels of a layer.
+        intermediate activations, e.g. to edit only some channels of a layer. `classes` (as in
+        `classes`) gives conditional generators one class per sample where the class enters
+        decoding (every 'z' space); None uses the space's `class_index`.
         """
         raise NotImplementedError
 
-    def features(self, params, latent, layers: Sequence[str] | None = None, hooks: Hooks | None = None) -> dict:
-        """Latents [N, *shape] -> intermediate activations by name (NHWC); `hooks` as in `decode`."""
+    def features(self, params, latent, layers: Sequence[str] | None = None, hooks: Hooks | None = None,
+                 classes=None) -> dict:
+        """Latents [N, *shape] -> intermediate activations by name (NHWC); `hooks`, `classes` as in `decode`."""
         raise NotImplementedError
 
 

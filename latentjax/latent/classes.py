@@ -46,3 +46,19 @@ def class_vectors(generator, index):
 def sample_classes(generator, key, n: int):
     """Random valid class vectors [n, c_dim]: every class (each attribute's values, independently) equally likely."""
     return class_vectors(generator, jax.random.randint(key, (n,), 0, num_classes(generator)))
+
+
+def class_indices(generator, vectors) -> np.ndarray:
+    """Class vectors [N, c_dim] -> their class indices [N] (the inverse of `class_vectors`); a ValueError
+    for vectors that are not class vectors (such as mixtures of classes)."""
+    blocks = category_blocks(generator)
+    c = np.asarray(vectors, np.float32)
+    strides = np.cumprod((1,) + blocks[:0:-1])[::-1]
+    offsets = np.cumsum((0,) + blocks)
+    index = sum(np.argmax(c[..., lo:hi], axis=-1) * int(stride)
+                for lo, hi, stride in zip(offsets[:-1], offsets[1:], strides))
+    index = np.asarray(index, np.int64)
+    if c.shape[-1:] != (sum(blocks),) or not np.array_equal(np.asarray(class_vectors(generator, index)), c):
+        raise ValueError(f"expected class vectors (one-hot blocks of sizes {list(blocks)}), got an array of shape "
+                         f"{c.shape} with other values")
+    return index

@@ -26,6 +26,11 @@ class Gaussian:
     basis: Any = None
     bound: float | None = None
 
+    @property
+    def spread(self):
+        """sqrt(E |x - mean|^2) of the untruncated Gaussian (per latent vector): the root of its total variance."""
+        return jnp.sqrt(jnp.sum(jnp.square(self.std)))
+
     def whiten_delta(self, dx):
         """Whitened coordinates of a displacement (no mean subtracted)."""
         if self.basis is not None:

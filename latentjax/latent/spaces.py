@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import weakref
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,18 +15,15 @@ from latentjax.latent.stats import fit_gaussian
 BIGGAN_TRUNCATION_BOUND = 2.0
 
 
-# Gaussians fitted to mapped samples, per generator and fitting options (computed once).
-_W_GAUSSIANS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-
-
 class StyleGAN2Space(LatentSpace):
     """StyleGAN2's `z`, `w`, `w+` and StyleSpace `s` (all affine-layer outputs, concatenated).
 
     `affine_layers` lists the style layers as (block, layer, w index) and `style_sizes` their
-    widths, in the order `s` concatenates them; `ws(params, z)` and `styles(params, ws)` convert
-    between spaces. Options: `truncation_psi` (sampling through the mapping network; the `w`
-    Gaussian is fitted to what `sample` draws), `class_index` (conditional models), `noise_mode`
-    ('const' or 'none'), `fit_samples` / `fit_seed` (the `w` Gaussian).
+    widths, in the order `s` concatenates them; `to_ws(params, latent)` and `styles(params, ws)`
+    convert between spaces. Options: `truncation_psi` (sampling through the mapping network; the
+    `w` Gaussian is fitted to what `sample` draws), `class_index` (conditional models),
+    `noise_mode` ('const' or 'none'), `fit_samples` / `fit_seed` (the `w` Gaussian: `fit_samples`
+    samples drawn from `jax.random.key(fit_seed)`, fitted once per space by `w_gaussian`).
     """
 
     family = "stylegan2"
@@ -43,6 +38,7 @@ class StyleGAN2Space(LatentSpace):
                                                fit_seed=int(fit_seed)))
         self.affine_layers = generator.style_layers()
         self.style_sizes = generator.style_sizes(generator.params)
+        self._w_gaussian = None  # fitted by `w_gaussian` when first needed
 
     @property
     def shape(self):
@@ -69,26 +65,30 @@ class StyleGAN2Space(LatentSpace):
         return jnp.mean(latent, axis=-2) if self.name == "w+" else super().pool(latent)
 
     # --- conversions between spaces --------------------------------------------------------
-    def ws(self, params, z):
-        """z [N, z_dim] -> ws [N, num_ws, w_dim] with this space's class and truncation."""
-        return self.generator.mapping(params, z, self.classes(z.shape[0]), self.options["truncation_psi"])
+    def ws(self, params, z, classes=None):
+        """z [N, z_dim] -> ws [N, num_ws, w_dim] with this space's truncation and class (or `classes`, per sample)."""
+        return self.generator.mapping(params, z, self.classes(z.shape[0], classes), self.options["truncation_psi"])
 
     def styles(self, params, ws):
         """ws [N, num_ws, w_dim] -> StyleSpace latents [N, S]: every affine layer's output, concatenated."""
         return self.generator.styles(params, ws)
 
-    def _to_ws(self, params, latent):
+    def to_ws(self, params, latent, classes=None):
+        """Latents [N, *shape] of 'z', 'w' or 'w+' -> the ws [N, num_ws, w_dim] the synthesis network sees
+        (`classes` as in `decode`: 'z' only)."""
         G = self.generator
         if self.name == "z":
-            return self.ws(params, latent)
+            return self.ws(params, latent, classes)
         if self.name == "w":
             return jnp.broadcast_to(latent[:, None], (latent.shape[0], G.num_ws, G.w_dim))
-        return latent
+        if self.name == "w+":
+            return latent
+        raise ValueError("'s' latents are styles, not ws: decode them with `decode`")
 
-    def _run(self, params, latent, run, hooks=None):
+    def _run(self, params, latent, run, hooks=None, classes=None):
         """run(params, ws) on the ws this latent stands for; StyleSpace goes sample by sample."""
         if self.name != "s":
-            return run(params, self._to_ws(params, latent))
+            return run(params, self.to_ws(params, latent, classes))
         if hooks:
             raise ValueError("hooks are not supported in the 's' space (it decodes sample by sample); "
                              "edit channels through the styles instead")
@@ -108,29 +108,29 @@ class StyleGAN2Space(LatentSpace):
             return ws[:, 0]
         return ws if self.name == "w+" else self.styles(params, ws)
 
-    def decode(self, params, latent, hooks=None):
+    def decode(self, params, latent, hooks=None, classes=None):
         mode = self.options["noise_mode"]
         return self._run(params, latent, lambda p, ws: self.generator.synthesis(p, ws, noise_mode=mode, hooks=hooks),
-                         hooks)
+                         hooks, classes)
 
-    def features(self, params, latent, layers=None, hooks=None):
+    def features(self, params, latent, layers=None, hooks=None, classes=None):
         mode = self.options["noise_mode"]
         return self._run(params, latent,
-                         lambda p, ws: self.generator.features(p, ws, layers, noise_mode=mode, hooks=hooks), hooks)
+                         lambda p, ws: self.generator.features(p, ws, layers, noise_mode=mode, hooks=hooks), hooks,
+                         classes)
 
     # --- densities -------------------------------------------------------------------------
     def w_gaussian(self, progress: bool = True) -> Gaussian:
-        """The Gaussian fitted to mapped samples (computed once per generator and options)."""
-        G, o = self.generator, self.options
-        cache = _W_GAUSSIANS.setdefault(G, {})
-        key = (id(G.params), o["class_index"], o["truncation_psi"], o["fit_samples"], o["fit_seed"])
-        if key not in cache:
+        """The Gaussian fitted to `fit_samples` mapped samples from `jax.random.key(fit_seed)`, with the
+        generator's params when first asked for; fitted once and kept by this space."""
+        if self._w_gaussian is None:
+            G, o = self.generator, self.options
             sample_w = lambda params, k, n: self.ws(params, jax.random.normal(k, (n, G.z_dim), jnp.float32))[:, 0]
             with jax.ensure_compile_time_eval():  # a concrete fit even when first asked for inside jit
-                cache[key] = fit_gaussian(sample_w, G.params, G.w_dim, o["fit_samples"], min(o["fit_samples"], 1000),
-                                          jax.random.key(o["fit_seed"]), desc="fitting the w Gaussian",
-                                          progress=progress)
-        return cache[key]
+                self._w_gaussian = fit_gaussian(sample_w, G.params, G.w_dim, o["fit_samples"],
+                                                min(o["fit_samples"], 1000), jax.random.key(o["fit_seed"]),
+                                                desc="fitting the w Gaussian", progress=progress)
+        return self._w_gaussian
 
     @property
     def prior(self):
@@ -167,13 +167,13 @@ class BigGANSpace(LatentSpace):
     def sample(self, key, n, params=None):
         return self.generator.sample_z(key, n, self.options["truncation_psi"])
 
-    def decode(self, params, latent, hooks=None):
-        return self.generator.generate(params, latent, self.classes(latent.shape[0]), self.options["truncation_psi"],
-                                       hooks=hooks)
+    def decode(self, params, latent, hooks=None, classes=None):
+        return self.generator.generate(params, latent, self.classes(latent.shape[0], classes),
+                                       self.options["truncation_psi"], hooks=hooks)
 
-    def features(self, params, latent, layers=None, hooks=None):
-        return self.generator.features(params, latent, self.classes(latent.shape[0]), self.options["truncation_psi"],
-                                       layers=layers, hooks=hooks)
+    def features(self, params, latent, layers=None, hooks=None, classes=None):
+        return self.generator.features(params, latent, self.classes(latent.shape[0], classes),
+                                       self.options["truncation_psi"], layers=layers, hooks=hooks)
 
 
 class PGGANSpace(LatentSpace):
@@ -192,11 +192,12 @@ class PGGANSpace(LatentSpace):
     def sample(self, key, n, params=None):
         return jax.random.normal(key, (n, self.generator.z_dim), jnp.float32)
 
-    def decode(self, params, latent, hooks=None):
-        return self.generator.generate(params, latent, self.classes(latent.shape[0]), hooks=hooks)
+    def decode(self, params, latent, hooks=None, classes=None):
+        return self.generator.generate(params, latent, self.classes(latent.shape[0], classes), hooks=hooks)
 
-    def features(self, params, latent, layers=None, hooks=None):
-        return self.generator.features(params, latent, self.classes(latent.shape[0]), layers=layers, hooks=hooks)
+    def features(self, params, latent, layers=None, hooks=None, classes=None):
+        return self.generator.features(params, latent, self.classes(latent.shape[0], classes), layers=layers,
+                                       hooks=hooks)
 
 
 SPACES = {cls.family: cls for cls in (StyleGAN2Space, BigGANSpace, PGGANSpace)}

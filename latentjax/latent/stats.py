@@ -12,10 +12,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from latentjax.latent.density import HIGHEST, Gaussian
 from latentjax.progress import Progress
+from latentjax.sharding import DATA_AXIS, data_mesh
 
 EXACT_PCA_MAX_DIM = 4096  # up to this dimension PCA accumulates the full covariance (exact, fast)
 
@@ -89,11 +90,10 @@ def stream(step: Callable, state, batch_fn: Callable, params, num_samples: int, 
     axis (the batch size is rounded up to a multiple of the device count, the sample count up to
     whole batches); `state` stays replicated. Returns (state, samples used).
     """
-    devices = jax.devices()
-    batch_size = -(-batch_size // len(devices)) * len(devices)
+    mesh = data_mesh()
+    batch_size = -(-batch_size // mesh.size) * mesh.size
     num_batches = max(1, -(-num_samples // batch_size))
-    mesh = Mesh(np.array(devices), ("data",))
-    sharded, replicated = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+    sharded, replicated = NamedSharding(mesh, PartitionSpec(DATA_AXIS)), NamedSharding(mesh, PartitionSpec())
 
     @functools.partial(jax.jit, donate_argnums=0, out_shardings=replicated)
     def run(state, params, i):

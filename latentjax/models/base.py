@@ -11,7 +11,8 @@ this class declares, never a family name or a params path:
   [out_features, latent dim], for closed-form methods (SeFa); `input_space` names that latent;
 - `style_based`: the family has `mapping` / `synthesis` and the `w`, `w+` and `s` spaces, with
   `style_layers()`, `styles(params, ws)` and `with_styles(params, s)`;
-- `default_feature_layer`: the layer feature-space methods edit unless told otherwise.
+- `default_feature_layer`: the layer feature-space methods edit unless told otherwise;
+- `noise_maps(params)` / `with_noise(params, maps)`: constant noise inputs by name (default: none).
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ class Generator:
 
     def input_weight(self, params, layers=None):
         raise NotImplementedError
+
+    def noise_maps(self, params) -> dict:
+        """The constant noise maps {name: [H, W]} the generator adds (none for families without noise inputs)."""
+        return {}
+
+    def with_noise(self, params, maps):
+        """`params` with the noise maps named in `maps` ({name: [H, W]}, see `noise_maps`) replaced."""
+        if maps:
+            raise ValueError(f"{type(self).__name__} has no noise maps; got {sorted(maps)}")
+        return params
 
 
 def check_single_input(layers) -> None:

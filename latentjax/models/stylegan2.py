@@ -18,7 +18,7 @@ Parameter tree (what `StyleGAN2.params` holds)::
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -395,6 +395,27 @@ class StyleGAN2(Generator):
             if layers[w_idx] and (layer != "torgb" or is_last) and w_idx not in chosen:
                 chosen[w_idx] = params["synthesis"][block][layer]["affine"]["weight"]
         return np.concatenate([np.asarray(chosen[i], np.float64).T for i in sorted(chosen)], axis=0)
+
+    # --- noise inputs --------------------------------------------------------------------
+    def noise_maps(self, params) -> dict:
+        """The constant noise maps by name, sorted: {'synthesis/b8/conv0/noise_const': [8, 8], ...}."""
+        return {f"synthesis/{block}/{layer}/noise_const": value["noise_const"]
+                for block, layers in sorted(params["synthesis"].items()) if isinstance(layers, Mapping)
+                for layer, value in sorted(layers.items()) if isinstance(value, Mapping) and "noise_const" in value}
+
+    def with_noise(self, params, maps):
+        """`params` with the noise maps named in `maps` (names as `noise_maps`) replaced; a new tree."""
+        if not maps:
+            return params
+        unknown = sorted(set(maps) - set(self.noise_maps(params)))
+        if unknown:
+            raise ValueError(f"unknown noise maps {unknown}; this generator has {sorted(self.noise_maps(params))}")
+        synthesis = dict(params["synthesis"])
+        for name, value in maps.items():
+            _, block, layer, _ = name.split("/")
+            synthesis[block] = dict(synthesis[block])
+            synthesis[block][layer] = {**synthesis[block][layer], "noise_const": value}
+        return {**params, "synthesis": synthesis}
 
     def _run_synthesis(self, params, ws, noise_mode, key, compute_dtype, impl, hooks=None):
         cfg = self.config

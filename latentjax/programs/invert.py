@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from latentjax.inversion.project import SPACES, InversionConfig, Inverter
+from latentjax.inversion.project import INVERSION_SPACES, InversionConfig, Inverter
 from latentjax.io.images import load_target
 from latentjax.load import load_generator
 from latentjax.metrics.image import image_metrics
@@ -127,7 +127,7 @@ def add_invert_arguments(parser: argparse.ArgumentParser) -> None:
     """The `latentjax invert` options after the checkpoint argument."""
     parser.add_argument("in_dir", help="directory of target .png images")
     parser.add_argument("out_dir", help="output directory: <name>.npz latents and <name>.png reconstructions")
-    parser.add_argument("--space", choices=SPACES, default="w+")
+    parser.add_argument("--space", choices=INVERSION_SPACES, default="w+")
     parser.add_argument("--noise", action="store_true", help="also optimise the noise maps (NVIDIA: --space w --noise)")
     parser.add_argument("--class-index", type=int, help="conditional generators: the class of every image")
     parser.add_argument("--classes", help="conditional generators: a JSON file {image name: class index}")

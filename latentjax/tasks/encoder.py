@@ -26,6 +26,7 @@ import optax
 from latentjax import shapes
 from latentjax.config import ConfigMixin
 from latentjax.inversion.indomain import check_feature_layer, vgg_features
+from latentjax.inversion.project import inversion_space
 from latentjax.io.images import load_target
 from latentjax.io.torch_pickle import PersistentObject, load
 from latentjax.load import load_generator
@@ -122,7 +123,7 @@ def build_task(G, encoder_config, settings: TrainSettings, *, data: str = "gener
     'generator') and an `EncoderConfig`. `lpips`: the model whose VGG trunk gives the feature term
     (None: the term is off). `discriminator`: (DiscriminatorConfig, params) to start D from
     (None: a fresh D). `data`: 'generator', 'shapes' or a directory (see the module docstring)."""
-    if getattr(G, "c_dim", 0) or not hasattr(G, "synthesis"):
+    if G.c_dim or not G.style_based:
         raise ValueError("encoder training needs an unconditional generator with a mapping network (StyleGAN2)")
     if (encoder_config.img_resolution, encoder_config.num_ws, encoder_config.w_dim) != (G.img_resolution, G.num_ws,
                                                                                        G.w_dim):
@@ -183,11 +184,11 @@ def build_task(G, encoder_config, settings: TrainSettings, *, data: str = "gener
         ws = G.mapping(g, b["z"], truncation_psi=settings.truncation_psi)
         return G.synthesis(g, ws), ws
 
+    w_space = inversion_space(G, "w")  # its prior mean (mean w) is where the projector starts, too
+
     def init(key):
         k_e, k_d = jax.random.split(key)
-        stats_key = jax.random.key(123)
-        w_avg = jnp.mean(G.mapping(G.params, jax.random.normal(stats_key, (10_000, G.z_dim)))[:, 0], axis=0)
-        encoder = Encoder.init(encoder_config, k_e, w_avg).params
+        encoder = Encoder.init(encoder_config, k_e, w_space.prior.mean).params
         d = d_params if d_params is not None else init_discriminator(d_config, k_d)
         return {"generator": G.params, "encoder": encoder, "d": d, "e_opt": e_tx.init(encoder["net"]),
                 "d_opt": d_tx.init(d)}

@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -367,8 +368,10 @@ def test_bad_inputs_give_clear_errors(gen):
         invert(G, np.zeros((2, 32, 32, 3), np.float32), **run)
     with pytest.raises(ValueError, match=r"got shape \(2, 3, 16, 16\)"):
         invert(G, targets.transpose(0, 3, 1, 2), **run)
-    with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
-        invert(G, targets * 3.0, **run)
+    with pytest.raises(ValueError, match="non-finite"):
+        invert(G, np.where(np.arange(targets.size).reshape(targets.shape) == 5, np.nan, targets), **run)
+    with pytest.warns(UserWarning, match=r"far outside the generators' nominal \[-1, 1\]"):
+        invert(G, targets * 3.0, **{**run, "steps": 1})  # warned, not refused
     with pytest.raises(ValueError, match="float images"):
         invert(G, to_uint8(targets), **run)
     with pytest.raises(ValueError, match="one per target"):
@@ -381,3 +384,17 @@ def test_bad_inputs_give_clear_errors(gen):
         invert(G, targets, **{**run, "loss": "lpips"})
     with pytest.raises(ValueError, match="steps must be a positive int"):
         Inverter(G, space="w", steps=0, loss="mse")
+
+
+def test_targets_in_the_generators_own_range_and_bfloat16_are_accepted(gen):
+    """A generator's raw samples overshoot [-1, 1] a little; they invert as they are, and so do bfloat16 targets."""
+    G, _, targets, _, _ = gen
+    run = dict(space="w", steps=2, loss="mse", key=jax.random.key(0), progress=False)
+    overshoot = targets * 1.3  # like builtin:shapes' own samples (up to 1.30)
+    assert np.abs(overshoot).max() > 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning either: 1.3 is within a generator's range
+        res = invert(G, overshoot, **run)
+    assert res.images.shape == targets.shape and np.all(np.isfinite(res.latents))
+    res16 = invert(G, jnp.asarray(targets, jnp.bfloat16), **run)
+    assert np.all(np.isfinite(res16.latents))

@@ -151,8 +151,10 @@ def test_bad_images_are_refused(model):
         model(jnp.zeros((2, 3, 32, 32)), jnp.zeros((2, 3, 32, 32)))  # NCHW
     with pytest.raises(ValueError, match="at least 16x16"):
         model(jnp.zeros((2, 8, 8, 3)), jnp.zeros((2, 8, 8, 3)))
-    with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
+    with pytest.warns(UserWarning, match=r"reach \[255, 255\], far outside"):
         model(x, jnp.full((2, 32, 32, 3), 255.0))
+    with pytest.raises(ValueError, match="non-finite"):
+        model(x, jnp.full((2, 32, 32, 3), jnp.nan))
     with pytest.raises(ValueError, match="same shape"):
         model(x, jnp.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="float images"):

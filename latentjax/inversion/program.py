@@ -18,10 +18,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from latentjax.metrics.image import check_float_images
 from latentjax.progress import Progress
 from latentjax.sharding import DATA_AXIS, batched_map, data_mesh
-
-RANGE_TOLERANCE = 1e-4  # targets must lie in [-1, 1], the generators' image range
 
 
 def program_mesh(mesh: Mesh | None = None) -> Mesh:
@@ -39,15 +38,8 @@ def check_targets(G, targets) -> np.ndarray:
     if len(shape) != 4 or shape[1:] != expected or shape[0] == 0:
         raise ValueError(f"targets must be images [N, {expected[0]}, {expected[1]}, {expected[2]}] (NHWC, this "
                          f"generator's resolution and channels, N >= 1), got shape {shape}")
-    x = np.asarray(targets)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"targets must be float images in [-1, 1], got dtype {x.dtype} "
-                         "(uint8 images map by x / 127.5 - 1)")
-    x = x.astype(np.float32)
-    lo, hi = float(np.min(x)), float(np.max(x))
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-        raise ValueError(f"targets must lie in [-1, 1] (the generator's range), got values in [{lo:.4g}, {hi:.4g}]")
-    return x
+    check_float_images(targets if hasattr(targets, "dtype") else np.asarray(targets), "targets")
+    return np.asarray(targets, np.float32)
 
 
 def target_keys(key, n: int):

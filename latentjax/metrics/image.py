@@ -2,16 +2,40 @@
 
 Every function compares image pairs x[i], y[i] and returns one number per pair, shape [N].
 Images are float NHWC in a known range (`data_range` is its width: 2.0 for [-1, 1]).
+`check_float_images` is the one convention for images given to a metric or an inversion: any
+finite float dtype (bfloat16 included), nominally in [-1, 1] as generators produce them (their
+own samples may overshoot a little); values far outside give a warning, not a refusal.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+FAR_OUTSIDE = 2.0  # |value| beyond which an image is probably in another convention (e.g. [0, 255])
+
+
+def check_float_images(x, name: str) -> None:
+    """A ValueError unless `x` holds float values, finite where they are known (outside jit); a warning
+    when they reach beyond +-FAR_OUTSIDE, far from the [-1, 1] convention."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{name} must be float images (nominally in [-1, 1]), got dtype {x.dtype} "
+                         "(uint8 images map by x / 127.5 - 1)")
+    if isinstance(x, jax.core.Tracer):  # values are only known outside jit
+        return
+    values = np.asarray(x, np.float32)  # numpy, not jnp: inside a jit trace jnp would stage even constants
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} hold {int(np.sum(~np.isfinite(values)))} non-finite values (NaN or infinity)")
+    lo, hi = float(values.min()), float(values.max())
+    if lo < -FAR_OUTSIDE or hi > FAR_OUTSIDE:
+        warnings.warn(f"{name} reach [{lo:.4g}, {hi:.4g}], far outside the generators' nominal [-1, 1]; "
+                      "uint8 images map by x / 127.5 - 1", stacklevel=3)
 
 
 def _check_pair(x, y, fn: str) -> None:

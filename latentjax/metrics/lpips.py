@@ -25,6 +25,7 @@ import numpy as np
 
 from latentjax.errors import CheckpointError
 from latentjax.io.torch_pickle import load
+from latentjax.metrics.image import check_float_images
 
 TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 # torchvision VGG16 `features` indices of the convolutions, grouped by the tap that ends each stage;
@@ -35,7 +36,6 @@ SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
 SCALE = np.array([0.458, 0.448, 0.450], np.float32)
 EPS = 1e-10  # added to the channel norm, outside the sqrt, as lpips' normalize_tensor does
 MIN_SIZE = 16  # four 2x2 pools must leave at least one position at relu5_3
-RANGE_TOLERANCE = 1e-4
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["trunk", "lin"], meta_fields=[])
@@ -132,14 +132,7 @@ def _check_images(x, name: str) -> None:
     if min(shape[1:3]) < MIN_SIZE:
         raise ValueError(f"LPIPS: {name} is {shape[1]}x{shape[2]}; the VGG16 trunk needs at least "
                          f"{MIN_SIZE}x{MIN_SIZE} pixels")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"LPIPS: {name} must be float images in [-1, 1], got dtype {x.dtype}")
-    if not isinstance(x, jax.core.Tracer):  # values are only known outside jit
-        values = np.asarray(x)  # numpy, not jnp: inside a jit trace jnp would stage even constants
-        lo, hi = float(values.min()), float(values.max())
-        if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-            raise ValueError(f"LPIPS: {name} must lie in [-1, 1], got values in [{lo:.4g}, {hi:.4g}] "
-                             "(uint8 images map by x / 127.5 - 1; clip generator outputs to [-1, 1])")
+    check_float_images(x, f"LPIPS: {name}")
 
 
 def load_lpips(vgg16_path, lin_path) -> LPIPS:

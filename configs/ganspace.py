@@ -7,10 +7,12 @@ Variants: `configs/ganspace.py:smoke` (2,000 samples, three directions).
 
 from ml_collections import config_dict
 
-from latentjax.programs.discover import base_config, shrink
+from latentjax.config import parse_arg
+from latentjax.programs.discover import base_config, smoke
 
 
 def get_config(arg=None):
+    arg = parse_arg(arg)
     config = base_config("ganspace", {
         "k": 10,
         "num_samples": 100_000,  # streamed in batches over all devices; the reference uses up to 1e6
@@ -20,8 +22,4 @@ def get_config(arg=None):
         "regression_samples": 10_000,
         "layers": "all",  # w+ layers each direction edits, e.g. '0-3'
     })
-    if arg == "smoke":
-        return shrink(config, k=3, num_samples=2000, regression_samples=1000)
-    if arg:
-        raise ValueError(f"configs/ganspace.py: unknown variant {arg!r} (known: smoke)")
-    return config
+    return smoke(config, k=3, num_samples=2000, regression_samples=1000) if arg.smoke else config

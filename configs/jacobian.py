@@ -7,10 +7,12 @@ Variants: `configs/jacobian.py:smoke` (one sample, three directions).
 
 from ml_collections import config_dict
 
-from latentjax.programs.discover import base_config, shrink
+from latentjax.config import parse_arg
+from latentjax.programs.discover import base_config, smoke
 
 
 def get_config(arg=None):
+    arg = parse_arg(arg)
     config = base_config("jacobian", {
         "k": 10,
         "num_samples": 5,
@@ -21,8 +23,4 @@ def get_config(arg=None):
         "num_relax": 0,
         "layers": "all",
     })
-    if arg == "smoke":
-        return shrink(config, k=3, num_samples=1)
-    if arg:
-        raise ValueError(f"configs/jacobian.py: unknown variant {arg!r} (known: smoke)")
-    return config
+    return smoke(config, k=3, num_samples=1) if arg.smoke else config

@@ -2,25 +2,24 @@
 
     latentjax discover --config configs/shapes.py --workdir out/shapes
 
-Runs SeFa, GANSpace, the Jacobian directions and the two learned methods (Voynov & Babenko,
-DP-LaSE, on short CPU budgets; they train in `out/shapes/<method>/train/` and a second run
-resumes there) on `builtin:shapes` (the StyleGAN2 trained on
-`latentjax.shapes.world` that ships with the package; `--config.generator=PATH` for another one),
-writes each method's directions, grids and GIFs to `out/shapes/<method>/`, scores every direction
-by the factor changes it causes (`latentjax.shapes.scoring`) and writes the comparison
-(`ground_truth.md`, heatmaps) and one `report.html`. Sized for a few minutes on two CPU cores (the
-learned methods' full budgets are in `configs/voynov.py` and `configs/dplase.py`).
-Voynov & Babenko uses the `linear` deformator here (the
-matrix exponential of `ortho` calls LAPACK, slow on a busy CPU unless OPENBLAS_NUM_THREADS=1).
-`valid_tol` is 0.2, not the read-out's strict 0.01, while the built-in generator is preliminary
-(its samples are soft; at 0.01 none would count). Variants: `configs/shapes.py:smoke` (three
-directions per method, few samples and steps: seconds).
+Runs SeFa, GANSpace, the Jacobian directions and the learned Voynov & Babenko and DP-LaSE (short
+CPU budgets; they train in `out/shapes/<method>/train/`, where a second run resumes) on
+`builtin:shapes` (`--config.generator=PATH` for another shapes generator), writes each method's
+directions, grids and GIFs to `out/shapes/<method>/`, scores every direction by the factor changes
+it causes (`latentjax.shapes.scoring`) and writes `ground_truth.md`, heatmaps and one `report.html`:
+a few minutes on two CPU cores (full budgets: `configs/voynov.py`, `configs/dplase.py`). Voynov &
+Babenko uses the `linear` deformator (`ortho`'s matrix exponential calls LAPACK, slow on a busy
+CPU). `valid_tol` is 0.2, not the read-out's strict 0.01, while the built-in generator is
+preliminary (its samples are soft). `configs/shapes.py:smoke`: three directions per method, few
+samples and steps (seconds).
 """
 
-from latentjax.programs.discover import multi_config, shrink
+from latentjax.config import parse_arg
+from latentjax.programs.discover import multi_config, smoke
 
 
 def get_config(arg=None):
+    arg = parse_arg(arg)
     config = multi_config({
         "sefa": {"k": 10, "layers": "all", "normalize": True},
         "ganspace": {"k": 10, "num_samples": 20_000, "batch_size": 1000, "num_components": 40, "layers": "all"},
@@ -33,8 +32,8 @@ def get_config(arg=None):
                      "min_change": 0.1, "valid_tol": 0.2, "seed": 0})
     config.generator = "builtin:shapes"
     config.space.fit_samples = 5000
-    if arg == "smoke":
-        config = shrink(config)
+    if arg.smoke:
+        config = smoke(config)
         for settings in config.methods.values():
             settings.k = 3
         config.methods.ganspace.num_samples = 1000
@@ -44,7 +43,4 @@ def get_config(arg=None):
         config.methods.dplase.update(steps=4, batch_size=8, subspace_steps=2, score_samples=4, num_groups=2)
         config.ground_truth.num_samples = 8
         config.ground_truth.batch_size = 16
-        return config
-    if arg:
-        raise ValueError(f"configs/shapes.py: unknown variant {arg!r} (known: smoke)")
     return config

@@ -5,33 +5,27 @@ r"""The in-domain inversion encoder (`latentjax.tasks.encoder`) for a frozen Sty
         --config.generator=ffhq.pkl --config.settings.vgg16=vgg16.pth --config.settings.lpips_lin=vgg.pth
     latentjax train --config configs/train_encoder.py:smoke --workdir out/smoke       # seconds (CI)
 
-Variants (combinable, e.g. `stylegan2,smoke`): the default trains on `builtin:shapes`;
-`stylegan2` on the 32x32 test snapshot (`--config.generator` for another NVIDIA snapshot), with
-D started from the snapshot's own D as in the reference; `smoke` shrinks the run to a few steps.
-The result is `WORKDIR/encoder/` (`latentjax.nn.encoder.load_encoder`).
-
-Fields: `generator` (a path or builtin: name), `data` ('generator': the generator's own samples;
-'shapes': the procedural shapes world; or a directory of images), `encoder` (the architecture,
-see `EncoderConfig`), `settings` (losses and optimisers, see `latentjax.tasks.encoder.TrainSettings`; reference
-defaults), and the harness's fields. The learning rate here is 10x the reference's 1e-4 (which
-is for batch 128 over 14M images): these runs are a few hundred thousand images on a CPU.
+Variants (combinable, e.g. `stylegan2,smoke`): the default trains on `builtin:shapes`; `stylegan2`
+on an NVIDIA snapshot given as `--config.generator` (required), with D started from the snapshot's
+own D as in the reference; `smoke` shrinks the run to a few steps. The result is `WORKDIR/encoder/`
+(`latentjax.nn.encoder.load_encoder`). Fields: `generator`, `data` ('generator': its own samples;
+'shapes': the shapes world; or a directory of images), `encoder` (`EncoderConfig`), `settings`
+(`latentjax.tasks.encoder.TrainSettings`, reference defaults) and the harness's. The learning rate
+is 10x the reference's 1e-4 (for batch 128 over 14M images): these runs see far fewer images.
 """
 
 import ml_collections
 
 from latentjax.config import parse_arg
+from latentjax.train.trainer import harness_config
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, stylegan2=False)
-    config = ml_collections.ConfigDict()
-    config.task = "latentjax.tasks.encoder"
+    config = harness_config("latentjax.tasks.encoder", total_steps=20_000, batch_size=16, sample_every=1000,
+                            eval_every=1000, keep_ckpts=2)
     config.generator = "builtin:shapes"
     config.data = "generator"
-    config.seed = 0
-    config.batch_size = 16
-    config.total_steps = 20_000
-    config.mesh = (("data", -1),)
 
     config.encoder = ml_collections.ConfigDict(dict(channel_base=1024, channel_max=128, blocks_per_resolution=1,
                                                     norm="instance"))
@@ -41,14 +35,8 @@ def get_config(arg=None):
         adversarial_weight=0.1, r1_gamma=10.0, discriminator="fresh", mbstd_group_size=4,
         truncation_psi=1.0, grid_size=8, eval_size=64))
 
-    config.log_every = 50
-    config.sample_every = 1000
-    config.eval_every = 1000
-    config.ckpt_every = 1000
-    config.keep_ckpts = 2
-
     if arg.stylegan2:
-        config.generator = "tests/fixtures/stylegan2/ada_s32_snapshot.pkl"
+        config.generator = ""  # required: --config.generator=SNAPSHOT.pkl
         config.settings.discriminator = "snapshot"
     if arg.smoke:
         config.batch_size = 4

@@ -17,17 +17,13 @@ penalty. Widths are min(channel_base // res, channel_max) for G and D.
 import ml_collections
 
 from latentjax.config import parse_arg
+from latentjax.train.trainer import harness_config
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, res=32, builtin=False)
-    config = ml_collections.ConfigDict()
-    config.task = "latentjax.tasks.gan"
-    config.seed = 0
+    config = harness_config("latentjax.tasks.gan", total_steps=25_000, batch_size=32, sample_every=500)  # 800 kimg
     config.resolution = arg.res
-    config.batch_size = 32
-    config.total_steps = 25_000  # 800 kimg
-    config.mesh = (("data", -1),)  # all devices
     config.init_from = ""  # a generator to warm-start G from (see latentjax.tasks.gan); "" = random init
 
     config.channel_base = 4096
@@ -47,10 +43,6 @@ def get_config(arg=None):
     config.ema_kimg = config.batch_size * 10 / 32
     config.ema_rampup = 0.05
 
-    config.log_every = 50
-    config.sample_every = 500
-    config.ckpt_every = 1000
-    config.keep_ckpts = 3
     config.grid_size = 64
     config.grid_seed = 0
 

@@ -80,7 +80,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
             owner = next((c for c, words in choices.items() if name in words), None)
             name, value = (owner, name) if owner else (name, value)
         if name not in defaults:
-            raise ValueError(f"unknown config argument {name!r} in {arg!r}; expected some of {known}")
+            raise ValueError(f"unknown config argument {name!r} in {arg!r} (unknown variant); expected some of {known}")
         if name in choices:
             if value not in choices[name]:
                 raise ValueError(f"config argument {name}={value!r}: expected one of {list(choices[name])}")

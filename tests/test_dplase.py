@@ -307,22 +307,34 @@ def test_cli_trains_the_smoke_config(smoke_runs):
     assert (smoke_runs / "cli" / dp.SUBSPACES_FILE).exists() and cli.channels is not None
 
 
-def load_config(arg):
+FIXTURE_GENERATORS = {"stylegan2": "stylegan2/ada_s32_snapshot.pkl", "biggan": "biggan/deep_tiny",
+                      "pggan": "pggan/pgan_tiny.pth"}
+
+
+def load_config(arg, fixture: bool = False):
+    """configs/dplase.py's config; with `fixture`, a model variant (which needs --config.generator)
+    gets its test fixture."""
     spec = importlib.util.spec_from_file_location("dplase_config", CONFIG_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg)
+    config = module.get_config(arg)
+    model = next((word for word in FIXTURE_GENERATORS if word in (arg or "")), None)
+    assert config.generator == ("" if model else "builtin:shapes")
+    if model and fixture:
+        config.generator = str(CONFIG_FILE.parents[1] / "tests" / "fixtures" / FIXTURE_GENERATORS[model])
+    return config
 
 
 @pytest.mark.parametrize("model", ["shapes", "stylegan2", "biggan", "pggan"])
 def test_every_config_builds_its_task(model):
-    config = load_config(f"{model},smoke")
-    assert config.total_steps == 4 and config.task == "latentjax.directions.dplase"
+    config = load_config(f"{model},smoke", fixture=True)
+    assert config.total_steps == config.settings.steps == 4 and config.task == "latentjax.directions.dplase"
     task = dp.make_task(config)
     assert task.export is not None and task.evaluate is not None
     if model != "shapes":
         full = load_config(model)
         assert (full.total_steps, full.batch_size, full.settings.k, full.settings.lr) == (50_000, 16, 20, 1e-4)
+        assert (full.settings.steps, full.settings.batch_size) == (50_000, 16)
         assert (full.settings.weight_negative, full.settings.weight_orthogonal, full.settings.traverse_scale) == \
             (0.001, 1.0, 10.0)
 

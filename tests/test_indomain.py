@@ -152,7 +152,9 @@ def test_config_smoke_variant_trains_from_the_snapshot_discriminator(tmp_path):
     from latentjax.nn.discriminator import from_nvidia
     from latentjax.programs.train import main
 
-    assert main(["--config", "configs/train_encoder.py:stylegan2,smoke", "--workdir", str(tmp_path)]) == 0
+    generator = FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl"
+    assert main(["--config", "configs/train_encoder.py:stylegan2,smoke", f"--config.generator={generator}",
+                 "--workdir", str(tmp_path)]) == 0
     encoder = load_encoder(tmp_path / "encoder")
     assert (encoder.config.img_resolution, encoder.config.num_ws, encoder.config.w_dim) == (32, 8, 64)
     snapshot = load(FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl")["D"]

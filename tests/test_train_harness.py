@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from latentjax.config import parse_arg
 from latentjax.train import Task, train
+from latentjax.train.trainer import HARNESS_DEFAULTS, harness_config
 from latentjax.train.checkpoint import open_manager
 from latentjax.train.metrics import MetricWriter, read_metrics
 from latentjax.sharding import make_mesh, tree_shardings
@@ -144,6 +145,41 @@ def test_parse_arg_types_and_errors():
         parse_arg("width=3", res=32)
     with pytest.raises(ValueError, match="needs a value"):
         parse_arg("res", res=32)
+
+
+def test_parse_arg_choices():
+    """A tuple default is a choice: its first word by default, set by a bare word or name=word, once."""
+    models = ("shapes", "biggan", "pggan")
+    assert (parse_arg(None, model=models).model, parse_arg("biggan,smoke", model=models).model) == ("shapes", "biggan")
+    assert parse_arg("model=pggan", model=models).model == "pggan" and parse_arg("smoke", model=models).smoke
+    with pytest.raises(ValueError, match=r"pick one model of \['shapes', 'biggan', 'pggan'\]"):
+        parse_arg("biggan,pggan", model=models)
+    with pytest.raises(ValueError, match="expected one of"):
+        parse_arg("model=sngan", model=models)
+    with pytest.raises(ValueError, match="unknown config argument 'sngan'"):
+        parse_arg("sngan", model=models)
+
+
+def test_harness_config_states_the_defaults_once():
+    config = harness_config("test_train_harness", total_steps=3, batch_size=8, log_every=1)
+    assert config.to_dict() == {**HARNESS_DEFAULTS, "task": "test_train_harness", "total_steps": 3, "batch_size": 8,
+                                "log_every": 1}
+
+
+def test_a_given_key_replaces_the_seed_and_no_workdir_writes_nothing(tmp_path, monkeypatch):
+    """`train(..., key=jax.random.key(3))` is the run of seed 3 (recorded in config.json); without a
+    work dir the same run returns the same state and writes nothing."""
+    config = tiny_config(total_steps=4, ckpt_every=0)
+    seeded = train(config, tmp_path / "seeded", task=make_task(config))
+    keyed = train(tiny_config(total_steps=4, ckpt_every=0, seed=0), tmp_path / "keyed", task=make_task(config),
+                  key=jax.random.key(3))
+    assert_trees_close(keyed, seeded, rtol=0, atol=0)
+    assert json.loads((tmp_path / "keyed" / "config.json").read_text())["key"] == [0, 3]
+    monkeypatch.chdir(tmp_path / "seeded")  # anything written relative to the current directory shows up here
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    in_memory = train(config, None, task=make_task(config))
+    assert_trees_close(in_memory, seeded, rtol=0, atol=0)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_sharding_rules_first_match_wins_and_default_replicates():

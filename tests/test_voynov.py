@@ -264,11 +264,16 @@ def test_reconstructor_learns_the_directions_of_an_easy_toy():
 
 
 def test_trains_resumes_and_exports_loadable_directions(tmp_path):
-    """`voynov` trains 4 steps in a work dir; the harness resumes there to step 6."""
+    """`voynov` trains 4 steps in a work dir (the same as without one, which writes nothing); the
+    harness resumes there to step 6 and exports what `voynov` on the finished work dir returns."""
     space = paint_space()
     chosen = settings(k=3, steps=4, grid_size=2)
     first = vy.voynov(space, chosen, workdir=tmp_path)
     assert first.settings["step"] == 4 and len(first) == 3
+    assert not (tmp_path / DIRECTIONS_FILE).exists()  # returned, not read back from the work dir
+    in_memory = vy.voynov(space, chosen)
+    np.testing.assert_array_equal(in_memory.vectors, first.vectors)
+    np.testing.assert_array_equal(in_memory.scores, first.scores)
     chosen = dataclasses.replace(chosen, steps=6)
     config = train_config("latentjax.directions.voynov", chosen, ckpt_every=2, keep_ckpts=3, log_every=1,
                           eval_every=1)
@@ -289,14 +294,17 @@ def test_trains_resumes_and_exports_loadable_directions(tmp_path):
     evals = [r for r in read_metrics(tmp_path) if "eval/rca" in r]
     assert [r["step"] for r in evals] == [4, 5, 6] and "eval/rca_dir/2" in evals[0]
     assert (tmp_path / "samples" / "samples_0000000.png").is_file()
+    again = vy.voynov(space, chosen, workdir=tmp_path)  # nothing left to train: the same directions
+    np.testing.assert_array_equal(again.vectors, directions.vectors)
+    np.testing.assert_array_equal(again.scores, directions.scores)
+    assert again.settings == directions.settings
 
 
-def test_fc_directions_are_its_eval_mode_responses(tmp_path):
+def test_fc_directions_are_its_eval_mode_responses():
     chosen = settings(deformator="fc")
     task = vy.build_task(paint_space(), chosen)
     state = jax.tree.map(np.asarray, jax.jit(task.init)(jax.random.key(0)))
-    task.export(state, tmp_path, 0)
-    directions = Directions.load(tmp_path / DIRECTIONS_FILE)
+    directions = task.result({"step": 0, "state": state})
     module = vy.make_deformator(chosen, 4)
     response = np.asarray(module.apply(state["deformator"], 6.0 * jnp.eye(4), train=False), np.float64)
     expected = response / np.linalg.norm(response, axis=1, keepdims=True)
@@ -307,14 +315,20 @@ def test_fc_directions_are_its_eval_mode_responses(tmp_path):
 # Configs and the command line
 # ----------------------------------------------------------------------------------------------
 
+FIXTURE_GENERATORS = {"stylegan2": "stylegan2/ada_s32_snapshot.pkl", "biggan": "biggan/deep_tiny",
+                      "pggan": "pggan/pgan_tiny.pth"}
+
+
 def get_config(arg):
-    """configs/voynov.py's config, with the fixture generators' paths made absolute."""
+    """configs/voynov.py's config; the model variants (which need --config.generator) get a fixture."""
     spec = importlib.util.spec_from_file_location("voynov_config", REPO / "configs" / "voynov.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config(arg)
-    if not config.generator.startswith("builtin:"):
-        config.generator = str(REPO / config.generator)
+    model = next((word for word in FIXTURE_GENERATORS if word in (arg or "")), None)
+    assert config.generator == ("" if model else "builtin:shapes")
+    if model:
+        config.generator = str(REPO / "tests" / "fixtures" / FIXTURE_GENERATORS[model])
     return config
 
 
@@ -326,7 +340,22 @@ def test_every_config_variant_builds_a_task(word):
     assert jax.tree.leaves(state["generator"]) and state["reconstructor_opt"] is not None
     full = get_config(word)
     assert (full.settings.shift_scale, full.settings.min_shift, full.batch_size) == (6.0, 0.5, 32)
-    assert full.total_steps == (8000 if word == "shapes" else 100_000)
+    assert full.total_steps == full.settings.steps == (8000 if word == "shapes" else 100_000)
+    assert config.settings.steps == config.total_steps == 4
+
+
+def test_config_steps_are_one_field():
+    """`--config.total_steps` and `--config.settings.steps` are one value; a config that unties them
+    is refused."""
+    config = get_config("smoke")
+    config.total_steps = 3
+    assert config.settings.steps == 3
+    config.settings.batch_size = 4
+    assert config.batch_size == 4
+    untied = vy.VoynovConfig(**{**config.settings.to_dict(), "steps": 5})
+    config.settings = untied.to_dict()
+    with pytest.raises(ValueError, match="total_steps"):
+        vy.make_task(config)
 
 
 def test_config_refuses_two_models():

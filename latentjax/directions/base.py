@@ -109,17 +109,6 @@ class Directions:
 
 
 # --- helpers shared by the methods --------------------------------------------------------------
-def configure(cls, config=None, overrides: dict | None = None):
-    """A method config: `config` (None = defaults, or a dict) with keyword overrides applied."""
-    if config is None:
-        config = cls()
-    elif isinstance(config, dict):
-        config = cls.from_dict(config)
-    elif not isinstance(config, cls):
-        raise TypeError(f"config must be a {cls.__name__} or a dict, got {type(config).__name__}")
-    return dataclasses.replace(config, **(overrides or {}))
-
-
 def canonical_signs(vectors: np.ndarray) -> np.ndarray:
     """Flip each row so that its largest-magnitude entry is positive (eigenvectors have no sign)."""
     vectors = np.asarray(vectors)

@@ -1,41 +1,17 @@
 """DP-LaSE (Li et al., ACM MM 2021): density-preserving latent space exploration, on the harness.
 
 K directions are learned so that walking a latent along each one changes the features at one
-generator layer strongly (P), and differently from the other directions (N), while the directions
-stay close to orthonormal (O). The walk keeps the prior density: in a standard-normal z it stays on
-the sphere of z, z_t = |z| (z + t d) / |z + t d| (`density_preserving_traverse`); in any other
-space the same happens in the prior's whitened coordinates (`density_preserving_walk`), so
-StyleGAN2 `w` works too, and BigGAN's truncated prior keeps the walk in its box.
+generator layer strongly (P) and differently from the other directions (N), while they stay close
+to orthonormal (O); the walk keeps the prior density (`density_preserving_walk`). A step follows
+guanyuelee/DP-LaSE `maximum_traverse_for_PGGAN.py` (see `build_task`). During the last
+`subspace_steps` steps the same run trains a self-expressive matrix S on the layer's channels
+(`latentjax.directions.subspace`): one S for all directions, trained alongside (the reference trains
+one per direction afterwards), so the method is one checkpointed, resumable, sharded run.
 
-One step, as guanyuelee/DP-LaSE `maximum_traverse_for_PGGAN.py`: latents z [B] from the prior;
-each sample gets two random directions k1, k2 and one t = traverse_scale * U(-1, 1); f, f_1, f_2
-are the features at `layer` of z and of its walks along d_k1 and d_k2 by t;
-
-    P = mean_b ( w_k1 mean_{hw,c} (f_1 - f)^2 + w_k2 mean_{hw,c} (f_2 - f)^2 )
-    N = mean over samples with k1 != k2 and over channels c of cos^2(f_1 - f, f_2 - f), the cosine
-        taken per channel over the positions hw
-    O = mean((D Dᵀ - I)^2)
-    loss = -P + weight_negative * N + weight_orthogonal * O
-
-with w = sorted |N(0, 1)| (ascending in k, drawn once) and D the parameters with unit rows. As in
-the reference, the parameters start as Gram-Schmidt-orthogonalised normal rows (not normalised:
-their norms, about sqrt(dim), scale how fast Adam turns them) and are normalised in every step.
-
-Channel subspaces (`latentjax.directions.subspace`): during the last `subspace_steps` steps the
-same step also trains a self-expressive matrix S [C, C] on the features of the walked latents
-(f_1), with its own Adam. The reference trains one S per direction after the directions, for 5K
-steps on z + t d; here one S serves all directions, trained alongside the final steps, so the
-whole method is one checkpointed, resumable, sharded run. Export clusters |S| + |S|ᵀ into
-`num_groups` channel groups and gives each direction the group whose channels its walk moves most
-relative to their spread (mean over the group's channels of E(f_t - f)^2 / Var f on the
-evaluation set); `restricted_decode` applies an edit to those channels only.
-
-Export (`workdir/directions.npz`): the unit rows of D ordered by score, the direction's weighted
-feature change w_k mean (f_t - f)^2 on a fixed evaluation set (`score_samples` latents, one t
-each, the same for every direction), i.e. its share of P; `settings["layer"]` names the layer.
-Once S has trained, `Directions.channels` [K, C] holds each direction's channel group and
-`subspaces.npz` the whole partition, `groups` [num_groups, C] (largest first), and `layer`.
-Evaluation (`eval/` metrics): the loss terms on a fresh batch, and the subspace terms.
+`directions_of(train_state)` (the task's `result`): the unit rows of D ordered by their weighted
+feature change on a fixed evaluation set (their share of P), `settings["layer"]`, and once S has
+trained each direction's channel group in `Directions.channels`; `latentjax train` runs also write
+the whole partition to `WORKDIR/subspaces.npz` (`groups` [num_groups, C], largest first; `layer`).
 """
 
 from __future__ import annotations
@@ -48,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from latentjax.config import ConfigMixin
+from latentjax.config import ConfigMixin, configure
 from latentjax.directions import subspace
-from latentjax.directions.base import Directions, configure
+from latentjax.directions.base import Directions
 from latentjax.directions.learned import DIRECTIONS_FILE, task_from_config, train_directions
 from latentjax.latent import LatentSpace, as_space
 from latentjax.sharding import shard_batch
@@ -161,7 +137,25 @@ def gram_schmidt(x):
 
 
 def build_task(space: LatentSpace, settings: DPLaSEConfig) -> Task:
-    """The DP-LaSE task on `space` (see the module docstring); `settings.steps` sets the subspace schedule."""
+    """The DP-LaSE task on `space`; `settings.steps` sets the subspace schedule.
+
+    One step: latents z [B] from the prior; each sample gets two random directions k1, k2 and one
+    t = traverse_scale * U(-1, 1); f, f_1, f_2 are the features at `layer` of z and of its walks
+    along d_k1 and d_k2 by t;
+
+        P = mean_b ( w_k1 mean_{hw,c} (f_1 - f)^2 + w_k2 mean_{hw,c} (f_2 - f)^2 )
+        N = mean over samples with k1 != k2 and over channels c of cos^2(f_1 - f, f_2 - f), the
+            cosine taken per channel over the positions hw
+        O = mean((D Dᵀ - I)^2)
+        loss = -P + weight_negative * N + weight_orthogonal * O
+
+    with w = sorted |N(0, 1)| (ascending in k, drawn once) and D the parameters with unit rows. As in
+    the reference, the parameters start as Gram-Schmidt-orthogonalised normal rows (not normalised:
+    their norms, about sqrt(dim), scale how fast Adam turns them). S trains on the features of the
+    walked latents (f_1), with its own Adam. Channel groups cluster |S| + |S|ᵀ into `num_groups`;
+    each direction gets the group whose channels its walk moves most relative to their spread (mean
+    over the group's channels of E(f_t - f)^2 / Var f on the evaluation set).
+    """
     G = space.generator
     layer = settings.layer or default_layer(G)
     if layer not in G.layer_names:
@@ -266,24 +260,35 @@ def build_task(space: LatentSpace, settings: DPLaSEConfig) -> Task:
                                    axis=(0, 1, 2))
         return jax.lax.map(along, D), jnp.mean(jnp.var(f, axis=0), axis=(0, 1))
 
-    def export(state, workdir: Path, step: int):
-        if jax.process_index() != 0:  # every process holds the same state; one writes
-            return
+    def directions_and_groups(train_state) -> tuple[Directions, np.ndarray | None]:
+        """The directions of a train state `{"step", "state"}` and the channel groups (None before S trains)."""
+        state = train_state["state"]
         D = np.asarray(unit_rows(jnp.asarray(state["directions"])))
         change, variance = (np.asarray(x, np.float64) for x in feature_change(state["generator"], D))
         scores = np.asarray(state["weights"], np.float64) * change.mean(axis=1)
         order = np.argsort(-scores, kind="stable")
-        channels = None
-        if settings.subspace_steps and step > s_start:  # S has trained
+        channels = groups = None
+        if settings.subspace_steps and int(train_state["step"]) > s_start:  # S has trained
             groups = subspace.channel_groups(state["subspace"], settings.num_groups)
             relative = change / np.maximum(variance, 1e-12)  # each channel's change in units of its spread
             channels = groups[np.argmax(relative @ groups.T / groups.sum(1), axis=1)][order]
+        directions = Directions(D[order], scores[order], space.spec, "dplase", {**settings.to_dict(), "layer": layer},
+                                channels=channels)
+        return directions, groups
+
+    def directions_of(train_state) -> Directions:
+        return directions_and_groups(train_state)[0]
+
+    def export(state, workdir: Path, step: int):
+        if jax.process_index() != 0:  # every process holds the same state; one writes
+            return
+        directions, groups = directions_and_groups({"step": step, "state": state})
+        if groups is not None:
             with open(Path(workdir) / SUBSPACES_FILE, "wb") as f:
                 np.savez(f, groups=groups, layer=np.array(layer))
-        Directions(D[order], scores[order], space.spec, "dplase", {**settings.to_dict(), "layer": layer},
-                   channels=channels).save(Path(workdir) / DIRECTIONS_FILE)
+        directions.save(Path(workdir) / DIRECTIONS_FILE)
 
-    return Task(init=init, step=step, evaluate=evaluate, export=export)
+    return Task(init=init, step=step, evaluate=evaluate, export=export, result=directions_of)
 
 
 def make_task(config) -> Task:
@@ -295,9 +300,8 @@ def dplase(source, config: DPLaSEConfig | dict | None = None, key=None, progress
            **overrides) -> Directions:
     """Train DP-LaSE directions on a generator (in its `z` space, as the reference) or a LatentSpace.
 
-    `key` seeds the run (default 0); with a `workdir` the run checkpoints there and resumes, and the
-    channel groups are left in `workdir/subspaces.npz`. `progress` is kept for the common method
-    signature (the harness shows its own progress).
+    `key` seeds the run (default `jax.random.key(0)`); with a `workdir` the run checkpoints there and
+    resumes. `progress` is kept for the common method signature (the harness shows its own progress).
     """
     settings = configure(DPLaSEConfig, config, overrides)
     return train_directions(__name__, build_task, as_space(source, "z"), settings, key, workdir)

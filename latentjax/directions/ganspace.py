@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.config import ConfigMixin
-from latentjax.directions.base import Directions, canonical_signs, configure
+from latentjax.config import ConfigMixin, configure
+from latentjax.directions.base import Directions, canonical_signs
 from latentjax.latent import as_space, layer_mask, stream, streaming_pca
 
 

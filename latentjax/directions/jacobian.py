@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.config import ConfigMixin
-from latentjax.directions.base import Directions, canonical_signs, configure, top_eigenvectors
+from latentjax.config import ConfigMixin, configure
+from latentjax.directions.base import Directions, canonical_signs, top_eigenvectors
 from latentjax.latent import as_space, layer_mask
 from latentjax.progress import track
 

@@ -17,8 +17,8 @@ import dataclasses
 
 import numpy as np
 
-from latentjax.config import ConfigMixin
-from latentjax.directions.base import Directions, configure, top_eigenvectors
+from latentjax.config import ConfigMixin, configure
+from latentjax.directions.base import Directions, top_eigenvectors
 from latentjax.latent import as_space, layer_mask, parse_layers
 
 

@@ -1,38 +1,15 @@
 """Voynov & Babenko (ICML 2020): directions learned so that a reconstructor can tell them apart.
 
-A deformator A maps a shift along basis vector k of R^K to a latent edit; a reconstructor R sees
-G(z) and G(z + A(eps e_k)) and predicts k (cross-entropy) and eps (L1). Both are trained together,
-the generator frozen, so A's directions become ones whose effects are easy to distinguish. As in
-GANLatentDiscovery (`trainer.py`, `latent_deformator.py`):
+A deformator A maps a shift eps along basis vector k of R^K to a latent edit; a reconstructor R sees
+G(z) and G(z + A(eps e_k)) and predicts k (cross-entropy) and eps (L1); both train together on the
+harness, the generator frozen, as in GANLatentDiscovery (`trainer.py`, `latent_deformator.py`).
+The deformator kinds are listed in `Deformator`, the method in README.md ("Learned directions");
+deviations from the reference are named in `VoynovConfig`'s comments.
 
-- shifts (`make_shifts`): k uniform over K, eps = shift_scale * U(-1, 1) (or N(0, 1)), with
-  0 < |eps| < min_shift raised to min_shift keeping the sign;
-- loss = label_weight * CE + shift_weight * L1 (1.0, 0.25); separate Adam (1e-4) for A and R;
-  `id` and `random` deformators are not trained;
-- deformators (`Deformator`, input K, output the space's `direction_dim` D, 1 <= K <= D):
-  `linear` (D x K weight, identity-padded, or 0.1 * randn with `random_init`; with a bias),
-  `proj` (linear, output rescaled to the input's norm), `ortho` (the first K columns of
-  expm(L - Lᵀ), L D x D initialised 0.001 * randn, or randn with `random_init`), `fc` (three
-  residual Dense-BN-ELU layers of `fc_inner_dim`, plus the input), `id` (the coordinate axes),
-  `random` (a fixed random orthonormal D x K matrix). The reference's `ortho` needs K = D and its
-  `fc` adds its input, so K must equal D there; here inputs are zero-padded to D, which is the
-  same for K = D. Its run script starts `ortho` from random_init=True; we start from
-  random_init=False: coordinate directions train more stably (the author, issue #11).
-- reconstructor (`latentjax.nn.reconstructor`): ResNet-18 on the image pair as 6 channels,
-  or LeNet for small images (`auto`: up to 32 px, the reference's MNIST setting).
-
-StyleGAN2 shifts live in `w` (the reference's `w_shift`); `voynov(G)` picks `w` for StyleGAN2.
-RCA (reconstructor classification accuracy) is R's argmax accuracy with batch norm in eval mode
-(running statistics), as the reference's `validate_classifier`; `evaluate` measures it on
-`eval_per_direction` fresh samples of every direction, overall and per direction.
-
-Exported `Directions` (`workdir/directions.npz`, at every checkpoint): for the matrix
-deformators (`linear`, `proj`, `ortho`, `id`, `random`) the normalised columns of their matrix
-(the bias of `linear` / `proj` is a constant offset common to every shift, not part of any
-direction); for `fc`, which is not linear, the normalised response A(shift_scale e_k) in eval
-mode. Scores are the per-direction RCA on `eval_per_direction` samples per direction (a fixed
-key, `eval_seed`), and the directions are ordered by it, best first; `settings["deformator_index"]`
-gives each row's index k in the deformator, and `settings["rca"]` the overall RCA.
+`directions_of(train_state)` (the task's `result`) gives the directions: A's normalised columns
+(for `fc`, its eval-mode responses A(shift_scale e_k)), ordered by per-direction RCA (R's argmax
+accuracy in eval mode on `eval_per_direction` fixed samples each); `settings["deformator_index"]`
+holds each row's k and `settings["rca"]` the overall RCA. StyleGAN2 shifts live in `w`.
 """
 
 from __future__ import annotations
@@ -47,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from latentjax.config import ConfigMixin
-from latentjax.directions.base import Directions, configure
+from latentjax.config import ConfigMixin, configure
+from latentjax.directions.base import Directions
 from latentjax.directions.learned import DIRECTIONS_FILE, task_from_config, train_directions
 from latentjax.latent import LatentSpace, latent_space, layer_mask
 from latentjax.nn.reconstructor import TorchDense, batch_norm, make_reconstructor, resolve, torch_default_bias
@@ -64,7 +41,9 @@ SHIFT_DISTRIBUTIONS = ("uniform", "normal")
 class VoynovConfig(ConfigMixin):
     k: int = 0  # directions K; 0 = the space's direction_dim (the reference's default)
     deformator: str = "ortho"  # one of DEFORMATORS
-    random_init: bool = False  # linear/proj: weight 0.1 * randn, not identity; ortho: log-matrix randn, not 0.001 randn
+    # linear/proj: weight 0.1 * randn, not identity; ortho: log-matrix randn, not 0.001 randn. The reference's run
+    # script starts ortho from random_init=True; coordinate directions train more stably (the author, issue #11)
+    random_init: bool = False
     bias: bool = True  # linear / proj deformators have a bias (the reference's default)
     fc_inner_dim: int = 1024  # width of the `fc` deformator
     shift_scale: float = 6.0  # eps = shift_scale * U(-1, 1) (or N(0, 1))
@@ -129,7 +108,14 @@ def _scaled_normal(scale: float):
 
 
 class Deformator(nn.Module):
-    """One-hot shifts [N, K] -> latent edits [N, D] (`dim`); the kinds are in the module docstring.
+    """One-hot shifts [N, K] -> latent edits [N, D] (`dim`, 1 <= K <= D), as the reference's kinds:
+
+    `linear` (D x K weight, identity-padded, or 0.1 randn with `random_init`; with a bias), `proj`
+    (linear, output rescaled to the input's norm), `ortho` (the first K columns of expm(L - Lᵀ), L
+    D x D from 0.001 randn, or randn with `random_init`), `fc` (three residual Dense-BN-ELU layers of
+    `inner_dim`, plus the input), `id` (the coordinate axes), `random` (a fixed random orthonormal
+    D x K matrix). The reference's `ortho` and `fc` need K = D; here inputs are zero-padded to D,
+    which is the same for K = D. The bias of `linear` / `proj` is an offset common to every shift.
 
     Parameters are in PyTorch's (out, in) layout: `weight` [D, K] (linear / proj),
     `log_mat_half` [D, D] (ortho); `random` keeps its fixed matrix [D, K] in the "constants"
@@ -325,16 +311,21 @@ def build_task(space: LatentSpace, settings: VoynovConfig) -> Task:
 
     rca_jit = jax.jit(rca)
 
-    def export(state, workdir: Path, step: int):
+    def directions_of(train_state) -> Directions:
+        """The directions of a train state `{"step", "state"}` (see the module docstring)."""
+        state = train_state["state"]
         overall, per_direction, _ = (np.asarray(x) for x in rca_jit(state, jax.random.key(settings.eval_seed)))
         vectors = np.asarray(direction_matrix(deformator, state["deformator"], settings.shift_scale), np.float64)
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         order = np.argsort(-per_direction, kind="stable")
         meta = {**settings.to_dict(), "num_directions": K, "reconstructor": resolve(
             settings.reconstructor, resolution, settings.reconstructor_size)[0], "rca": float(overall),
-            "step": int(step), "deformator_index": order.tolist()}
-        Directions(vectors[order], per_direction[order], space.spec, "voynov", meta,
-                   layer_mask(space, "all", K)).save(Path(workdir) / DIRECTIONS_FILE)
+            "step": int(train_state["step"]), "deformator_index": order.tolist()}
+        return Directions(vectors[order], per_direction[order], space.spec, "voynov", meta,
+                          layer_mask(space, "all", K))
+
+    def export(state, workdir: Path, step: int):
+        directions_of({"step": step, "state": state}).save(Path(workdir) / DIRECTIONS_FILE)
 
     def sample(state):
         """grid_size directions (rows) x grid_size shifts over [-3, 3] * shift_scale, one fixed latent."""
@@ -346,7 +337,7 @@ def build_task(space: LatentSpace, settings: VoynovConfig) -> Task:
         latents = jnp.broadcast_to(latent, (n * n,) + latent.shape[1:])
         return edited(generator, state["deformator"], latents, indices, eps, train=False)[0]
 
-    return Task(init=init, step=step, evaluate=evaluate, export=export,
+    return Task(init=init, step=step, evaluate=evaluate, export=export, result=directions_of,
                 sample=sample if settings.grid_size else None)
 
 
@@ -359,9 +350,9 @@ def voynov(source, config: VoynovConfig | dict | None = None, key=None, progress
            **overrides) -> Directions:
     """Directions [K, D] of a generator (StyleGAN2: in `w`) or a LatentSpace, trained on the harness.
 
-    `lj.directions.voynov(G, k=16, steps=2000)`: keyword overrides apply on top of `config`. With a
-    `workdir`, checkpoints go there and a second call resumes. The harness draws its own progress
-    bar; `progress` is kept for the common method signature.
+    `lj.directions.voynov(G, k=16, steps=2000)`: keyword overrides apply on top of `config`. `key` seeds
+    the run (default `jax.random.key(0)`); with a `workdir`, checkpoints go there and a second call
+    resumes. The harness draws its own progress bar; `progress` is kept for the common method signature.
     """
     settings = configure(VoynovConfig, config, overrides)
     space = source if isinstance(source, LatentSpace) else latent_space(source, "w" if source.style_based else None)

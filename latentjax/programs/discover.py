@@ -1,16 +1,14 @@
-"""The discovery pipeline behind `latentjax discover` and `latentjax walk`, usable from code.
+"""The discovery pipeline behind `latentjax discover`, usable from code.
 
-A run is an ml_collections config (`configs/sefa.py`, `configs/ganspace.py`, ...), built on
-`base_config`: the generator, the latent space, the method and its settings, and how to draw the
-walks. `discover(config, workdir)` computes the directions and writes `directions.npz`, a grid PNG
-per seed (rows = directions, columns = steps, the original in the centre column), a GIF per
-direction (seeds side by side) and `report.html`.
-
-A multi-method run (`multi_config`, e.g. `configs/shapes.py`) has `methods` (name -> settings)
-instead of `method` / `settings`, and `ground_truth` (`GroundTruthConfig` fields): every method
-writes its directions, grids and GIFs to `workdir/<method>/` and is scored against the shapes
-world's factors (`latentjax.shapes.scoring`); `workdir` gets the comparison
-(`ground_truth.md`, `ground_truth.json`) and one `report.html` covering all methods.
+A run is an ml_collections config; `configs/*.py` build theirs with this module's config-builder
+API: `base_config(method, settings)` (the generator, the latent space, the method and its settings
+(its `Config` fields, learned methods' `steps` and `batch_size` included), the walks),
+`multi_config(methods, ground_truth)` and `smoke(config, ...)` for the `:smoke` variants.
+`discover(config, workdir)` computes the directions and writes `directions.npz`, a grid PNG per
+seed, a GIF per direction and `report.html`. A multi-method run (`configs/shapes.py`) has `methods`
+(name -> settings) and `ground_truth` (`GroundTruthConfig` fields): every method writes to
+`workdir/<method>/` and is scored against the shapes world's factors (`latentjax.shapes.scoring`);
+`workdir` gets the comparison (`ground_truth.md`, `.json`) and one `report.html`.
 """
 
 from __future__ import annotations
@@ -23,8 +21,8 @@ from pathlib import Path
 import jax
 import ml_collections
 import numpy as np
-from ml_collections import config_dict
 
+from latentjax.config import configure, space_config
 from latentjax.directions import LEARNED_METHODS, METHODS, Directions
 from latentjax.latent import space_from_spec
 from latentjax.load import load_generator
@@ -63,13 +61,8 @@ def multi_config(methods: dict[str, dict], ground_truth: dict) -> ml_collections
 def _common_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.generator = ""  # checkpoint or latentjax directory (required: --config.generator=PATH)
-    config.seed = 0  # key for the method (sampling)
-    config.space = ml_collections.ConfigDict({
-        "name": "",  # '' = the family's editing space (StyleGAN2 'w+', BigGAN/PGGAN 'z')
-        "class_index": config_dict.placeholder(int),  # conditional generators
-        "truncation_psi": config_dict.placeholder(float),
-        "fit_samples": config_dict.placeholder(int),  # StyleGAN2: samples for the w Gaussian (others ignore it)
-    })
+    config.seed = 0  # the method's key: jax.random.key(seed)
+    config.space = space_config()  # name '' = the family's editing space (StyleGAN2 'w+', BigGAN/PGGAN 'z')
     config.walk = ml_collections.ConfigDict({
         "kind": "linear",  # 'linear' or 'iso_density'
         "seeds": (0, 1, 2),  # one grid per seed
@@ -114,7 +107,7 @@ def _find(config, method: str, settings, space, progress: bool, workdir: Path) -
     """Run one method (a learned one trains in `workdir / "train"`, resuming what is there); its
     directions and the summary that goes with them."""
     function, config_cls = METHODS[method]
-    settings = config_cls.from_dict(settings.to_dict())
+    settings = configure(config_cls, settings)
     extra = {"workdir": workdir / "train"} if method in LEARNED_METHODS else {}
     start = time.perf_counter()
     directions = function(space, settings, jax.random.key(config.seed), progress=progress, **extra)
@@ -125,7 +118,7 @@ def _find(config, method: str, settings, space, progress: bool, workdir: Path) -
 
 
 def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
-    scoring = GroundTruthConfig.from_dict(config.ground_truth.to_dict())
+    scoring = configure(GroundTruthConfig, config.ground_truth)
     found, scores, seconds, sections = {}, {}, {}, []
     for method, settings in config.methods.items():
         sub = workdir / method
@@ -172,8 +165,9 @@ def describe(result: Directions | MultiRun, workdir) -> str:
             f"wrote {workdir / 'directions.npz'}, walk grids, GIFs and {workdir / 'report.html'}")
 
 
-def shrink(config, **settings) -> ml_collections.ConfigDict:
-    """The `:smoke` variant of a config: one seed, three steps, a small w fit, and `settings` overrides."""
+def smoke(config, **settings) -> ml_collections.ConfigDict:
+    """The `:smoke` variant of a discovery config: one seed, three steps, a small w fit, and `settings`
+    overrides (of `config.settings`; a multi-method config shrinks `config.methods` itself)."""
     config.walk.seeds = (0,)
     config.walk.num_steps = 3
     config.space.fit_samples = 2000

@@ -28,6 +28,9 @@ class Task:
     sample(state) -> images [N, H, W, C] in [-1, 1]  for the periodic image grid (fixed inputs)
     evaluate(state, key) -> metrics                  periodic evaluation, logged with an "eval/" prefix
     export(state, workdir, step)                     host-side export (numpy state), on every process
+    result(train_state) -> value                     what a train state {"step", "state"} (host arrays)
+                                                     stands for, e.g. a learned method's Directions; pure,
+                                                     for callers of `train` (not called by the harness)
     sharding_rules                                   (regex, PartitionSpec) on state paths; default replicate
     """
 
@@ -37,4 +40,5 @@ class Task:
     sample: Callable[[PyTree], jax.Array] | None = None
     evaluate: Callable[[PyTree, jax.Array], dict] | None = None
     export: Callable[[PyTree, Path, int], None] | None = None
+    result: Callable[[PyTree], Any] | None = None
     sharding_rules: Sequence[tuple[str, P]] = ()

@@ -1,12 +1,13 @@
 """The training harness: one loop, used by every learned method through a `Task`.
 
-    state = train(config, workdir)          # or train(config, workdir, task=my_task)
+    state = train(config, workdir)          # or train(config, workdir, task=my_task, key=key)
 
-Running it again on the same work dir resumes from the latest checkpoint. Harness config fields
-(a method's config adds its own): `task` (module with `make_task(config)`), `seed`, `total_steps`,
-`batch_size` (global), `mesh` (`(("data", -1),)`: all devices; a tuple, so that
-`--config.mesh="(('data', 1),)"` overrides it), `log_every`, `ckpt_every`, `keep_ckpts`,
-`sample_every`, `eval_every` (0 = only at the end).
+Running it again on the same work dir resumes from the latest checkpoint; without a work dir
+nothing is written (no checkpoints, metrics or exports) and the final state is only returned.
+Harness config fields (`harness_config` builds them; a task's config adds its own): `task` (module
+with `make_task(config)`), `total_steps`, `batch_size` (global), and with `HARNESS_DEFAULTS`:
+`seed`, `mesh` (a tuple, so that `--config.mesh="(('data', 1),)"` overrides it), `log_every`,
+`ckpt_every`, `keep_ckpts`, `sample_every`, `eval_every` (0 = only at the end).
 
 Work dir: `config.json`, `metrics.jsonl`, `tensorboard/`, `samples/*.png`, `checkpoints/<step>/`,
 and whatever the task exports.
@@ -22,6 +23,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -33,6 +35,14 @@ from latentjax.train.task import Task
 
 HARNESS_DEFAULTS = dict(seed=0, mesh=((DATA_AXIS, -1),), log_every=50, ckpt_every=1000, keep_ckpts=3,
                         sample_every=0, eval_every=0)
+
+
+def harness_config(task: str, **fields) -> ml_collections.ConfigDict:
+    """A train config: `task`, every harness field at its `HARNESS_DEFAULTS` value, then `fields`
+    (`total_steps`, `batch_size`, the task's own fields and the harness fields it changes)."""
+    config = ml_collections.ConfigDict({"task": task, **HARNESS_DEFAULTS})
+    config.update(fields)
+    return config
 
 
 def load_task(config) -> Task:
@@ -55,24 +65,27 @@ def _due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
 
 
-def train(config: ml_collections.ConfigDict, workdir, task: Task | None = None):
+def train(config: ml_collections.ConfigDict, workdir=None, task: Task | None = None, key: jax.Array | None = None):
     """Train (or resume) `task` (default: `load_task(config)`) in `workdir`; returns the final train state.
 
-    The train state is `{"step": int32, "state": task state}` as sharded device arrays.
+    The train state is `{"step": int32, "state": task state}` as sharded device arrays. `key` (default:
+    `jax.random.key(config.seed)`) seeds the run; a resumed run must get the same one.
     """
     jax.config.update("jax_threefry_partitionable", True)
     cfg = {**HARNESS_DEFAULTS, **config.to_dict()}
     total_steps, batch_size = int(cfg["total_steps"]), int(cfg["batch_size"])
-    workdir = Path(workdir).absolute()
+    workdir = None if workdir is None else Path(workdir).absolute()
 
     # ------------------------------------------------------------------------------------------
     # Logging
     # ------------------------------------------------------------------------------------------
     note(f"process {jax.process_index()}/{jax.process_count()} with {jax.local_device_count()}/"
-         f"{jax.device_count()} {jax.default_backend()} devices; work dir {workdir}")
-    if jax.process_index() == 0:
+         f"{jax.device_count()} {jax.default_backend()} devices; work dir {workdir or '(none: nothing is written)'}")
+    if workdir is not None and jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1) + "\n")
+        record = config if key is None else ml_collections.ConfigDict(  # a given key replaces config.seed
+            {**config.to_dict(), "key": np.asarray(jax.random.key_data(key)).tolist()})
+        (workdir / "config.json").write_text(record.to_json_best_effort(indent=1) + "\n")
 
     # ------------------------------------------------------------------------------------------
     # Mesh
@@ -90,7 +103,8 @@ def train(config: ml_collections.ConfigDict, workdir, task: Task | None = None):
     # Task, abstract init and shardings
     # ------------------------------------------------------------------------------------------
     task = task if task is not None else load_task(config)
-    rng_init, rng_loop, rng_eval = jax.random.split(jax.random.key(int(cfg["seed"])), 3)
+    key = jax.random.key(int(cfg["seed"])) if key is None else key
+    rng_init, rng_loop, rng_eval = jax.random.split(key, 3)
 
     def init(key):
         return {"step": jnp.zeros((), jnp.int32), "state": task.init(key)}
@@ -115,16 +129,17 @@ def train(config: ml_collections.ConfigDict, workdir, task: Task | None = None):
 
     step_fn = jax.jit(train_step, in_shardings=(shardings, replicated), out_shardings=(shardings, replicated),
                       donate_argnums=0)
+    logged = workdir is not None  # samples and evaluations are only written, so skipped without a work dir
     sample_fn = jax.jit(task.sample, in_shardings=(shardings["state"],), out_shardings=replicated) \
-        if task.sample else None
+        if task.sample and logged else None
     eval_fn = jax.jit(task.evaluate, in_shardings=(shardings["state"], replicated), out_shardings=replicated) \
-        if task.evaluate else None
+        if task.evaluate and logged else None
 
     # ------------------------------------------------------------------------------------------
     # Checkpoint: resume from the latest one, or initialise (sharded) from scratch
     # ------------------------------------------------------------------------------------------
-    manager = checkpoint.open_manager(workdir, int(cfg["keep_ckpts"]))
-    latest = manager.latest_step()
+    manager = checkpoint.open_manager(workdir, int(cfg["keep_ckpts"])) if workdir is not None else None
+    latest = manager.latest_step() if manager is not None else None
     with jax.set_mesh(mesh):
         if latest is None:
             train_state = jax.jit(init, out_shardings=shardings)(rng_init)
@@ -139,9 +154,11 @@ def train(config: ml_collections.ConfigDict, workdir, task: Task | None = None):
     # ------------------------------------------------------------------------------------------
     # Train loop
     # ------------------------------------------------------------------------------------------
-    writer = MetricWriter(workdir, first_step)
+    writer = MetricWriter(workdir, first_step) if workdir is not None else None
 
     def save_and_export(step):
+        if manager is None:
+            return
         checkpoint.save(manager, step, train_state)
         if task.export:
             task.export(to_host(train_state["state"]), workdir, step)
@@ -176,7 +193,8 @@ def train(config: ml_collections.ConfigDict, workdir, task: Task | None = None):
                     metrics["time/step_s"] = (now - clock) / (step - clock_step)
                     metrics["time/img_per_s"] = batch_size / metrics["time/step_s"]
                 clock, clock_step = now, step
-                writer.scalars(step, metrics)
+                if writer is not None:
+                    writer.scalars(step, metrics)
                 shown = {k: v for k, v in metrics.items() if "/" not in k}
             if eval_fn is not None and _due(step, int(cfg["eval_every"]), total_steps):
                 results = to_host(eval_fn(train_state["state"], jax.random.fold_in(rng_eval, step)))
@@ -188,7 +206,9 @@ def train(config: ml_collections.ConfigDict, workdir, task: Task | None = None):
     if bar is not None:
         bar.close()
 
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
+    if manager is not None:
+        manager.wait_until_finished()
+        manager.close()
+    if writer is not None:
+        writer.close()
     return train_state

@@ -7,9 +7,13 @@ over `w+` layers) restricts an edit to those layers.
 - `linear`: latent + step * direction.
 - `iso_density`: keeps `space.log_density` constant (a great circle in the prior's whitened
   coordinates; see its docstring).
+- `density_preserving`: DP-LaSE's traverse, |u| (u + t du) / |u + t du| in the prior's whitened
+  coordinates u (the radius, hence the density, is kept); `density_preserving_batch` maps it.
 - `per_layer`: `linear` on the chosen `w+` layers only.
 - `conditional`: `linear` along the direction with the components along `conditions` projected
   out, so the latent's projections onto the conditions stay fixed (InterFaceGAN).
+
+`restricted_decode` decodes an edit applied to some channels of one layer only (through hooks).
 """
 
 from __future__ import annotations
@@ -77,6 +81,44 @@ def onto_sphere_in_box(u, bound):
     return jnp.sign(u) * jnp.minimum(scale * jnp.abs(u), bound)
 
 
+def density_preserving(space, latent, direction, step, layers=None):
+    """DP-LaSE's density-preserving traverse of one latent in the whitened coordinates of `space.prior`.
+
+    The direction's whitened edit is normalised to unit length, so `step` counts whitened units
+    whatever the space (in a standard-normal z this is |z| (z + t d) / |z + t d| itself); |u|, hence
+    the prior density, is kept. With a truncated prior (BigGAN) the point is then moved onto the
+    box's faces on the same sphere (`onto_sphere_in_box`), so the density stays finite; gradients
+    pass straight through that step (it is piecewise, with 0 * inf terms where no face is reached).
+    """
+    prior = space.prior
+    u = jnp.reshape(prior.whiten(latent), (-1,))
+    du = jnp.reshape(prior.whiten_delta(space.embed(direction, layers)), (-1,))
+    du = du / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(du))), 1e-30)
+    u_t = density_preserving_traverse(u, du, step)
+    if prior.bound is not None:  # the projection's value, with gradients passed straight through it
+        u_t = u_t + jax.lax.stop_gradient(onto_sphere_in_box(u_t, prior.bound * (1 - BOX_MARGIN)) - u_t)
+    return prior.unwhiten(jnp.reshape(u_t, latent.shape))
+
+
+def density_preserving_batch(space, latents, directions, steps):
+    """`density_preserving` over latents [N, *shape], with directions [direction_dim] or [N, direction_dim]
+    and steps a scalar or [N]."""
+    axes = (0, 0 if jnp.ndim(directions) == 2 else None, 0 if jnp.ndim(steps) == 1 else None)
+    return jax.vmap(lambda z, d, t: density_preserving(space, z, d, t), axes)(latents, directions, steps)
+
+
+def density_preserving_traverse(z, d, t):
+    """z_t = |z| (z + t d) / |z + t d| over the last axis: z [..., D], d [..., D], t [...] or scalar.
+
+    For a standard-normal z the density depends on |z| only, so it is kept (to float32 rounding).
+    """
+    t = jnp.asarray(t, z.dtype)[..., None]
+    moved = z + t * d
+    radius = jnp.sqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True))
+    length = jnp.sqrt(jnp.sum(jnp.square(moved), axis=-1, keepdims=True))
+    return moved * (radius / jnp.maximum(length, 1e-30))
+
+
 def per_layer(space, latent, direction, step, layers):
     """Edit only the `w+` layers in `layers` (a boolean mask, indices, or 'i-j' / 'i,j' text)."""
     if space.num_layers is None:
@@ -98,7 +140,17 @@ def conditional(space, latent, direction, conditions, step, layers=None):
     return linear(space, latent, conditional_direction(direction, conditions), step, layers)
 
 
-WALKS = {"linear": linear, "iso_density": iso_density}
+WALKS = {"linear": linear, "iso_density": iso_density, "density_preserving": density_preserving}
+
+
+def restricted_decode(space, params, latent, edited_latent, layer: str, mask):
+    """Images of `latent` whose features at `layer` take the values of `edited_latent`'s on the
+    channels in `mask` ([C] or [N, C] booleans) only; the layers after it see `latent` otherwise
+    (StyleGAN2: the styles of `latent`)."""
+    edited = space.features(params, edited_latent, [layer])[layer]
+    mask = jnp.asarray(mask, bool)
+    mask = mask[:, None, None, :] if mask.ndim == 2 else mask
+    return space.decode(params, latent, hooks={layer: lambda original: jnp.where(mask, edited, original)})
 
 
 def sweep(walk, space, latent, directions, steps, layers=None):

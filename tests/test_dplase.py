@@ -12,6 +12,7 @@ import optax
 import pytest
 
 import latentjax as lj
+from latentjax import walks
 dp = importlib.import_module("latentjax.directions.dplase")  # the module (the package exports the function)
 from latentjax.directions import subspace
 from latentjax.directions.base import Directions
@@ -46,16 +47,16 @@ def test_traverse_keeps_the_norm_and_follows_the_formula():
     z = jax.random.normal(jax.random.key(0), (64, 32))
     d = jax.random.normal(jax.random.key(1), (64, 32))
     t = jax.random.uniform(jax.random.key(2), (64,), minval=-10, maxval=10)
-    z_t = np.asarray(dp.density_preserving_traverse(z, d, t))
+    z_t = np.asarray(walks.density_preserving_traverse(z, d, t))
     z64, d64, t64 = (np.asarray(x, np.float64) for x in (z, d, t))
     moved = z64 + t64[:, None] * d64
     expected = moved / np.linalg.norm(moved, axis=1, keepdims=True) * np.linalg.norm(z64, axis=1, keepdims=True)
     np.testing.assert_allclose(z_t, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(z_t, axis=1), np.linalg.norm(z64, axis=1), rtol=1e-6)  # a few ulps
-    space = types.SimpleNamespace(prior=standard_normal(32), embed=lambda v: v)
+    space = types.SimpleNamespace(prior=standard_normal(32), embed=lambda v, layers=None: v)
     unit = d / jnp.linalg.norm(d, axis=1, keepdims=True)
-    np.testing.assert_allclose(dp.density_preserving_walk(space, z, unit, t),
-                               dp.density_preserving_traverse(z, unit, t), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(walks.density_preserving_batch(space, z, unit, t),
+                               walks.density_preserving_traverse(z, unit, t), rtol=1e-6, atol=1e-6)
 
 
 def test_walk_in_w_keeps_the_prior_density(generator):
@@ -63,7 +64,7 @@ def test_walk_in_w_keeps_the_prior_density(generator):
     w = space.sample(jax.random.key(0), 32)
     d = jax.random.normal(jax.random.key(1), (8,))
     t = jnp.linspace(-10.0, 10.0, 32)
-    w_t = jax.jit(lambda w: dp.density_preserving_walk(space, w, d / jnp.linalg.norm(d), t))(w)
+    w_t = jax.jit(lambda w: walks.density_preserving_batch(space, w, d / jnp.linalg.norm(d), t))(w)
     radius = lambda x: np.linalg.norm(np.asarray(space.prior.whiten(x), np.float64), axis=1)
     np.testing.assert_allclose(radius(w_t), radius(w), rtol=1e-5)
     np.testing.assert_allclose(space.log_density(w_t), space.log_density(w), rtol=1e-5, atol=1e-4)
@@ -71,13 +72,13 @@ def test_walk_in_w_keeps_the_prior_density(generator):
 
 
 def test_walk_stays_in_a_truncation_box():
-    space = types.SimpleNamespace(prior=standard_normal(16, 0.5, bound=2.0), embed=lambda v: v)
+    space = types.SimpleNamespace(prior=standard_normal(16, 0.5, bound=2.0), embed=lambda v, layers=None: v)
     z = jnp.clip(jax.random.normal(jax.random.key(0), (16, 16)) * 0.5, -0.99, 0.99)
-    z_t = jax.jit(lambda z: dp.density_preserving_walk(space, z, jnp.eye(16)[0], jnp.full((16,), 10.0)))(z)
+    z_t = jax.jit(lambda z: walks.density_preserving_batch(space, z, jnp.eye(16)[0], jnp.full((16,), 10.0)))(z)
     assert np.all(np.isfinite(space.prior.log_prob(z_t))) and np.all(np.abs(z_t) <= 1.0)
     np.testing.assert_allclose(np.linalg.norm(z_t, axis=1), np.linalg.norm(z, axis=1), rtol=1e-5)
     # trainable through the box: finite gradients with respect to the direction
-    grad = jax.jit(jax.grad(lambda d: jnp.sum(jnp.sin(dp.density_preserving_walk(space, z, d, 10.0)))))(jnp.eye(16)[0])
+    grad = jax.jit(jax.grad(lambda d: jnp.sum(jnp.sin(walks.density_preserving_batch(space, z, d, 10.0)))))(jnp.eye(16)[0])
     assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
 
 
@@ -91,7 +92,7 @@ def test_restricted_decode_edits_only_the_masked_channels(generator):
         """restricted_decode; decoding with the mixed features put in directly; the plain decode."""
         f0, f1 = (space.features(params, x, ["b4"])["b4"] for x in (z, edited))
         mixed = jnp.where(mask[:, None, None, :], f1, f0)
-        return (dp.restricted_decode(space, params, z, edited, "b4", mask),
+        return (walks.restricted_decode(space, params, z, edited, "b4", mask),
                 space.decode(params, z, hooks={"b4": lambda _: mixed}), space.decode(params, z))
 
     mask = np.zeros((2, 8), bool)
@@ -101,7 +102,7 @@ def test_restricted_decode_edits_only_the_masked_channels(generator):
     assert np.abs(restricted - plain).max(axis=(1, 2, 3)).min() > 1e-3  # the masked channels do act
     restricted, _, plain = run(np.zeros((2, 8), bool))
     np.testing.assert_allclose(restricted, plain, rtol=1e-5, atol=1e-6)
-    one_mask = jax.jit(lambda m: dp.restricted_decode(space, params, z, edited, "b4", m))(mask[0])
+    one_mask = jax.jit(lambda m: walks.restricted_decode(space, params, z, edited, "b4", m))(mask[0])
     np.testing.assert_allclose(one_mask, run(np.stack([mask[0], mask[0]]))[0], rtol=1e-5, atol=1e-6)
 
 
@@ -187,7 +188,7 @@ class LinearSpace:
     def __init__(self, A):
         self.generator = types.SimpleNamespace(layer_names=("x",), params={"A": A}, family="toy")
 
-    def embed(self, direction):
+    def embed(self, direction, layers=None):
         return direction
 
     def sample(self, key, n, params=None):

@@ -27,7 +27,7 @@ class Directions:
     `space` is the `LatentSpace.spec` they live in (rebuild it with `space_for(G)`); `layers` is a
     [K, num_layers] boolean mask for `w+` directions (None: all layers); `channels` is a [K, C]
     boolean mask of the channels of generator layer `settings["layer"]` that each edit may change
-    (None: unrestricted; `latentjax.directions.dplase.restricted_decode` applies such an edit).
+    (None: unrestricted; `latentjax.walks.restricted_decode` applies such an edit).
     Indexing and slicing (`d[0]`, `d[:3]`, `d[[2, 0]]`) return Directions.
     """
 

@@ -2,7 +2,7 @@
 
 K directions are learned so that walking a latent along each one changes the features at one
 generator layer strongly (P) and differently from the other directions (N), while they stay close
-to orthonormal (O); the walk keeps the prior density (`density_preserving_walk`). A step follows
+to orthonormal (O); the walk keeps the prior density (`latentjax.walks.density_preserving`). A step follows
 guanyuelee/DP-LaSE `maximum_traverse_for_PGGAN.py` (see `build_task`). During the last
 `subspace_steps` steps the same run trains a self-expressive matrix S on the layer's channels
 (`latentjax.directions.subspace`): one S for all directions, trained alongside (the reference trains
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from latentjax import walks
 from latentjax.config import ConfigMixin, configure
 from latentjax.directions import subspace
 from latentjax.directions.base import Directions
@@ -31,7 +32,6 @@ from latentjax.directions.learned import DIRECTIONS_FILE, task_from_config, trai
 from latentjax.latent import LatentSpace, as_space
 from latentjax.sharding import shard_batch
 from latentjax.train.task import Task
-from latentjax.walks import BOX_MARGIN, onto_sphere_in_box
 
 HIGHEST = jax.lax.Precision.HIGHEST
 SUBSPACES_FILE = "subspaces.npz"
@@ -68,52 +68,6 @@ class DPLaSEConfig(ConfigMixin):
 
 
 # --- walks -------------------------------------------------------------------------------------
-def density_preserving_traverse(z, d, t):
-    """z_t = |z| (z + t d) / |z + t d| over the last axis: z [..., D], d [..., D], t [...] or scalar.
-
-    For a standard-normal z the density depends on |z| only, so it is kept (to float32 rounding).
-    """
-    t = jnp.asarray(t, z.dtype)[..., None]
-    moved = z + t * d
-    radius = jnp.sqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True))
-    length = jnp.sqrt(jnp.sum(jnp.square(moved), axis=-1, keepdims=True))
-    return moved * (radius / jnp.maximum(length, 1e-30))
-
-
-def density_preserving_walk(space: LatentSpace, latent, direction, t):
-    """`density_preserving_traverse` in the whitened coordinates of `space.prior`.
-
-    latent [N, *shape]; direction [direction_dim] or [N, direction_dim]; t [N] or scalar. The
-    direction's whitened edit is normalised to unit length, so t counts whitened units whatever the
-    space (in a standard-normal z this is the traverse itself); |whitened latent|, hence the prior
-    density, is kept. With a truncated prior (BigGAN) the point is then moved onto the box's faces
-    on the same sphere (`latentjax.walks.onto_sphere_in_box`), so the density stays finite; that
-    step is treated as the identity by gradients (it is piecewise, and its derivative has 0 * inf
-    terms where no face is reached).
-    """
-    prior = space.prior
-    n = latent.shape[0]
-    u = jnp.reshape(prior.whiten(latent), (n, -1))
-    du = prior.whiten_delta(space.embed(direction))
-    du = jnp.reshape(du, (-1, u.shape[1]))
-    du = du / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(du), axis=-1, keepdims=True)), 1e-30)
-    u_t = density_preserving_traverse(u, du, t)
-    if prior.bound is not None:  # the projection's value, with gradients passed straight through it
-        inside = jax.vmap(lambda v: onto_sphere_in_box(v, prior.bound * (1 - BOX_MARGIN)))(u_t)
-        u_t = u_t + jax.lax.stop_gradient(inside - u_t)
-    return prior.unwhiten(jnp.reshape(u_t, latent.shape))
-
-
-def restricted_decode(space: LatentSpace, params, latent, edited_latent, layer: str, mask):
-    """Images of `latent` whose features at `layer` take the values of `edited_latent`'s on the
-    channels in `mask` ([C] or [N, C] booleans) only; the layers after it see `latent` otherwise
-    (StyleGAN2: the styles of `latent`)."""
-    edited = space.features(params, edited_latent, [layer])[layer]
-    mask = jnp.asarray(mask, bool)
-    mask = mask[:, None, None, :] if mask.ndim == 2 else mask
-    return space.decode(params, latent, hooks={layer: lambda original: jnp.where(mask, edited, original)})
-
-
 # --- the method --------------------------------------------------------------------------------
 def default_layer(generator) -> str:
     """The generator's `default_feature_layer`: BigGAN `gen_z`, the first layer's 4x4 map (the
@@ -186,8 +140,8 @@ def build_task(space: LatentSpace, settings: DPLaSEConfig) -> Task:
     def loss_fn(directions, weights, params, z, t, labels, labels2):
         D = unit_rows(directions)
         n = z.shape[0]
-        walked = density_preserving_walk(space, z, D[labels], t)
-        walked2 = density_preserving_walk(space, z, D[labels2], t)
+        walked = walks.density_preserving_batch(space, z, D[labels], t)
+        walked2 = walks.density_preserving_batch(space, z, D[labels2], t)
         # one pass over [z, z_1, z_2] interleaved per sample, so that every device keeps its rows
         stacked = jnp.stack([z, walked, walked2], axis=1).reshape((3 * n,) + z.shape[1:])
         f = features(params, stacked)
@@ -256,7 +210,7 @@ def build_task(space: LatentSpace, settings: DPLaSEConfig) -> Task:
         t = settings.traverse_scale * jax.random.uniform(jax.random.key(SCORE_SEED + 1), (settings.score_samples,),
                                                          minval=-1.0, maxval=1.0)
         f = features(params, z)
-        along = lambda d: jnp.mean(jnp.square(features(params, density_preserving_walk(space, z, d, t)) - f),
+        along = lambda d: jnp.mean(jnp.square(features(params, walks.density_preserving_batch(space, z, d, t)) - f),
                                    axis=(0, 1, 2))
         return jax.lax.map(along, D), jnp.mean(jnp.var(f, axis=0), axis=(0, 1))
 

@@ -7,7 +7,7 @@ Recognised (all read without torch and without executing anything from the file)
 - a latentjax directory (`config.json` + `params/`);
 - a pytorch-pretrained-BigGAN directory (`config.json` + `pytorch_model.bin`, legacy or zip);
 - an NVIDIA network snapshot `.pkl` (`G_ema`, or `G` with `ema=False`), from the
-  stylegan2-ada-pytorch or StyleGAN3 repositories;
+  stylegan2-ada-pytorch or StyleGAN3 repositories (StyleGAN2 and StyleGAN3-T/R generators);
 - an NVIDIA `Generator` state dict (`.pt`) with its constructor kwargs in a `.json` of the same
   stem (`{"class_name": ..., "init_kwargs": {...}}`);
 - a rosinality `.pt`: `{'g_ema', 'latent_avg'}`, a training checkpoint (`g`, `d`, `g_ema`,
@@ -28,7 +28,7 @@ from latentjax import builtin
 from latentjax.errors import CheckpointError, ConversionError
 from latentjax.io.native import is_native_dir, network_from_directory, read_directory_config, write_directory
 from latentjax.io.torch_pickle import PersistentObject, load as load_pickle
-from latentjax.models import FAMILIES, biggan_convert, pggan_convert, stylegan2_convert
+from latentjax.models import FAMILIES, biggan_convert, pggan_convert, stylegan2_convert, stylegan3_convert
 
 FORMAT = "latentjax.generator"
 
@@ -120,9 +120,10 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, np.ndarray) for v in obj.values())
 
 
-def _snapshot_class(class_name: str, init_kwargs: Mapping[str, Any]) -> str:
+def _snapshot_class(class_name: str, init_kwargs: Mapping[str, Any], state_keys=()) -> str:
     """Snapshots store the bare class name ('Generator'); its module lives in source we never run.
 
+    A StyleGAN3 generator has `synthesis.input.*` in its state. Of the StyleGAN2 ones,
     stylegan2-ada-pytorch's Generator takes `synthesis_kwargs`; the StyleGAN3 repository's
     StyleGAN2 Generator cannot (it takes those arguments flat), which tells the two apart.
     """
@@ -130,7 +131,16 @@ def _snapshot_class(class_name: str, init_kwargs: Mapping[str, Any]) -> str:
         return class_name
     if class_name != "Generator":
         raise CheckpointError(f"network class {class_name!r} is not a supported generator")
+    if stylegan3_convert.STATE_MARKER in state_keys:
+        return stylegan3_convert.GENERATOR_CLASS
     return "training.networks.Generator" if "synthesis_kwargs" in init_kwargs else "training.networks_stylegan2.Generator"
+
+
+def _from_nvidia(state_dict, init_kwargs, class_name: str, where: str):
+    """An NVIDIA generator (StyleGAN2 or StyleGAN3, by its class name) from its state dict and kwargs."""
+    if class_name == stylegan3_convert.GENERATOR_CLASS:
+        return stylegan3_convert.from_nvidia(state_dict, init_kwargs, class_name, where=where)
+    return stylegan2_convert.from_nvidia(state_dict, init_kwargs, class_name, where=where)
 
 
 def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
@@ -141,9 +151,8 @@ def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
         network = obj.get(key)
         if not isinstance(network, PersistentObject):
             raise CheckpointError(f"{where}: key {key!r} is not a network object")
-        kwargs = network.init_kwargs
-        return stylegan2_convert.from_nvidia(network.state_dict(), kwargs, _snapshot_class(network.class_name, kwargs),
-                                             where=f"{where} [{key}]")
+        kwargs, state = network.init_kwargs, network.state_dict()
+        return _from_nvidia(state, kwargs, _snapshot_class(network.class_name, kwargs, state), where=f"{where} [{key}]")
     if pggan_convert.is_gan_zoo_checkpoint(obj):
         return pggan_convert.from_gan_zoo(obj, where, ema=ema)
     if isinstance(obj, Mapping) and "g_ema" in obj:
@@ -164,8 +173,9 @@ def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
             init_kwargs = spec["init_kwargs"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{kwargs_file}: expected a JSON object with 'init_kwargs' ({e!r})") from e
-        return stylegan2_convert.from_nvidia(obj, init_kwargs, spec.get("class_name", "training.networks.Generator"),
-                                             where=where)
+        default_class = (stylegan3_convert.GENERATOR_CLASS if stylegan3_convert.is_stylegan3_state(obj)
+                         else "training.networks.Generator")
+        return _from_nvidia(obj, init_kwargs, spec.get("class_name", default_class), where=where)
     keys = sorted(map(str, obj))[:12] if isinstance(obj, Mapping) else type(obj).__name__
     raise CheckpointError(f"{where}: not a recognised generator checkpoint (top level: {keys}); expected an "
                           f"NVIDIA snapshot, an NVIDIA state dict + .json, a rosinality checkpoint, a ProgressiveGAN checkpoint or a latentjax directory")

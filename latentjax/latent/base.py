@@ -30,9 +30,9 @@ class LatentSpace:
     names: tuple[str, ...] = ()
 
     def __init__(self, generator, name: str, options: dict):
+        self.generator = generator
         if name not in self.names:
             raise ValueError(f"{self.family} generators have latent spaces {list(self.names)}, got {name!r}")
-        self.generator = generator
         self.name = name
         self.options = dict(options)
         class_index = self.options.get("class_index")

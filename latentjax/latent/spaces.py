@@ -15,8 +15,9 @@ from latentjax.latent.stats import fit_gaussian
 BIGGAN_TRUNCATION_BOUND = 2.0
 
 
-class StyleGAN2Space(LatentSpace):
-    """StyleGAN2's `z`, `w`, `w+` and StyleSpace `s` (all affine-layer outputs, concatenated).
+class StyleSpace(LatentSpace):
+    """The spaces of a style-based generator (StyleGAN2, StyleGAN3): `z`, `w`, `w+` and StyleSpace `s`
+    (all affine-layer outputs, concatenated), through the generator's protocol only.
 
     `affine_layers` lists the style layers as (block, layer, w index) and `style_sizes` their
     widths, in the order `s` concatenates them; `to_ws(params, latent)` and `styles(params, ws)`
@@ -26,8 +27,11 @@ class StyleGAN2Space(LatentSpace):
     samples drawn from `jax.random.key(fit_seed)`, fitted once per space by `w_gaussian`).
     """
 
-    family = "stylegan2"
     names = ("z", "w", "w+", "s")
+
+    @property
+    def family(self) -> str:
+        return self.generator.family
 
     def __init__(self, generator, name, *, class_index=None, truncation_psi=1.0, noise_mode="const",
                  fit_samples=10_000, fit_seed=0):
@@ -200,14 +204,29 @@ class PGGANSpace(LatentSpace):
                                        hooks=hooks)
 
 
-SPACES = {cls.family: cls for cls in (StyleGAN2Space, BigGANSpace, PGGANSpace)}
-DEFAULT_SPACE = {"stylegan2": "w+", "biggan": "z", "pggan": "z"}  # where closed-form methods act
+SPACES = {cls.family: cls for cls in (BigGANSpace, PGGANSpace)}  # families without a mapping network
+
+
+def space_class(generator) -> type:
+    """`StyleSpace` for style-based generators, else the family's space class."""
+    if getattr(generator, "style_based", False):
+        return StyleSpace
+    family = getattr(generator, "family", None)
+    if family not in SPACES:
+        raise ValueError(f"no latent spaces for generator family {family!r}; supported: style-based generators "
+                         f"and {sorted(SPACES)}")
+    return SPACES[family]
+
+
+def default_space(generator) -> str:
+    """Where closed-form methods act: `w+` for style-based generators, else `z`."""
+    return "w+" if getattr(generator, "style_based", False) else "z"
 
 
 def latent_space(generator, name: str | None = None, **options) -> LatentSpace:
-    """The latent space `name` of `generator` (default: the family's editing space, see DEFAULT_SPACE).
+    """The latent space `name` of `generator` (default: `default_space`).
 
-    Options by family: stylegan2 `class_index`, `truncation_psi`, `noise_mode`, `fit_samples`,
+    Options: style-based generators `class_index`, `truncation_psi`, `noise_mode`, `fit_samples`,
     `fit_seed`; biggan `class_index`, `truncation_psi`; pggan `class_index`. `class_index` ranges
     over [0, num_classes(generator)) (see `class_vectors`).
     """
@@ -215,15 +234,13 @@ def latent_space(generator, name: str | None = None, **options) -> LatentSpace:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"{generator.family} latent spaces take the options {accepted}, got unknown {unknown}")
-    return SPACES[generator.family](generator, name or DEFAULT_SPACE[generator.family], **options)
+    return space_class(generator)(generator, name or default_space(generator), **options)
 
 
 def space_option_names(generator) -> list[str]:
-    """The options `latent_space` takes for this generator's family."""
-    family = getattr(generator, "family", None)
-    if family not in SPACES:
-        raise ValueError(f"no latent spaces for generator family {family!r}; supported: {sorted(SPACES)}")
-    return [p.name for p in inspect.signature(SPACES[family]).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    """The options `latent_space` takes for this generator."""
+    cls = space_class(generator)
+    return [p.name for p in inspect.signature(cls).parameters.values() if p.kind == p.KEYWORD_ONLY]
 
 
 def space_from_spec(generator, spec) -> LatentSpace:

@@ -136,11 +136,12 @@ def _snapshot_class(class_name: str, init_kwargs: Mapping[str, Any], state_keys=
     return "training.networks.Generator" if "synthesis_kwargs" in init_kwargs else "training.networks_stylegan2.Generator"
 
 
-def _from_nvidia(state_dict, init_kwargs, class_name: str, where: str):
-    """An NVIDIA generator (StyleGAN2 or StyleGAN3, by its class name) from its state dict and kwargs."""
+def _from_nvidia(state_dict, init_kwargs, class_name: str, where: str, kwargs_where: str | None = None):
+    """An NVIDIA generator (StyleGAN2 or StyleGAN3, by its class name) from its state dict and kwargs
+    (read from `kwargs_where`, default `where`)."""
     if class_name == stylegan3_convert.GENERATOR_CLASS:
         return stylegan3_convert.from_nvidia(state_dict, init_kwargs, class_name, where=where)
-    return stylegan2_convert.from_nvidia(state_dict, init_kwargs, class_name, where=where)
+    return stylegan2_convert.from_nvidia(state_dict, init_kwargs, class_name, where=where, kwargs_where=kwargs_where)
 
 
 def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
@@ -173,9 +174,13 @@ def from_checkpoint(obj: Any, path: Path, *, ema: bool = True):
             init_kwargs = spec["init_kwargs"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{kwargs_file}: expected a JSON object with 'init_kwargs' ({e!r})") from e
+        if not isinstance(init_kwargs, dict) or not isinstance(spec.get("class_name", ""), str):
+            raise CheckpointError(f"{kwargs_file}: 'init_kwargs' must be a JSON object and 'class_name' a string, "
+                                  f"got a JSON {type(init_kwargs).__name__} and {spec.get('class_name')!r:.40}")
         default_class = (stylegan3_convert.GENERATOR_CLASS if stylegan3_convert.is_stylegan3_state(obj)
                          else "training.networks.Generator")
-        return _from_nvidia(obj, init_kwargs, spec.get("class_name", default_class), where=where)
+        return _from_nvidia(obj, init_kwargs, spec.get("class_name", default_class), where=where,
+                            kwargs_where=str(kwargs_file))
     keys = sorted(map(str, obj))[:12] if isinstance(obj, Mapping) else type(obj).__name__
     raise CheckpointError(f"{where}: not a recognised generator checkpoint (top level: {keys}); expected an "
                           f"NVIDIA snapshot, an NVIDIA state dict + .json, a rosinality checkpoint, a ProgressiveGAN checkpoint or a latentjax directory")

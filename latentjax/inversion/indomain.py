@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from latentjax.inversion.optim import projector_optimizer
 from latentjax.inversion.program import Program, descend
-from latentjax.inversion.project import InversionResult, Inverter
+from latentjax.inversion.project import InversionResult, Inverter, check_number
 from latentjax.metrics.image import rgb
 from latentjax.metrics.lpips import TAPS
 from latentjax.nn.encoder import Encoder
@@ -95,9 +95,9 @@ class InDomainInverter(Inverter):
         encoder.check_generator(G)
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
-        if lr <= 0 or feature_weight < 0 or regularization_weight < 0:
-            raise ValueError(f"lr must be positive and feature_weight, regularization_weight non-negative, got "
-                             f"{lr}, {feature_weight}, {regularization_weight}")
+        check_number("lr", lr, positive=True)
+        check_number("feature_weight", feature_weight)
+        check_number("regularization_weight", regularization_weight)
         check_feature_layer(feature_layer)
         feature_weight = float(feature_weight) if lpips_or_vgg is not None else 0.0
         self._program = InDomainProgram(G, encoder, float(lr), feature_weight, float(regularization_weight),

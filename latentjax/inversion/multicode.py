@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 from latentjax.config import ConfigMixin
 from latentjax.inversion.optim import projector_optimizer
 from latentjax.inversion.program import Program, descend
-from latentjax.inversion.project import INVERSION_SPACES, Inverter, image_loss, parse_loss, target_features
+from latentjax.inversion.project import INVERSION_SPACES, Inverter, check_number, image_loss, parse_loss, target_features
 from latentjax.latent import LatentSpace, latent_space
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -50,8 +50,7 @@ class MultiCodeConfig(ConfigMixin):
             raise ValueError(f"num_codes must be an int >= 1, got {self.num_codes!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive int, got {self.steps!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        check_number("lr", self.lr, positive=True)
         if not isinstance(self.layer, str) or not isinstance(self.space, str):
             raise ValueError(f"layer and space must be names (strings; '' for the default), got "
                              f"{self.layer!r}, {self.space!r}")

@@ -15,6 +15,7 @@ BigGAN truncation box) and the `Program` of `inversion.program` (vmapped, jitted
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Mapping
 
 import jax
@@ -57,8 +58,11 @@ class InversionConfig(ConfigMixin):
     truncation_psi: float = 1.0
 
     def __post_init__(self):
-        if self.lr <= 0 or self.latent_noise < 0 or self.noise_regularization < 0:
-            raise ValueError(f"lr must be positive and latent_noise, noise_regularization non-negative: {self}")
+        check_number("lr", self.lr, positive=True)
+        for name in ("latent_noise", "noise_regularization", "truncation_psi"):
+            check_number(name, getattr(self, name), negative=name == "truncation_psi")
+        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if not (0 <= self.lr_rampup <= 1 and 0 <= self.lr_rampdown <= 1 and 0 < self.latent_noise_ramp <= 1):
             raise ValueError(f"ramp lengths are fractions of the steps (latent_noise_ramp > 0): {self}")
         if self.stats_samples < 2 or self.lpips_resolution < 16:
@@ -133,12 +137,24 @@ def _check_space(space: str) -> None:
         raise ValueError(f"unknown latent space {space!r}; expected one of {INVERSION_SPACES}")
 
 
+def check_number(name: str, value, positive: bool = False, negative: bool = False) -> float:
+    """`value` as a float: a ValueError unless it is a finite number (a bool is not) that is > 0
+    (`positive`), >= 0 (default) or of any sign (`negative`). NaN weights or learning rates would
+    make every latent NaN, and a negative loss weight maximises its term."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value)
+    if not ok or (positive and not value > 0) or (not positive and not negative and value < 0):
+        expected = ("a finite number" if negative else "a finite number > 0" if positive else "a finite number >= 0")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
+
+
 def parse_loss(loss) -> dict[str, float]:
-    """'lpips' | 'mse' | {'lpips': a, 'mse': b} -> the term weights."""
+    """'lpips' | 'mse' | {'lpips': a, 'mse': b} -> the term weights (finite, >= 0, one of them > 0)."""
     if isinstance(loss, str):
         weights = {loss: 1.0}
     elif isinstance(loss, Mapping):
-        weights = {str(k): float(v) for k, v in loss.items()}
+        weights = {str(k): check_number(f"loss weight {k!r}", v) for k, v in loss.items()}
     else:
         raise ValueError(f"loss must be one of {LOSS_TERMS} or a dict of weights such as "
                          f"{{'lpips': 1.0, 'mse': 0.1}}, got {loss!r}")

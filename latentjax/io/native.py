@@ -43,6 +43,9 @@ def read_directory_config(path, fmt: str, what: str) -> tuple[dict, Path]:
         meta = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{config_file}: cannot read the {what} config ({e})") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{config_file}: expected a JSON object with 'format', 'config' and 'metadata', "
+                              f"got a JSON {type(meta).__name__}")
     if meta.get("format") != fmt:
         raise CheckpointError(f"{config_file}: 'format' is {meta.get('format')!r}, expected {fmt!r}")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -54,12 +57,21 @@ def read_directory_config(path, fmt: str, what: str) -> tuple[dict, Path]:
 def network_from_directory(path, meta: dict, config_file: Path, network_cls, config_cls, what: str):
     """`network_cls(config, params, metadata)` from a directory's `config.json` contents `meta` (read
     by `read_directory_config`) and its params, checked against the tree the config implies."""
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{config_file}: 'config' must be a JSON object of the {what} architecture, got "
+                              + ("nothing (the key is missing)" if "config" not in meta else
+                                 f"a JSON {type(meta['config']).__name__}"))
+    metadata = meta.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{config_file}: 'metadata' must be a JSON object, got a JSON {type(metadata).__name__}")
     try:
         config = config_cls.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise CheckpointError(f"{config_file}: invalid {what} config ({e})") from e
     params = restore_directory_params(path, network_cls(config, None).abstract_params(), config_file)
-    return network_cls(config, params, meta.get("metadata"))
+    return network_cls(config, params, metadata)
 
 
 def restore_directory_params(path, abstract, config_file: Path):
@@ -71,6 +83,12 @@ def restore_directory_params(path, abstract, config_file: Path):
     except (ValueError, KeyError, FileNotFoundError) as e:
         raise CheckpointError(f"{params_dir}: cannot restore params ({e})") from e
     _check_matches(params, abstract, str(params_dir), config_file)
+    for keys, value in jax.tree_util.tree_leaves_with_path(params):  # bit flips on disk: NaN / inf weights
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{params_dir}: {jax.tree_util.keystr(keys)} holds "
+                                  f"{int(np.sum(~np.isfinite(value)))} non-finite value(s) (NaN or infinity); "
+                                  f"the directory is damaged")
     return params
 
 

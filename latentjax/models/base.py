@@ -21,6 +21,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Generator:
@@ -70,6 +71,45 @@ class Generator:
         if maps:
             raise ValueError(f"{type(self).__name__} has no noise maps; got {sorted(maps)}")
         return params
+
+
+def check_compute_dtype(compute_dtype):
+    """The dtype the convolutions run in must be a floating-point type (float32, bfloat16, float16,
+    float64): an integer or bool type would compute garbage without a word."""
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except TypeError:
+        raise ValueError(f"compute_dtype must be a floating-point dtype such as jnp.float32 or jnp.bfloat16, "
+                         f"got {compute_dtype!r}") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"compute_dtype must be a floating-point dtype such as jnp.float32 or jnp.bfloat16, "
+                         f"got {dtype.name}")
+    return dtype
+
+
+def is_concrete(value) -> bool:
+    """False for values traced by jit/vmap/grad: those cannot be checked without a host round trip."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
+
+
+def check_style_truncation(truncation_psi, truncation_cutoff) -> None:
+    """A concrete `truncation_psi` must be finite (any sign: 0 gives w_avg, psi > 1 extrapolates) and a
+    concrete `truncation_cutoff` None or an integer >= 0 (the number of layers truncated). Traced
+    values are not checked: a NaN psi then gives NaN images and a negative cutoff truncates nothing."""
+    if truncation_psi is None:
+        raise ValueError("truncation_psi must be a finite number (1 = no truncation), got None")
+    if is_concrete(truncation_psi):
+        try:
+            psi = np.asarray(truncation_psi, np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"truncation_psi must be a finite number, got {truncation_psi!r:.40}") from None
+        if not np.all(np.isfinite(psi)):
+            raise ValueError(f"truncation_psi must be finite (1 = no truncation), got {truncation_psi}")
+    if truncation_cutoff is not None and is_concrete(truncation_cutoff):
+        cutoff = np.asarray(truncation_cutoff)
+        if cutoff.dtype == bool or not np.issubdtype(cutoff.dtype, np.integer) or np.any(cutoff < 0):
+            raise ValueError(f"truncation_cutoff must be None (all layers) or an integer >= 0 (the number of "
+                             f"layers truncated), got {truncation_cutoff!r}")
 
 
 def check_single_input(layers) -> None:

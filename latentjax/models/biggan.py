@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.models.base import Generator, check_single_input
+from latentjax.config import coerce_fields
+from latentjax.models.base import Generator, check_compute_dtype, check_single_input
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.attention import self_attention
 from latentjax.ops.batch_norm import batch_norm, check_truncation, select_statistics, statistics_weights
@@ -59,8 +60,11 @@ class BigGANConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.n_stats < 2:
             raise ValueError(f"n_stats must be at least 2, got {self.n_stats}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be positive, got {self.eps}")
+        if not 0 < self.eps < np.inf:
+            raise ValueError(f"eps must be a finite number > 0, got {self.eps}")
+        if self.output_dim <= 0 or self.class_embed_dim <= 0:
+            raise ValueError(f"output_dim and class_embed_dim must be positive, got {self.output_dim}, "
+                             f"{self.class_embed_dim}")
         if not self.layers:
             raise ValueError("layers must list at least one GenBlock")
         for i, layer in enumerate(self.layers):
@@ -118,24 +122,13 @@ class BigGANConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BigGANConfig":
-        if not isinstance(d, dict):
-            raise ValueError(f"BigGAN config: expected a JSON object, got {type(d).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(d) - fields), sorted(fields - set(d))
-        if unknown or missing:
-            raise ValueError(f"BigGAN config: unknown keys {unknown}, missing keys {missing}; "
-                             f"expected exactly {sorted(fields)}")
-        d = dict(d)
-        try:
-            d["layers"] = tuple((bool(up), int(a), int(b)) for up, a, b in d["layers"])
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"BigGAN config: layers must be a list of [upsample, in, out], got {d['layers']!r}") from e
-        for name in ("output_dim", "z_dim", "class_embed_dim", "channel_width", "num_classes",
-                     "attention_layer_position", "n_stats"):
-            if isinstance(d[name], bool) or not isinstance(d[name], (int, np.integer)):
-                raise ValueError(f"BigGAN config: {name} must be an integer, got {d[name]!r}")
-        d["eps"] = float(d["eps"])
-        return cls(**d)
+        if isinstance(d, Mapping):
+            fields = {f.name for f in dataclasses.fields(cls)}
+            unknown, missing = sorted(set(d) - fields, key=str), sorted(fields - set(d))
+            if unknown or missing:
+                raise ValueError(f"BigGAN config: unknown keys {unknown}, missing keys {missing}; "
+                                 f"expected exactly {sorted(fields)}")
+        return cls(**coerce_fields(cls, d, "BigGAN config"))
 
 
 def class_vector(labels, num_classes: int, weights=None):
@@ -436,5 +429,6 @@ class BigGAN(Generator):
             raise ValueError(f"c must be class vectors of shape [{z.shape[0]}, {cfg.num_classes}] "
                              f"(see class_vector), got {got}")
         stat_weights = statistics_weights(truncation_psi, cfg.n_stats)
+        compute_dtype = check_compute_dtype(compute_dtype)
         return self._generator.apply({"params": params}, z, c, stat_weights, compute_dtype=compute_dtype, until=until,
                                      hooks=hooks)

@@ -16,10 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.config import check_positive, coerce_fields
 from latentjax.models.stylegan2 import NOISE_MODES
 from latentjax.ops.layers import normalize_2nd_moment
 from latentjax.ops.conv2d_resample import conv2d
-from latentjax.models.base import Generator, check_single_input, select_layers
+from latentjax.models.base import Generator, check_compute_dtype, check_single_input, select_layers
 from latentjax.models.taps import Hooks, check_hooks, tap
 
 OUTPUT_ACTIVATIONS = ("linear", "tanh")
@@ -55,6 +56,9 @@ class PGGANConfig:
             raise ValueError(f"img_channels must be positive, got {self.img_channels}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not (isinstance(self.leaky_relu_slope, (int, float, np.integer, np.floating))
+                and np.isfinite(self.leaky_relu_slope)):
+            raise ValueError(f"leaky_relu_slope must be a finite number, got {self.leaky_relu_slope!r}")
         if self.alpha > 0 and len(self.channels) < 2:
             raise ValueError("alpha > 0 blends with the previous scale, so it needs at least two scales")
         if self.output_activation not in OUTPUT_ACTIVATIONS:
@@ -90,17 +94,7 @@ class PGGANConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PGGANConfig":
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown PGGAN config keys {unknown}; expected a subset of {sorted(fields)}")
-        required = [name for name, f in fields.items() if f.default is dataclasses.MISSING]
-        missing = [name for name in required if name not in d]
-        if missing:
-            raise ValueError(f"PGGAN config is missing the required keys {missing}")
-        d = dict(d)
-        d["channels"] = tuple(int(c) for c in d["channels"])
-        return cls(**d)
+        return cls(**coerce_fields(cls, d, "PGGAN config"))
 
 
 def _he_constant(fan_in: int, equalized: bool) -> float:
@@ -272,6 +266,7 @@ class PGGAN(Generator):
         output activation); 'img' is what `generate` returns. `hooks`: see `latentjax.models.taps`.
         """
         check_hooks(hooks, self.layer_names)
+        compute_dtype = check_compute_dtype(compute_dtype)
         img, features = self._network.apply({"params": params}, self._latent(z, c), compute_dtype, hooks)
         features["img"] = img
         return select_layers(features, layers)
@@ -288,6 +283,7 @@ class PGGAN(Generator):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         check_hooks(hooks, self.layer_names)
+        compute_dtype = check_compute_dtype(compute_dtype)
         return self._network.apply({"params": params}, self._latent(z, c), compute_dtype, hooks)[0]
 
     def input_weight(self, params, layers=None):

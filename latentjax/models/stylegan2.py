@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.config import ConfigMixin
-from latentjax.models.base import Generator, select_layers
+from latentjax.config import ConfigMixin, check_clamp, check_filter, check_positive, check_resolution
+from latentjax.models.base import Generator, check_compute_dtype, check_style_truncation, select_layers
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
 from latentjax.ops.conv2d_resample import conv2d_resample
@@ -67,9 +67,14 @@ class StyleGAN2Config(ConfigMixin):
     resample_filter: tuple[tuple[float, ...], ...] = tuple(map(tuple, setup_filter([1, 3, 3, 1]).tolist()))
 
     def __post_init__(self):
-        res_log2 = int(np.log2(self.img_resolution)) if self.img_resolution > 0 else 0
-        if self.img_resolution < 4 or 2 ** res_log2 != self.img_resolution:
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
+        res_log2 = check_resolution(self.img_resolution, 4)
+        check_positive(self, "z_dim", "w_dim", "img_channels", "mapping_layers", "kernel_size")
+        check_positive(self, "c_dim", "embed_features", "mapping_features", minimum=0, what=">= 0")
+        if not self.kernel_size % 2:
+            raise ValueError(f"kernel_size must be odd (the convolutions pad by kernel_size // 2), got {self.kernel_size}")
+        check_positive(self, "mapping_lr_multiplier", minimum=np.finfo(np.float64).tiny, what="a finite number > 0")
+        check_clamp(self.conv_clamp)
+        check_filter(self.resample_filter)
         if len(self.channels) != res_log2 - 1:
             raise ValueError(f"channels must list one width per block resolution {self.block_resolutions}, "
                              f"got {len(self.channels)} values")
@@ -77,14 +82,13 @@ class StyleGAN2Config(ConfigMixin):
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.c_dim > 0 and self.embed_features <= 0:
             raise ValueError("a conditional mapping network (c_dim > 0) needs embed_features > 0")
-        if self.z_dim <= 0:
-            raise ValueError(f"z_dim must be positive, got {self.z_dim}")
+        check_positive(self, "channels", what="a list of positive widths")
         check_activation(self.activation)
         check_activation(self.mapping_activation)
 
     @property
     def block_resolutions(self) -> tuple[int, ...]:
-        return tuple(4 * 2 ** i for i in range(int(np.log2(self.img_resolution)) - 1))
+        return tuple(4 * 2 ** i for i in range(int(self.img_resolution).bit_length() - 2))
 
     @property
     def num_ws(self) -> int:
@@ -315,7 +319,11 @@ class StyleGAN2(Generator):
 
     # --- pure functions -----------------------------------------------------------------
     def mapping(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
-        """z [N, z_dim] (and c [N, c_dim]) -> ws [N, num_ws, w_dim]."""
+        """z [N, z_dim] (and c [N, c_dim]) -> ws [N, num_ws, w_dim].
+
+        A concrete `truncation_psi` must be finite and a concrete `truncation_cutoff` None or an
+        integer >= 0 (ValueError otherwise); traced ones are used as given (a NaN psi gives NaN ws).
+        """
         cfg = self.config
         if z.ndim != 2 or z.shape[1] != cfg.z_dim:
             raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
@@ -325,6 +333,7 @@ class StyleGAN2(Generator):
                 raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {cfg.c_dim}], got {got}")
         elif c is not None and c.size:
             raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
+        check_style_truncation(truncation_psi, truncation_cutoff)
         return self._mapping.apply({"params": params["mapping"]}, z, c, truncation_psi, truncation_cutoff)
 
     def synthesis(self, params, ws, noise_mode="const", key=None, compute_dtype=jnp.float32, impl="fast",
@@ -424,6 +433,7 @@ class StyleGAN2(Generator):
             raise ValueError(f"ws must have shape [N, {cfg.num_ws}, {cfg.w_dim}], got {tuple(ws.shape)}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        compute_dtype = check_compute_dtype(compute_dtype)
         rngs = {}
         if noise_mode == "random" and cfg.use_noise:
             if key is None:

@@ -21,6 +21,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from latentjax.config import coerce
+from latentjax.errors import ConversionError
 from latentjax.io.state_dict import Source, check, unique_filter
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 
@@ -34,6 +36,12 @@ _MAPPING_KWARGS = {"num_layers", "embed_features", "layer_features", "activation
 _SYNTHESIS_KWARGS = {"channel_base", "channel_max", "num_fp16_res", "architecture", "resample_filter", "conv_clamp",
                      "use_fp16", "fp16_channels_last", "fused_modconv_default", "kernel_size", "use_noise",
                      "activation", "channels_last"}
+# The types of the constructor arguments this converter reads (others are checked against the weights).
+_KWARG_TYPES = {"z_dim": int, "c_dim": int, "w_dim": int, "img_resolution": int, "img_channels": int,
+                "num_layers": int, "embed_features": int | None, "layer_features": int | None, "activation": str,
+                "lr_multiplier": float, "w_avg_beta": float | None, "channel_base": int, "channel_max": int,
+                "num_fp16_res": int, "architecture": str, "resample_filter": tuple[float, ...],
+                "conv_clamp": float | None, "use_fp16": bool, "kernel_size": int, "use_noise": bool}
 W_AVG_SAMPLES = 10_000  # z samples used to estimate w_avg when a checkpoint has none
 
 
@@ -77,20 +85,40 @@ def _with_w_avg(generator: StyleGAN2, has_w_avg: bool) -> StyleGAN2:
 
 
 def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, Any],
-                class_name: str = "training.networks.Generator", where: str = "checkpoint") -> StyleGAN2:
-    """Build a `StyleGAN2` from an NVIDIA `Generator` state dict and its `init_kwargs`."""
+                class_name: str = "training.networks.Generator", where: str = "checkpoint",
+                kwargs_where: str | None = None) -> StyleGAN2:
+    """Build a `StyleGAN2` from an NVIDIA `Generator` state dict and its `init_kwargs` (read from
+    `kwargs_where`, default `where`: the file that errors in them name)."""
     check(class_name in NVIDIA_CLASSES, where,
            f"class {class_name!r} is not a supported StyleGAN2 generator; expected one of {sorted(NVIDIA_CLASSES)}")
     src = Source(state_dict, where)
+    kw_where = kwargs_where or where
+    check(isinstance(init_kwargs, Mapping), kw_where,
+          f"init_kwargs must be an object of constructor arguments, got {type(init_kwargs).__name__}")
     kwargs = dict(init_kwargs)
+    for name in ("mapping_kwargs", "synthesis_kwargs"):
+        check(kwargs.get(name) is None or isinstance(kwargs[name], Mapping), kw_where,
+              f"init_kwargs.{name} must be an object of arguments, got {type(kwargs.get(name)).__name__}")
     mapping_kw = dict(kwargs.get("mapping_kwargs") or {})
     synthesis_kw = dict(kwargs.get("synthesis_kwargs") or {})
     # The StyleGAN3 repository passes synthesis arguments at the top level.
-    synthesis_kw.update({k: v for k, v in kwargs.items() if k not in _GENERATOR_KWARGS})
+    top_level = {k: v for k, v in kwargs.items() if k not in _GENERATOR_KWARGS}
+    unknown_top = sorted(set(top_level) - _SYNTHESIS_KWARGS)
+    check(not unknown_top, kw_where, f"init_kwargs has unsupported arguments {unknown_top}; known: "
+                                     f"{sorted(_GENERATOR_KWARGS | _SYNTHESIS_KWARGS)}")
+    synthesis_kw.update(top_level)
     for name, given, known in (("init_kwargs.mapping_kwargs", mapping_kw, _MAPPING_KWARGS),
                                ("init_kwargs.synthesis_kwargs", synthesis_kw, _SYNTHESIS_KWARGS)):
         unknown = sorted(set(given) - known)
-        check(not unknown, where, f"{name} has unsupported arguments {unknown}; known: {sorted(known)}")
+        check(not unknown, kw_where, f"{name} has unsupported arguments {unknown}; known: {sorted(known)}")
+    try:
+        for prefix, given in (("init_kwargs", kwargs), ("init_kwargs.mapping_kwargs", mapping_kw),
+                              ("init_kwargs.synthesis_kwargs", synthesis_kw)):
+            for name, value in list(given.items()):
+                if name in _KWARG_TYPES:
+                    given[name] = coerce(value, _KWARG_TYPES[name], f"{prefix}.{name}")
+    except ValueError as e:
+        raise ConversionError(f"{kw_where}: {e}") from None
 
     fc = sorted(int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"mapping\.fc(\d+)\.weight", k)))
     check(bool(fc) and fc == list(range(len(fc))), where, "expected mapping.fc0.weight, mapping.fc1.weight, ...")
@@ -131,17 +159,20 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
     filter_keys = sorted(k for k in state_dict if k.endswith("resample_filter"))
     resample_filter = unique_filter(src, filter_keys)
     conv_clamp = synthesis_kw.get("conv_clamp", NVIDIA_CLASSES[class_name]["conv_clamp"])
-    config = StyleGAN2Config(
-        z_dim=z_dim, w_dim=w_dim, c_dim=c_dim, embed_features=embed_features,
-        img_resolution=derived["img_resolution"], img_channels=derived["img_channels"], channels=channels,
-        mapping_layers=len(fc), mapping_features=int(fc0.shape[0]) if len(fc) > 1 else 0,
-        mapping_lr_multiplier=float(mapping_kw.get("lr_multiplier", 0.01)),
-        mapping_activation=str(mapping_kw.get("activation", "lrelu")),
-        activation=str(synthesis_kw.get("activation", "lrelu")), architecture=architecture,
-        kernel_size=int(src.arrays[f"synthesis.b{resolutions[0]}.conv1.weight"].shape[-1]),
-        use_noise=f"synthesis.b{resolutions[0]}.conv1.noise_strength" in src,
-        conv_clamp=None if conv_clamp is None else float(conv_clamp),
-        **({} if resample_filter is None else {"resample_filter": tuple(map(tuple, resample_filter.tolist()))}))
+    try:
+        config = StyleGAN2Config(
+            z_dim=z_dim, w_dim=w_dim, c_dim=c_dim, embed_features=embed_features,
+            img_resolution=derived["img_resolution"], img_channels=derived["img_channels"], channels=channels,
+            mapping_layers=len(fc), mapping_features=int(fc0.shape[0]) if len(fc) > 1 else 0,
+            mapping_lr_multiplier=float(mapping_kw.get("lr_multiplier", 0.01)),
+            mapping_activation=str(mapping_kw.get("activation", "lrelu")),
+            activation=str(synthesis_kw.get("activation", "lrelu")), architecture=architecture,
+            kernel_size=int(src.arrays[f"synthesis.b{resolutions[0]}.conv1.weight"].shape[-1]),
+            use_noise=f"synthesis.b{resolutions[0]}.conv1.noise_strength" in src,
+            conv_clamp=None if conv_clamp is None else float(conv_clamp),
+            **({} if resample_filter is None else {"resample_filter": tuple(map(tuple, resample_filter.tolist()))}))
+    except ValueError as e:
+        raise ConversionError(f"{kw_where}: the constructor arguments give an invalid config ({e})") from None
     params = _to_params(src, config)
     src.check_all_used()
     generator = StyleGAN2(config, params, {"source_format": "nvidia", "class_name": class_name})

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.config import ConfigMixin
+from latentjax.config import ConfigMixin, check_clamp, check_filter, check_positive, check_resolution
 from latentjax.ops.layers import FullyConnected, normal_init
 from latentjax.errors import ConversionError
 from latentjax.io.state_dict import Source, check, unique_filter
@@ -44,9 +44,11 @@ class DiscriminatorConfig(ConfigMixin):
     resample_filter: tuple[tuple[float, ...], ...] = tuple(map(tuple, setup_filter([1, 3, 3, 1]).tolist()))
 
     def __post_init__(self):
-        res_log2 = int(np.log2(self.img_resolution)) if self.img_resolution > 0 else 0
-        if self.img_resolution < 8 or 2 ** res_log2 != self.img_resolution:
-            raise ValueError(f"img_resolution must be a power of two >= 8, got {self.img_resolution}")
+        res_log2 = check_resolution(self.img_resolution, 8)
+        check_positive(self, "img_channels")
+        check_positive(self, "channels", what="a list of positive widths")
+        check_clamp(self.conv_clamp)
+        check_filter(self.resample_filter)
         if len(self.channels) != res_log2 - 1:
             raise ValueError(f"channels must list one width per resolution 4..{self.img_resolution} "
                              f"({res_log2 - 1} values), got {len(self.channels)}")

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.config import ConfigMixin
+from latentjax.config import ConfigMixin, check_resolution
 from latentjax.io.native import network_from_directory, read_directory_config, write_directory
 
 FORMAT = "latentjax.encoder"
@@ -43,9 +43,7 @@ class EncoderConfig(ConfigMixin):
     norm: str = "instance"
 
     def __post_init__(self):
-        res_log2 = int(np.log2(self.img_resolution)) if self.img_resolution > 0 else 0
-        if self.img_resolution < 8 or 2 ** res_log2 != self.img_resolution:
-            raise ValueError(f"encoder img_resolution must be a power of two >= 8, got {self.img_resolution}")
+        check_resolution(self.img_resolution, 8, "encoder img_resolution")
         if self.img_channels < 1 or self.num_ws < 1 or self.w_dim < 1:
             raise ValueError(f"encoder img_channels, num_ws and w_dim must be positive, got {self.img_channels}, "
                              f"{self.num_ws}, {self.w_dim}")

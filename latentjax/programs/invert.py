@@ -27,6 +27,7 @@ from latentjax.load import load_generator
 from latentjax.metrics.image import image_metrics
 from latentjax.metrics.lpips import load_lpips
 from latentjax.viz import image_grid, save_png, to_uint8
+from latentjax.programs.flags import finite_float, non_negative_int, positive_float, positive_int, seed
 from latentjax.viz.report import markdown_table
 
 OVERVIEW_PAIRS = 64  # most target/reconstruction pairs in comparison.png
@@ -129,18 +130,18 @@ def add_invert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="output directory: <name>.npz latents and <name>.png reconstructions")
     parser.add_argument("--space", choices=INVERSION_SPACES, default="w+")
     parser.add_argument("--noise", action="store_true", help="also optimise the noise maps (NVIDIA: --space w --noise)")
-    parser.add_argument("--class-index", type=int, help="conditional generators: the class of every image")
+    parser.add_argument("--class-index", type=non_negative_int, help="conditional generators: the class of every image")
     parser.add_argument("--classes", help="conditional generators: a JSON file {image name: class index}")
     parser.add_argument("--optimize-class", action="store_true", help="also optimise the class vector (space z)")
-    parser.add_argument("--truncation", type=float, default=1.0,
+    parser.add_argument("--truncation", type=finite_float, default=1.0,
                         help="truncation psi in space z (BigGAN: its batch-norm statistics and z box)")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=positive_int, default=1000)
     parser.add_argument("--loss", choices=("lpips", "mse", "lpips+mse"), default="lpips")
-    parser.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term in lpips+mse")
+    parser.add_argument("--mse-weight", type=positive_float, default=1.0, help="weight of the MSE term in lpips+mse")
     parser.add_argument("--lpips-vgg", help="torchvision vgg16 state dict (.pth), for the LPIPS loss and metric")
     parser.add_argument("--lpips-lin", help="lpips package lin weights (weights/v0.1/vgg.pth)")
-    parser.add_argument("--batch-size", type=int, default=8, help="targets per compiled step")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="targets per compiled step")
+    parser.add_argument("--seed", type=seed, default=0)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -156,8 +157,14 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit("error: give --class-index or --classes, not both")
     classes = args.class_index
     if args.classes:
-        classes = json.loads(Path(args.classes).read_text())
-        if not isinstance(classes, dict) or not all(isinstance(v, int) for v in classes.values()):
+        try:
+            classes = json.loads(Path(args.classes).read_text())
+        except OSError as e:
+            raise SystemExit(f"error: --classes {args.classes}: cannot read it ({e.strerror or e})") from None
+        except ValueError as e:
+            raise SystemExit(f"error: --classes {args.classes}: not JSON ({e})") from None
+        if not isinstance(classes, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                    for v in classes.values()):
             raise SystemExit(f"error: --classes {args.classes} must hold a JSON object {{image name: class index}}")
     G = load_generator(args.checkpoint, ema=not args.no_ema)
     summary = invert_directory(G, args.in_dir, args.out_dir, key=jax.random.key(args.seed), space=args.space,

@@ -10,12 +10,15 @@ with `make_task(config)`), `total_steps`, `batch_size` (global), and with `HARNE
 `ckpt_every`, `keep_ckpts`, `sample_every`, `eval_every` (0 = only at the end).
 
 Work dir: `config.json`, `metrics.jsonl`, `tensorboard/`, `samples/*.png`, `checkpoints/<step>/`,
-and whatever the task exports.
+and whatever the task exports. Resuming starts from the newest intact checkpoint (damaged ones are
+named, moved to `checkpoints_damaged/` and skipped: see `checkpoint.restore_latest`); `config.json`
+keeps the config the run started with, and a resume with another config says what changed.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import time
 from pathlib import Path
@@ -61,6 +64,43 @@ def to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def write_record(workdir: Path, record: ml_collections.ConfigDict, resumed_at: int | None) -> None:
+    """`workdir/config.json` records the config a run started with. A fresh run writes it; a resumed
+    run keeps it and, if its own config differs, says what changed and writes itself to
+    `config.resumed_<step>.json`. (A run that is refused, e.g. for a config that builds another
+    state, never gets here, so the record of what was trained survives.)"""
+    text = record.to_json_best_effort(indent=1) + "\n"
+    path = workdir / "config.json"
+    if resumed_at is None or not path.exists():
+        path.write_text(text)
+        return
+    try:
+        before = _flatten(json.loads(path.read_text()))
+    except (OSError, ValueError) as e:
+        before = None
+        note(f"{path}: unreadable ({e}); kept as it is")
+    after = _flatten(json.loads(text))
+    if before == after:
+        return
+    resumed = workdir / f"config.resumed_{resumed_at}.json"
+    resumed.write_text(text)
+    if before is not None:
+        changes = [f"{k}: {before.get(k, '(unset)')!r} -> {after.get(k, '(unset)')!r}"
+                   for k in sorted(set(before) | set(after)) if before.get(k, "(unset)") != after.get(k, "(unset)")]
+        note(f"resuming at step {resumed_at} with a changed config: " + "; ".join(changes)
+             + f" ({path.name} keeps the original; this run's config is in {resumed.name})")
+
+
 def _due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
 
@@ -83,9 +123,8 @@ def train(config: ml_collections.ConfigDict, workdir=None, task: Task | None = N
          f"{jax.device_count()} {jax.default_backend()} devices; work dir {workdir or '(none: nothing is written)'}")
     if workdir is not None and jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        record = config if key is None else ml_collections.ConfigDict(  # a given key replaces config.seed
-            {**config.to_dict(), "key": np.asarray(jax.random.key_data(key)).tolist()})
-        (workdir / "config.json").write_text(record.to_json_best_effort(indent=1) + "\n")
+    record = config if key is None else ml_collections.ConfigDict(  # a given key replaces config.seed
+        {**config.to_dict(), "key": np.asarray(jax.random.key_data(key)).tolist()})
 
     # ------------------------------------------------------------------------------------------
     # Mesh
@@ -139,17 +178,20 @@ def train(config: ml_collections.ConfigDict, workdir=None, task: Task | None = N
     # Checkpoint: resume from the latest one, or initialise (sharded) from scratch
     # ------------------------------------------------------------------------------------------
     manager = checkpoint.open_manager(workdir, int(cfg["keep_ckpts"])) if workdir is not None else None
-    latest = manager.latest_step() if manager is not None else None
     with jax.set_mesh(mesh):
+        restored, latest = (checkpoint.restore_latest(manager, checkpoint.with_shardings(abstract, shardings))
+                            if manager is not None else (None, None))
         if latest is None:
             train_state = jax.jit(init, out_shardings=shardings)(rng_init)
             first_step = 0
         else:
             note(f"resuming from {manager.directory / str(latest)}")
-            train_state = checkpoint.restore(manager, latest, checkpoint.with_shardings(abstract, shardings))
+            train_state = restored
             first_step = int(to_host(train_state["step"]))
             if first_step != latest:
                 raise ValueError(f"{manager.directory / str(latest)}: holds step {first_step}, expected {latest}")
+    if workdir is not None and jax.process_index() == 0:
+        write_record(workdir, record, resumed_at=latest)
 
     # ------------------------------------------------------------------------------------------
     # Train loop

@@ -257,8 +257,8 @@ def test_bad_inputs_raise_clear_errors(gen):
         invert_in_domain(G, encoder, np.zeros((1, 32, 32, 3), np.float32), **run)
     with pytest.raises(ValueError, match=r"targets must be images \[N, 16, 16, 3\]"):
         invert_in_domain(G, encoder, targets[..., :1], **run)
-    with pytest.raises(ValueError, match=r"targets must lie in \[-1, 1\]"):
-        invert_in_domain(G, encoder, targets * 3, **run)
+    with pytest.raises(ValueError, match="targets hold .* non-finite"):
+        invert_in_domain(G, encoder, targets * np.nan, **run)
     with pytest.raises(ValueError, match="targets must be float images"):
         invert_in_domain(G, encoder, np.zeros((1, 16, 16, 3), np.uint8), **run)
     other = Encoder.init(EncoderConfig(32, 3, 8, 8, channel_base=64, channel_max=8), jax.random.key(0), np.zeros(8))

@@ -165,8 +165,8 @@ def test_bad_inputs_give_clear_errors(sg2, biggan_tiny, sg2_case):
         invert_multicode(sg2, targets[..., :1], **run)
     with pytest.raises(ValueError, match=r"got shape \(2, 16, 16, 3\)"):
         invert_multicode(sg2, targets[:, ::2, ::2], **run)
-    with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
-        invert_multicode(sg2, targets * 2.0, **run)
+    with pytest.raises(ValueError, match="non-finite"):
+        invert_multicode(sg2, targets * np.inf, **run)
     with pytest.raises(ValueError, match="num_codes must be an int >= 1, got 0"):
         invert_multicode(sg2, targets, **{**run, "num_codes": 0})
     with pytest.raises(ValueError, match="steps must be a positive int"):

@@ -1,7 +1,7 @@
 """PGGAN model properties: transforms agree with eager, normalisation, blending, input weight, contracts."""
 
 import dataclasses
-import importlib.util
+import runpy
 from pathlib import Path
 
 import jax
@@ -181,13 +181,16 @@ def test_convert_script_writes_a_native_generator(tmp_path, monkeypatch, capsys)
     from latentjax.load import load_native
 
     monkeypatch.setitem(FAMILIES, "pggan", (PGGAN, PGGANConfig))
-    spec = importlib.util.spec_from_file_location("convert_pggan", Path(__file__).parents[1] / "convert" / "pggan.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    def convert(argv):
+        monkeypatch.setattr("sys.argv", ["convert/pggan.py", *argv])
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(Path(__file__).parents[1] / "convert" / "pggan.py"), run_name="__main__")
+        return done.value.code
+
     source = FIXTURES / "pggan" / "pgan_cond16.pth"
-    assert script.main([str(source), str(tmp_path / "g"), "--no-ema"]) == 0
+    assert convert([str(source), str(tmp_path / "g"), "--no-ema"]) == 0
     G, reference = load_native(tmp_path / "g"), load_pggan(source, ema=False)
     assert G.config == reference.config and G.metadata == reference.metadata and G.metadata["network"] == "netG"
     jax.tree.map(np.testing.assert_array_equal, G.params, reference.params)
-    assert script.main([str(tmp_path / "absent.pth"), str(tmp_path / "h")]) == 2
+    assert convert([str(tmp_path / "absent.pth"), str(tmp_path / "h")]) == 2
     assert "absent.pth: no such file" in capsys.readouterr().err

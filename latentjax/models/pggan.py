@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.config import check_positive, coerce_fields
+from latentjax.config import coerce_fields
 from latentjax.models.stylegan2 import NOISE_MODES
 from latentjax.ops.layers import normalize_2nd_moment
 from latentjax.ops.conv2d_resample import conv2d

@@ -11,12 +11,14 @@ from latentjax.ops.bias_act import bias_act
 
 
 def normalize_2nd_moment(x, eps: float = 1e-8):
-    """x * rsqrt(mean(x^2) + eps) over the feature axis (StyleGAN's pixel norm of z), computed on x
-    divided by its largest magnitude so that mean(x^2) cannot overflow (z = 1e30 gives the image of
-    z = 1, not of z = 0)."""
+    """x * rsqrt(mean(x^2) + eps) over the feature axis (StyleGAN's pixel norm of z). Where mean(x^2)
+    overflows, the same on x divided by its largest magnitude (z = 1e30 gives the image of z = 1,
+    not of z = 0); elsewhere the reference's formula, to the bit."""
+    mean_square = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
     scale = jnp.maximum(jnp.max(jnp.abs(x), axis=-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
     y = x / scale
-    return y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=-1, keepdims=True) + eps / jnp.square(scale))
+    rescaled = y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=-1, keepdims=True) + eps / jnp.square(scale))
+    return jnp.where(jnp.isfinite(mean_square), x * jax.lax.rsqrt(mean_square + eps), rescaled)
 
 
 def normal_init(scale: float = 1.0):

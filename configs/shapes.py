@@ -6,7 +6,8 @@ Runs SeFa, GANSpace, the Jacobian directions and the learned Voynov & Babenko an
 CPU budgets; they train in `out/shapes/<method>/train/`, where a second run resumes) on
 `builtin:shapes` (`--config.generator=PATH` for another shapes generator), writes each method's
 directions, grids and GIFs to `out/shapes/<method>/`, scores every direction by the factor changes
-it causes (`latentjax.shapes.scoring`) and writes `ground_truth.md`, heatmaps and one `report.html`:
+it causes (each walked to the same image change, beside random directions scored the same way:
+`latentjax.shapes.scoring`) and writes `ground_truth.md`, heatmaps and one `report.html`:
 a few minutes on two CPU cores (full budgets: `configs/voynov.py`, `configs/dplase.py`). Voynov &
 Babenko uses the `linear` deformator (`ortho`'s matrix exponential calls LAPACK, slow on a busy
 CPU). `valid_tol` is 0.2, not the read-out's strict 0.01, while the built-in generator is
@@ -28,8 +29,8 @@ def get_config(arg=None):
                    "grid_size": 0},
         "dplase": {"k": 10, "steps": 1000, "batch_size": 16, "layer": "b16", "lr": 1e-2, "subspace_steps": 300,
                    "subspace_lr": 1e-2},
-    }, ground_truth={"num_samples": 64, "distance": 3.0, "walk": "linear", "batch_size": 64, "threshold": 0.8,
-                     "min_change": 0.1, "valid_tol": 0.2, "seed": 0})
+    }, ground_truth={"num_samples": 64, "image_change": 0.1, "walk": "linear", "batch_size": 64, "threshold": 0.8,
+                     "min_change": 0.1, "min_valid": 0.5, "baseline_seeds": 3, "valid_tol": 0.2, "seed": 0})
     config.generator = "builtin:shapes"
     config.space.fit_samples = 5000
     if arg.smoke:
@@ -41,6 +42,5 @@ def get_config(arg=None):
         config.methods.jacobian.num_samples = 1
         config.methods.voynov.update(steps=4, batch_size=8, eval_per_direction=2)
         config.methods.dplase.update(steps=4, batch_size=8, subspace_steps=2, score_samples=4, num_groups=2)
-        config.ground_truth.num_samples = 8
-        config.ground_truth.batch_size = 16
+        config.ground_truth.update(num_samples=8, batch_size=16, search_samples=4, baseline_seeds=1)
     return config

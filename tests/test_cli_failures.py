@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from latentjax.cli import main
@@ -76,3 +77,31 @@ def test_a_failed_command_exits_although_a_thread_is_still_running():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
     assert done.returncode == 2 and "error: disk full" in done.stderr
     assert time.perf_counter() - start < 30
+
+
+def test_images_load_at_their_depth_and_unreadable_files_are_named(tmp_path):
+    from PIL import Image
+
+    from latentjax.io.images import load_target
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")  # a 16-bit grayscale PNG (mode I;16)
+    loaded = load_target(tmp_path / "deep.png", 8, 3)
+    np.testing.assert_allclose(loaded[..., 0], ramp / 32767.5 - 1.0, atol=1e-5)  # not clipped to 255
+    assert loaded.shape == (8, 8, 3) and np.all(loaded[..., 0] == loaded[..., 2])
+    (tmp_path / "fake.png").write_text("not an image")
+    with pytest.raises(ValueError, match="fake.png: not a readable image"):
+        load_target(tmp_path / "fake.png", 8, 3)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "cut.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:40])
+    with pytest.raises(ValueError, match="cut.png: not a readable image"):
+        load_target(tmp_path / "cut.png", 8, 3)
+
+
+def test_invert_never_writes_into_its_input_directory(tmp_path, capsys):
+    (tmp_path / "img0.png").write_bytes(b"")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for out in (tmp_path, tmp_path / "inside"):
+        assert main(["invert", "builtin:shapes", str(tmp_path), str(out), "--loss", "mse"]) == 2
+        assert "is or lies inside the input directory" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

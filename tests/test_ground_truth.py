@@ -172,6 +172,7 @@ def test_shapes_config_runs_every_method_into_one_report(tmp_path):
     assert report.count("<h2>") == 6 and all(f"{m} directions in w+" in report for m in run.directions)
     assert report.count('<img src="data:') == 5 * (2 + 1 + 3)  # per method: 2 heatmaps, 1 grid, 3 GIFs
     scores = json.loads((out / "ground_truth.json").read_text())
-    assert set(scores) == set(run.directions) and scores["sefa"]["settings"]["num_samples"] == 4
+    assert set(scores) == set(run.directions) | {"baselines"} and scores["sefa"]["settings"]["num_samples"] == 4
+    assert len(run.baselines) == 1 and len(scores["baselines"]) == 1  # every method has 3 directions in w+
     text = describe(run, out)
-    assert "| sefa |" in text and f"report: {out / 'report.html'}" in text
+    assert "| sefa |" in text and "| random (3 in w+, mean of 1) |" in text and f"report: {out / 'report.html'}" in text

@@ -398,3 +398,14 @@ def test_targets_in_the_generators_own_range_and_bfloat16_are_accepted(gen):
     assert res.images.shape == targets.shape and np.all(np.isfinite(res.latents))
     res16 = invert(G, jnp.asarray(targets, jnp.bfloat16), **run)
     assert np.all(np.isfinite(res16.latents))
+
+
+def test_invert_directory_reports_and_skips_unreadable_images(gen, tmp_path):
+    G, _, targets, _, _ = gen
+    in_dir = tmp_path / "in"
+    save_png(in_dir / "a.png", to_uint8(targets[0]))
+    (in_dir / "fake.png").write_text("not an image")
+    (in_dir / "cut.png").write_bytes((in_dir / "a.png").read_bytes()[:50])
+    summary = invert_directory(G, in_dir, tmp_path / "out", key=jax.random.key(0), batch_size=3, **FEW_STEPS)
+    assert summary["done"] == ["a"] and set(summary["unreadable"]) == {"fake.png", "cut.png"}
+    assert "not a readable image" in summary["unreadable"]["fake.png"]

@@ -112,6 +112,35 @@ def check_style_truncation(truncation_psi, truncation_cutoff) -> None:
                              f"layers truncated), got {truncation_cutoff!r}")
 
 
+class StyleGenerator(Generator):
+    """The shared part of style-based generators (StyleGAN2, StyleGAN3): a mapping network
+    (`self._mapping`, set by the subclass) from z (and c) to `num_ws` vectors w fed to the synthesis."""
+
+    style_based = True
+    input_space = "w"
+    w_dim = property(lambda self: self.config.w_dim)
+    num_ws = property(lambda self: self.config.num_ws)
+
+    def mapping(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
+        """z [N, z_dim] (and c [N, c_dim]) -> ws [N, num_ws, w_dim].
+
+        A concrete `truncation_psi` must be finite and a concrete `truncation_cutoff` None or an
+        integer >= 0 (ValueError otherwise); traced ones are used as given (a NaN psi gives NaN ws).
+        """
+        cfg = self.config
+        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
+            raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
+        if cfg.c_dim:
+            if c is None or c.shape != (z.shape[0], cfg.c_dim):
+                got = None if c is None else tuple(c.shape)
+                raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {cfg.c_dim}], "
+                                 f"got {got}")
+        elif c is not None and c.size:
+            raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
+        check_style_truncation(truncation_psi, truncation_cutoff)
+        return self._mapping.apply({"params": params["mapping"]}, z, c, truncation_psi, truncation_cutoff)
+
+
 def check_single_input(layers) -> None:
     """Families with one input vector have no per-layer selection: `layers` must be None or all True."""
     if layers is not None and not all(bool(v) for v in layers):

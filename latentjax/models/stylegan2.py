@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.config import ConfigMixin, check_clamp, check_filter, check_positive, check_resolution
-from latentjax.models.base import Generator, check_compute_dtype, check_style_truncation, select_layers
+from latentjax.models.base import StyleGenerator, check_compute_dtype, select_layers
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
 from latentjax.ops.conv2d_resample import conv2d_resample
@@ -278,7 +278,7 @@ def mix_styles(ws_a, ws_b, inject_index):
     return jnp.where(layer < inject_index, ws_a, ws_b)
 
 
-class StyleGAN2(Generator):
+class StyleGAN2(StyleGenerator):
     """A StyleGAN2 generator: a config, a params pytree, and pure functions of (params, inputs).
 
     Every entry point takes `params` first, has no hidden state, and works under `jit`, `vmap`
@@ -286,16 +286,11 @@ class StyleGAN2(Generator):
     """
 
     family = "stylegan2"
-    style_based = True
-    input_space = "w"
 
     def __init__(self, config: StyleGAN2Config, params, metadata: dict | None = None):
         super().__init__(config, params, metadata)
         self._mapping = MappingNetwork(config)
         self._synthesis = SynthesisNetwork(config)
-
-    w_dim = property(lambda self: self.config.w_dim)
-    num_ws = property(lambda self: self.config.num_ws)
 
     def __repr__(self):
         cfg = self.config
@@ -318,24 +313,6 @@ class StyleGAN2(Generator):
         return cls(config, init_params(key))
 
     # --- pure functions -----------------------------------------------------------------
-    def mapping(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
-        """z [N, z_dim] (and c [N, c_dim]) -> ws [N, num_ws, w_dim].
-
-        A concrete `truncation_psi` must be finite and a concrete `truncation_cutoff` None or an
-        integer >= 0 (ValueError otherwise); traced ones are used as given (a NaN psi gives NaN ws).
-        """
-        cfg = self.config
-        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-            raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
-        if cfg.c_dim:
-            if c is None or c.shape != (z.shape[0], cfg.c_dim):
-                got = None if c is None else tuple(c.shape)
-                raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {cfg.c_dim}], got {got}")
-        elif c is not None and c.size:
-            raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
-        check_style_truncation(truncation_psi, truncation_cutoff)
-        return self._mapping.apply({"params": params["mapping"]}, z, c, truncation_psi, truncation_cutoff)
-
     def synthesis(self, params, ws, noise_mode="const", key=None, compute_dtype=jnp.float32, impl="fast",
                   hooks: Hooks | None = None):
         """ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32); `hooks`: see `latentjax.models.taps`."""

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.config import ConfigMixin
-from latentjax.models.base import Generator, select_layers
+from latentjax.models.base import StyleGenerator, select_layers
 from latentjax.models.stylegan2 import truncate
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.filtered_lrelu import filtered_lrelu
@@ -413,7 +413,7 @@ class SynthesisNetwork(nn.Module):
         return x * cfg.output_scale if cfg.output_scale != 1 else x, features
 
 
-class StyleGAN3(Generator):
+class StyleGAN3(StyleGenerator):
     """A StyleGAN3 generator: a config, a params pytree, and pure functions of (params, inputs).
 
     Every entry point takes `params` first, has no hidden state, and works under `jit`, `vmap`
@@ -421,16 +421,12 @@ class StyleGAN3(Generator):
     """
 
     family = "stylegan3"
-    style_based = True
-    input_space = "w"
 
     def __init__(self, config: StyleGAN3Config, params, metadata: dict | None = None):
         super().__init__(config, params, metadata)
         self._mapping = MappingNetwork(config)
         self._synthesis = SynthesisNetwork(config)
 
-    w_dim = property(lambda self: self.config.w_dim)
-    num_ws = property(lambda self: self.config.num_ws)
     make_transform = staticmethod(make_transform)
 
     def __repr__(self):
@@ -466,19 +462,6 @@ class StyleGAN3(Generator):
         return cls(config, init_params(key))
 
     # --- pure functions -----------------------------------------------------------------
-    def mapping(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
-        """z [N, z_dim] (and c [N, c_dim]) -> ws [N, num_ws, w_dim]."""
-        cfg = self.config
-        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-            raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
-        if cfg.c_dim:
-            if c is None or c.shape != (z.shape[0], cfg.c_dim):
-                got = None if c is None else tuple(c.shape)
-                raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {cfg.c_dim}], got {got}")
-        elif c is not None and c.size:
-            raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
-        return self._mapping.apply({"params": params["mapping"]}, z, c, truncation_psi, truncation_cutoff)
-
     def synthesis(self, params, ws, transform=None, noise_mode="const", key=None, compute_dtype=jnp.float32,
                   impl="fast", hooks: Hooks | None = None):
         """ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32).

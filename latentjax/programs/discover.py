@@ -26,7 +26,7 @@ from latentjax.config import configure, space_config
 from latentjax.directions import LEARNED_METHODS, METHODS, Directions
 from latentjax.latent import space_from_spec
 from latentjax.load import load_generator
-from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth
+from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth, random_baseline
 from latentjax.viz import encode_png
 from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
 from latentjax.programs.flags import parse_config_flags
@@ -82,6 +82,7 @@ class MultiRun:
     scores: dict[str, GroundTruth]
     seconds: dict[str, float]
     report: Path
+    baselines: dict[str, list[GroundTruth]] = dataclasses.field(default_factory=dict)  # random directions
 
 
 def discover(config, workdir, progress: bool = True) -> Directions | MultiRun:
@@ -119,13 +120,18 @@ def _find(config, method: str, settings, space, progress: bool, workdir: Path) -
 
 def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
     scoring = configure(GroundTruthConfig, config.ground_truth)
-    found, scores, seconds, sections = {}, {}, {}, []
+    found, scores, seconds, sections, baselines = {}, {}, {}, [], {}
     for method, settings in config.methods.items():
         sub = workdir / method
         directions, summary = _find(config, method, settings, space, progress, sub)
         directions.save(sub / "directions.npz")
         figures, _ = walk_figures(sub, space, G.params, directions, progress=progress, **config.walk.to_dict())
         result = ground_truth(space, G.params, directions, scoring)
+        masked = directions.layers is not None and not directions.layers.all()
+        label = (f"random ({len(directions)} in {directions.space['name']}"
+                 f"{', layers as ' + method if masked else ''}, mean of {scoring.baseline_seeds})")
+        if scoring.baseline_seeds and label not in baselines:  # one per direction count and layer mask
+            baselines[label] = random_baseline(space, G.params, directions, scoring)
         heatmaps = []
         for name, image in result.heatmaps().items():
             heatmaps.append((f"{method}: {name} (rows = directions, columns = factors)", encode_png(image)))
@@ -138,11 +144,12 @@ def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
         sections.append(Section(f"{method} directions in {directions.space['name']}",
                                 {k: v for k, v in summary.items() if k not in ("generator", "walk", "ground_truth")},
                                 [change], directions.scores, heatmaps + figures))
-    header, rows = comparison(scores, seconds)
+    header, rows = comparison(scores, seconds, baselines)
     (workdir / "ground_truth.md").write_text(markdown_table(header, rows) + "\n" + "\n".join(
         f"## {method}\n\n{result.to_table()}" for method, result in scores.items()))
-    (workdir / "ground_truth.json").write_text(json.dumps(
-        {method: {**result.to_dict(), "seconds": seconds[method]} for method, result in scores.items()}, indent=1) + "\n")
+    records = {method: {**result.to_dict(), "seconds": seconds[method]} for method, result in scores.items()}
+    records["baselines"] = {label: [r.to_dict() for r in runs] for label, runs in baselines.items()}
+    (workdir / "ground_truth.json").write_text(json.dumps(records, indent=1) + "\n")
     overview = Section("Ground truth: purity of the best direction per factor",
                        tables=[Table(f"purity >= {scoring.threshold:g} counts as found; valid = share of walk "
                                      f"end points that are clean renders", header, rows)])
@@ -150,14 +157,14 @@ def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
                "ground_truth": scoring.to_dict(), "walk": config.walk.to_dict()}
     report = save_sections_report(workdir / "report.html", f"{', '.join(found)} directions", summary,
                                   [overview] + sections)
-    return MultiRun(found, scores, seconds, report)
+    return MultiRun(found, scores, seconds, report, baselines)
 
 
 def describe(result: Directions | MultiRun, workdir) -> str:
     """What `latentjax discover` prints: the directions found and where they were written."""
     workdir = Path(workdir)
     if isinstance(result, MultiRun):
-        header, rows = comparison(result.scores, result.seconds)
+        header, rows = comparison(result.scores, result.seconds, result.baselines)
         return f"{markdown_table(header, rows)}\nwrote {', '.join(str(workdir / m) for m in result.directions)} and " \
                f"{workdir / 'ground_truth.md'}\nreport: {result.report}"
     return (f"{result.method}: {len(result)} directions in {result.space['name']!r}, scores "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import zlib
 from pathlib import Path
 from typing import Mapping
@@ -26,6 +27,7 @@ from latentjax.io.images import load_target
 from latentjax.load import load_generator
 from latentjax.metrics.image import image_metrics
 from latentjax.metrics.lpips import load_lpips
+from latentjax.programs.outputs import apart, output_dir
 from latentjax.viz import image_grid, save_png, to_uint8
 from latentjax.programs.flags import finite_float, non_negative_int, positive_float, positive_int, seed
 from latentjax.viz.report import markdown_table
@@ -47,12 +49,15 @@ def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int =
     `classes` (conditional generators): one class index for every image, or {image name (stem): index}
     naming every image; `optimize_class` as in `invert`.
 
-    Returns {'done': names inverted now, 'skipped': names already done, 'metrics': {name: {metric: value}}}
-    (metrics of the reconstructions clipped to [-1, 1]: PSNR, SSIM, and LPIPS when `lpips` is given).
+    Returns {'done': names inverted now, 'skipped': names already done, 'unreadable': {file name: why}
+    (files that are not readable images: reported and left out, the job goes on), 'metrics': {name:
+    {metric: value}}} (metrics of the reconstructions clipped to [-1, 1]: PSNR, SSIM, and LPIPS when
+    `lpips` is given).
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise ValueError(f"invert_directory: {in_dir} is not a directory")
+    apart(out_dir, in_dir, "invert_directory: out_dir")
     files = sorted(p for p in in_dir.iterdir() if p.suffix.lower() == ".png" and p.is_file())
     if not files:
         raise ValueError(f"invert_directory: no .png images in {in_dir}")
@@ -62,7 +67,7 @@ def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int =
             raise ValueError(f"invert_directory: classes has no class index for images {missing[:5]} "
                              f"({len(missing)} missing); it must name every image of {in_dir}")
     todo = [p for p in files if not (out_dir / f"{p.stem}.npz").exists()]
-    summary = {"done": [], "skipped": [p.stem for p in files if p not in todo], "metrics": {}}
+    summary = {"done": [], "skipped": [p.stem for p in files if p not in todo], "unreadable": {}, "metrics": {}}
     if not todo:
         return summary
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,8 +76,15 @@ def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int =
     settings = {"space": space, "steps": steps, "loss": inverter.weights, "optimize_noise": optimize_noise,
                 "optimize_class": optimize_class, "config": inverter.config.to_dict()}
     for lo in range(0, len(todo), batch_size):
-        paths = todo[lo:lo + batch_size]
-        targets = np.stack([load_target(p, G.img_resolution, G.img_channels) for p in paths])
+        loaded = {}
+        for p in todo[lo:lo + batch_size]:
+            try:
+                loaded[p] = load_target(p, G.img_resolution, G.img_channels)
+            except ValueError as e:
+                summary["unreadable"][p.name] = str(e)
+        if not loaded:
+            continue
+        paths, targets = list(loaded), np.stack(list(loaded.values()))
         keys = jax.numpy.stack([jax.random.fold_in(key, zlib.crc32(p.stem.encode())) for p in paths])
         labels = None if classes is None else [classes[p.stem] if isinstance(classes, Mapping) else classes
                                                for p in paths]
@@ -146,6 +158,8 @@ def add_invert_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run `latentjax invert` from parsed arguments (see `add_invert_arguments`)."""
+    apart(args.out_dir, args.in_dir, "out_dir")
+    output_dir(args.out_dir, "out_dir")
     if bool(args.lpips_vgg) != bool(args.lpips_lin):
         raise SystemExit("error: --lpips-vgg and --lpips-lin go together")
     lpips = load_lpips(args.lpips_vgg, args.lpips_lin) if args.lpips_vgg else None
@@ -174,6 +188,8 @@ def main(args: argparse.Namespace) -> int:
     overview = write_overview(args.in_dir, args.out_dir)
     print(f"{G}\ninverted {len(summary['done'])} images into {args.out_dir} "
           f"({len(summary['skipped'])} already done)")
+    for reason in summary["unreadable"].values():
+        print(f"skipped: {reason}", file=sys.stderr)
     print("mean over all finished images: " + ", ".join(f"{k} {v:.4g}" for k, v in overview["mean"].items()))
     print(f"wrote {Path(args.out_dir) / 'comparison.png'} and {Path(args.out_dir) / 'metrics.md'}")
     return 0

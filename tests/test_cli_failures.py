@@ -40,6 +40,7 @@ def test_output_checks_name_the_flag_and_the_problem(tmp_path):
     (["convert", "builtin:shapes", "{tmp}/afile.txt"], "out_dir .*exists and is not a directory"),
     (["walk", "{tmp}/none.npz", "--generator", "builtin:shapes", "--workdir", "{tmp}/afile.txt"],
      "--workdir .*not a directory"),
+    (["discover", "--config", "configs/sefa.py:smoke", "--workdir", "{tmp}/afile.txt"], "--workdir .*not a directory"),
 ])
 def test_commands_refuse_bad_outputs_before_working(tmp_path, capsys, argv, message):
     (tmp_path / "afile.txt").write_text("x")

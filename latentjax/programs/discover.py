@@ -30,6 +30,7 @@ from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison,
 from latentjax.viz import encode_png
 from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
 from latentjax.programs.flags import parse_config_flags
+from latentjax.programs.outputs import output_dir
 from latentjax.programs.walk import walk_figures, write_walks
 
 
@@ -186,6 +187,7 @@ def smoke(config, **settings) -> ml_collections.ConfigDict:
 def main(argv) -> int:
     """`latentjax discover --config FILE[:variant] [--config.field=value ...] --workdir DIR`."""
     values = parse_config_flags(argv, "discover")
+    output_dir(values.workdir, "--workdir")
     result = discover(values.config, values.workdir)
     print(describe(result, values.workdir))
     return 0

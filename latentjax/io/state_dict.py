@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import jax
 import numpy as np
 
 from latentjax.errors import ConversionError
@@ -62,3 +63,29 @@ def unique_filter(src: Source, keys: list[str]) -> np.ndarray | None:
         check(f.shape == filters[0].shape and np.allclose(f / f.sum(), filters[0] / filters[0].sum()),
                src.where, f"resample filter {key!r} differs from {keys[0]!r}; mixed filters are not supported")
     return filters[0] / filters[0].sum()
+
+
+def fill_params(src: Source, abstract, transposes: dict[str, tuple[int, ...]] | None = None):
+    """The params tree of `abstract` (ShapeDtypeStructs) filled from NVIDIA-named arrays (key = the
+    leaf's path joined by '.'), moved to our layouts: 2-D weights (out, in) -> (in, out), 4-D weights
+    OIHW -> HWIO, and leaves named in `transposes` by their axis order. A missing `w_avg` is zeros
+    (the caller estimates it); any other missing key, or a shape that does not fit, names the key."""
+    transposes = transposes or {}
+
+    def fill(path, leaf):
+        names = [p.key for p in path]
+        key = ".".join(names)
+        if names[-1] == "w_avg" and key not in src:
+            return np.zeros(leaf.shape, np.float32)
+        value = src.get(key)
+        if names[-1] == "weight" and value.ndim == 2:
+            value = value.T
+        elif names[-1] == "weight" and value.ndim == 4:
+            value = value.transpose(2, 3, 1, 0)
+        elif names[-1] in transposes:
+            value = value.transpose(transposes[names[-1]])
+        check(value.shape == leaf.shape, src.where,
+              f"key {key!r} has shape {value.shape} after layout change, expected {leaf.shape}")
+        return np.array(value, dtype=np.float32, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+
+    return jax.tree_util.tree_map_with_path(fill, abstract)

@@ -23,7 +23,7 @@ import numpy as np
 
 from latentjax.config import coerce
 from latentjax.errors import ConversionError
-from latentjax.io.state_dict import Source, check, unique_filter
+from latentjax.io.state_dict import Source, check, fill_params, unique_filter
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 
 NVIDIA_CLASSES = {
@@ -43,29 +43,6 @@ _KWARG_TYPES = {"z_dim": int, "c_dim": int, "w_dim": int, "img_resolution": int,
                 "num_fp16_res": int, "architecture": str, "resample_filter": tuple[float, ...],
                 "conv_clamp": float | None, "use_fp16": bool, "kernel_size": int, "use_noise": bool}
 W_AVG_SAMPLES = 10_000  # z samples used to estimate w_avg when a checkpoint has none
-
-
-def _to_params(src: Source, config: StyleGAN2Config):
-    """Fill the params tree of `config` from NVIDIA-named arrays, transposing to our layouts."""
-    abstract = StyleGAN2(config, None).abstract_params()
-
-    def fill(path, leaf):
-        names = [p.key for p in path]
-        key = ".".join(names)
-        if names[-1] == "w_avg" and key not in src:
-            return np.zeros(leaf.shape, np.float32)  # estimated by the caller
-        value = src.get(key)
-        if names[-1] == "weight" and value.ndim == 2:
-            value = value.T  # torch (out, in) -> (in, out)
-        elif names[-1] == "weight" and value.ndim == 4:
-            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        elif names[-1] == "const":
-            value = value.transpose(1, 2, 0)  # CHW -> HWC
-        check(value.shape == leaf.shape, src.where,
-               f"key {key!r} has shape {value.shape} after layout change, expected {leaf.shape}")
-        return np.array(value, dtype=np.float32, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
-
-    return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
 def _with_w_avg(generator: StyleGAN2, has_w_avg: bool) -> StyleGAN2:
@@ -173,7 +150,7 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
             **({} if resample_filter is None else {"resample_filter": tuple(map(tuple, resample_filter.tolist()))}))
     except ValueError as e:
         raise ConversionError(f"{kw_where}: the constructor arguments give an invalid config ({e})") from None
-    params = _to_params(src, config)
+    params = fill_params(src, StyleGAN2(config, None).abstract_params(), {"const": (1, 2, 0)})  # CHW const -> HWC
     src.check_all_used()
     generator = StyleGAN2(config, params, {"source_format": "nvidia", "class_name": class_name})
     return _with_w_avg(generator, "mapping.w_avg" in src)

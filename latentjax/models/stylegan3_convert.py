@@ -15,11 +15,10 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
-import jax
 import numpy as np
 
 from latentjax.errors import ConversionError
-from latentjax.io.state_dict import Source, check
+from latentjax.io.state_dict import Source, check, fill_params
 from latentjax.models.stylegan2_convert import _with_w_avg
 from latentjax.models.stylegan3 import StyleGAN3, StyleGAN3Config, filters_to_config
 
@@ -64,27 +63,6 @@ def _config_kwargs(kwargs: Mapping[str, Any], where: str) -> dict:
         else:
             out[name] = float(value)
     return out
-
-
-def _to_params(src: Source, config: StyleGAN3Config):
-    """Fill the params tree of `config` from NVIDIA-named arrays, transposing to our layouts."""
-    abstract = StyleGAN3(config, None).abstract_params()
-
-    def fill(path, leaf):
-        names = [p.key for p in path]
-        key = ".".join(names)
-        if names[-1] == "w_avg" and key not in src:
-            return np.zeros(leaf.shape, np.float32)  # estimated by the caller
-        value = src.get(key)
-        if names[-1] == "weight" and value.ndim == 2:
-            value = value.T  # torch (out, in) -> (in, out)
-        elif names[-1] == "weight" and value.ndim == 4:
-            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        check(value.shape == leaf.shape, src.where,
-              f"key {key!r} has shape {value.shape} after layout change, expected {leaf.shape}")
-        return np.array(value, dtype=np.float32, order="C")
-
-    return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
 def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, Any],
@@ -142,7 +120,7 @@ def from_nvidia(state_dict: Mapping[str, np.ndarray], init_kwargs: Mapping[str, 
             out.append(value)
     config = dataclasses.replace(config, up_filters=filters_to_config(up_filters),
                                  down_filters=filters_to_config(down_filters))
-    params = _to_params(src, config)
+    params = fill_params(src, StyleGAN3(config, None).abstract_params())
     src.check_all_used()
     generator = StyleGAN3(config, params, {"source_format": "nvidia", "class_name": class_name})
     return _with_w_avg(generator, "mapping.w_avg" in src)

@@ -200,7 +200,7 @@ def test_pggan_ganspace_regresses_feature_pcs_to_z(pgan_plain):
     values, vectors = np.linalg.eigh(np.cov(f, rowvar=False))
     values, vectors = values[::-1], vectors[:, ::-1]
     q = int(np.sum(values > 1e-6 * values[0]))
-    np.testing.assert_allclose(d.scores, values[:k], rtol=1e-3)
+    np.testing.assert_allclose(d.scores, np.sqrt(values[:k]), rtol=1e-3)  # standard deviations
     z, f = draw(jax.random.fold_in(key, 1))
     coords = (f - mean) @ vectors[:, :q] / np.sqrt(values[:q])
     solution = np.linalg.lstsq(coords, z, rcond=None)[0][:k]

@@ -1,10 +1,16 @@
 """GANSpace (Härkönen et al., NeurIPS 2020): principal components of samples, as directions.
 
-- Latent mode (`layer=None` on `w`, `w+`, `s`): PCA of the space's own samples (StyleGAN2 `w`).
+- Latent mode (`layer=None` on `w`, `w+`, `s`): PCA of the space's own samples (StyleGAN2 `w`,
+  the reference's `--use_w`).
 - Feature mode (`layer` set, or any `z` space): PCA of the activations at `layer`, then each
   component's latent direction by least squares: M minimising |A M - Z|², with A the samples'
-  standardised PC coordinates and Z their latents (the reference's regression); rows of M,
-  normalised, are the directions.
+  standardised PC coordinates and Z their latents (the reference's regression, on max(10^4, N)
+  samples by default as the reference's); rows of M, normalised, are the directions. In the `z`
+  space of a style-based generator the default layer is `w` itself (`MAPPED_W`: the mapping's output,
+  the reference's 'style' layer); otherwise the generator's first layer.
+
+Scores are the components' standard deviations, as the reference's: its edits step
+sigma * scores[k] along direction k (sigma = 2 in the reference's config).
 
 Both stream: batches are drawn and reduced inside a jitted step sharded over all devices
 (`latentjax.latent.stream`), so 10^6 samples never exist at once. The PCA accumulates the exact
@@ -24,6 +30,9 @@ from latentjax.config import ConfigMixin, configure
 from latentjax.directions.base import Directions, canonical_signs
 from latentjax.latent import as_space, layer_mask, stream, streaming_pca
 
+MAPPED_W = "w"  # the feature "layer" of a style-based z space that is its mapped w (first w+ layer)
+MIN_REGRESSION_SAMPLES = 10_000  # the reference regresses on max(10^4, N) samples
+
 
 @dataclasses.dataclass(frozen=True)
 class GANSpaceConfig(ConfigMixin):
@@ -31,8 +40,8 @@ class GANSpaceConfig(ConfigMixin):
     num_samples: int = 100_000  # samples for the PCA (the reference uses 3e5 to 1e6)
     batch_size: int = 1000
     num_components: int = 80  # components the incremental PCA keeps (capped at the data dimension)
-    layer: str | None = None  # feature layer; None: the latent samples (z spaces: G.layer_names[0])
-    regression_samples: int = 10_000  # feature mode: samples for the regression back to the latent
+    layer: str | None = None  # feature layer; None: the latent samples (z spaces: `default_layer`)
+    regression_samples: int = 0  # feature mode: regression samples; 0: max(10^4, num_samples) (the reference)
     layers: str | tuple[int, ...] = "all"  # w+ layers each direction edits (GANSpace's E(v, j-k))
 
 
@@ -40,13 +49,19 @@ def ganspace(source, config: GANSpaceConfig | dict | None = None, key=None, prog
              **overrides) -> Directions:
     """Directions of a generator or LatentSpace (default space: the family's editing space)."""
     config = configure(GANSpaceConfig, config, overrides)
+    if config.regression_samples < 0:
+        raise ValueError(f"regression_samples must be >= 0 (0: max(10^4, num_samples)), got {config.regression_samples}")
     space = as_space(source)
     G = space.generator
     key = jax.random.key(0) if key is None else key
-    layer = config.layer or (G.layer_names[0] if space.name == "z" else None)
+    layer = config.layer or (default_layer(space) if space.name == "z" else None)
+    if layer == MAPPED_W and not (G.style_based and space.name == "z"):
+        raise ValueError(f"layer {MAPPED_W!r} (the mapped w) exists only in the 'z' space of a style-based generator")
 
     def feature_batch(params, k, n):
         x = space.sample(k, n, params)
+        if layer == MAPPED_W:
+            return space.to_ws(params, x)[:, 0], space.pool(x)
         return jnp.reshape(space.features(params, x, [layer])[layer], (n, -1)), space.pool(x)
 
     if layer is None:
@@ -65,8 +80,13 @@ def ganspace(source, config: GANSpaceConfig | dict | None = None, key=None, prog
     else:
         vectors, settings["regression_samples_used"] = _regress(space, pca, feature_batch, layer, config, key,
                                                                 progress)
-    return Directions(canonical_signs(vectors), pca.variance[: config.k], space.spec, "ganspace", settings,
+    return Directions(canonical_signs(vectors), np.sqrt(pca.variance[: config.k]), space.spec, "ganspace", settings,
                       layer_mask(space, config.layers, config.k))
+
+
+def default_layer(space) -> str:
+    """The layer a `z`-space PCA runs on: the mapped w for style-based generators, else the first layer."""
+    return MAPPED_W if space.generator.style_based else space.generator.layer_names[0]
 
 
 def _regress(space, pca, feature_batch, layer, config, key, progress):
@@ -90,7 +110,8 @@ def _regress(space, pca, feature_batch, layer, config, key, progress):
     init = (jnp.zeros((q, q)), jnp.zeros((q, space.direction_dim)))
     inputs = (space.generator.params,) + tuple(jnp.asarray(a, jnp.float32) for a in
                                                (pca.components[:q], pca.mean, np.sqrt(pca.variance[:q])))
-    (gram, cross), used = stream(step, init, batch_fn, inputs, config.regression_samples, config.batch_size,
+    samples = config.regression_samples or max(MIN_REGRESSION_SAMPLES, config.num_samples)
+    (gram, cross), used = stream(step, init, batch_fn, inputs, samples, config.batch_size,
                                  jax.random.fold_in(key, 1), "GANSpace regression", progress)
     solution = np.linalg.solve(np.asarray(gram, np.float64), np.asarray(cross, np.float64))[: config.k]
     return solution / np.linalg.norm(solution, axis=1, keepdims=True), used

@@ -2,12 +2,12 @@
 
 With A the stacked weights that map the latent to the generator's first activations, the
 directions are the leading eigenvectors of AᵀA. As in genforce/sefa, each output unit's weight
-vector (a row of A) is first normalised to unit length (`normalize=False` gives rosinality's
-unnormalised variant).
+vector (a row of A) is first normalised to unit length.
 
 - StyleGAN2: A stacks the affine (style) layers of the chosen w+ layers, indexed by the w each one
-  reads: the conv layers, and for the last index the final toRGB (earlier toRGBs share their w with
-  a conv and are left out, as in the reference). Directions live in `w+`, editing those layers.
+  reads: the conv layers and the final toRGB (genforce/sefa's choice). Directions live in `w+`,
+  editing those layers. rosinality's `closed_form_factorization.py` is `normalize=False,
+  torgb="first"`: unnormalised weights, and the first toRGB (`to_rgb1`) instead of the last.
 - BigGAN / PGGAN: A = `G.input_weight(params)`, the first layer's weight on z.
 """
 
@@ -26,7 +26,8 @@ from latentjax.latent import as_space, layer_mask, parse_layers
 class SefaConfig(ConfigMixin):
     k: int = 10  # number of directions
     layers: str | tuple[int, ...] = "all"  # StyleGAN2 w+ layers: 'all', 'i-j', 'i,j' or indices
-    normalize: bool = True  # unit-length weight vector per output unit (genforce/sefa)
+    normalize: bool = True  # unit-length weight vector per output unit (genforce/sefa; rosinality: False)
+    torgb: str = "last"  # style-based: the toRGB whose affine joins the convs' (genforce/sefa; rosinality: 'first')
 
 
 def sefa(source, config: SefaConfig | dict | None = None, key=None, progress: bool = True,
@@ -42,8 +43,11 @@ def sefa(source, config: SefaConfig | dict | None = None, key=None, progress: bo
     if space.name.removesuffix("+") != G.input_space:
         raise ValueError(f"SeFa acts on the space the generator's first layers read, {G.input_space!r}"
                          f"{' (or w+)' if G.style_based else ''}, not {space.name!r}")
-    layers = parse_layers(config.layers, G.num_ws) if G.style_based else None
-    weight = np.asarray(G.input_weight(G.params, layers), np.float64)
+    if G.style_based:
+        weight = G.input_weight(G.params, parse_layers(config.layers, G.num_ws), torgb=config.torgb)
+    else:
+        weight = G.input_weight(G.params)
+    weight = np.asarray(weight, np.float64)
     if weight.shape[1] != space.direction_dim:
         raise ValueError(f"G.input_weight has shape {weight.shape}; expected [out_features, {space.direction_dim}]")
     if config.normalize:

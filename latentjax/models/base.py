@@ -10,7 +10,8 @@ this class declares, never a family name or a params path:
 - `input_weight(params, layers)`: the weight the first layer(s) apply to the editing latent,
   [out_features, latent dim], for closed-form methods (SeFa); `input_space` names that latent;
 - `style_based`: the family has `mapping` / `synthesis` and the `w`, `w+` and `s` spaces, with
-  `style_layers()`, `styles(params, ws)` and `with_styles(params, s)`;
+  `style_layers()`, `styles(params, ws)` and `with_styles(params, s)`, and `input_weight` takes
+  `torgb` ('last' or 'first': which toRGB's affine joins the convs');
 - `default_feature_layer`: the layer feature-space methods edit unless told otherwise;
 - `noise_maps(params)` / `with_noise(params, maps)`: constant noise inputs by name (default: none).
 """

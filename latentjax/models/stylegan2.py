@@ -370,17 +370,25 @@ class StyleGAN2(StyleGenerator):
                                        "affine": {"weight": jnp.zeros_like(affine["weight"]), "bias": s[lo:hi]}}
         return {**params, "synthesis": synthesis}
 
-    def input_weight(self, params, layers=None):
+    def input_weight(self, params, layers=None, torgb: str = "last"):
         """The affine weights [sum of channels, w_dim] of the style layers that read the selected w
-        indices (boolean mask [num_ws]; None: all), the last toRGB only: the stored weights, as the
-        equalised-lr gain is a per-layer constant (genforce/sefa's choice of layers)."""
+        indices (boolean mask [num_ws]; None: all): every conv's, and one toRGB's: the last
+        (`torgb="last"`, genforce/sefa's choice) or the first (`"first"`, rosinality's
+        `closed_form_factorization.py`). The stored weights, as the equalised-lr gain is a
+        per-layer constant."""
+        if torgb not in ("last", "first"):
+            raise ValueError(f"torgb must be 'last' or 'first' (the toRGB whose affine is kept), got {torgb!r}")
         layers = np.ones(self.num_ws, bool) if layers is None else np.asarray(layers, bool)
-        chosen = {}
-        for block, layer, w_idx in self.style_layers():
-            is_last = w_idx == self.num_ws - 1
-            if layers[w_idx] and (layer != "torgb" or is_last) and w_idx not in chosen:
-                chosen[w_idx] = params["synthesis"][block][layer]["affine"]["weight"]
-        return np.concatenate([np.asarray(chosen[i], np.float64).T for i in sorted(chosen)], axis=0)
+        if layers.shape != (self.num_ws,):
+            raise ValueError(f"layers must be a mask of {self.num_ws} w indices, got shape {layers.shape}")
+        torgbs = [(block, layer) for block, layer, _ in self.style_layers() if layer == "torgb"]
+        kept = torgbs[-1 if torgb == "last" else 0]
+        chosen = [np.asarray(params["synthesis"][block][layer]["affine"]["weight"], np.float64).T
+                  for block, layer, w_idx in self.style_layers()
+                  if layers[w_idx] and (layer != "torgb" or (block, layer) == kept)]
+        if not chosen:
+            raise ValueError("the layer selection holds no style layer")
+        return np.concatenate(chosen, axis=0)
 
     # --- noise inputs --------------------------------------------------------------------
     def noise_maps(self, params) -> dict:

@@ -514,12 +514,15 @@ class StyleGAN3(StyleGenerator):
                                "affine": {"weight": jnp.zeros_like(affine["weight"]), "bias": s[lo:hi]}}
         return {**params, "synthesis": synthesis}
 
-    def input_weight(self, params, layers=None):
+    def input_weight(self, params, layers=None, torgb: str = "last"):
         """The affine weights [sum of channels, w_dim] of the synthesis layers (L0 .. ToRGB) that read
         the selected w indices (boolean mask [num_ws]; None: all): the stored weights, as the
         equalised-lr gain is a per-layer constant (as for StyleGAN2, whose last toRGB is also
         kept: it is the only reader of the last w). The input's affine is left out: its 4 outputs
-        are normalised into a rotation and a translation, not channel styles."""
+        are normalised into a rotation and a translation, not channel styles. There is one ToRGB,
+        so `torgb` ('last' or 'first', StyleGAN2's choice of toRGB) names the same one."""
+        if torgb not in ("last", "first"):
+            raise ValueError(f"torgb must be 'last' or 'first' (the toRGB whose affine is kept), got {torgb!r}")
         layers = np.ones(self.num_ws, bool) if layers is None else np.asarray(layers, bool)
         if layers.shape != (self.num_ws,):
             raise ValueError(f"layers must be a mask of {self.num_ws} w indices, got shape {layers.shape}")

@@ -4,7 +4,8 @@
     python benchmarks/directions.py --models fixture-ada32 --ganspace-samples 1000000
 
 Methods: SeFa (closed form), GANSpace (PCA of `--ganspace-samples` w samples, streamed), and
-the Jacobian directions (`--jacobian-samples` latents, forward mode). Times are end to end, as a
+the Jacobian directions (`--jacobian-samples` latents, forward mode, `mode='averaged'`: one
+eigendecomposition, so the time is the Jacobians'; `benchmarks/lowrank_modes.py` times both modes). Times are end to end, as a
 user calls the method, compilation included.
 
 Jacobian of the image (channels averaged) w.r.t. w, per latent: forward mode (`forward_jacobian`:
@@ -94,12 +95,12 @@ def main(argv=None):
                 "ganspace": lambda: ganspace(space, k=10, num_samples=args.ganspace_samples, batch_size=1000,
                                              progress=False)}
         if small:  # the whole method end to end where a full Jacobian is affordable here
-            runs["jacobian"] = lambda: jacobian(space, k=10, num_samples=args.jacobian_samples,
+            runs["jacobian"] = lambda: jacobian(space, k=10, num_samples=args.jacobian_samples, mode="averaged",
                                                 chunk_size=args.chunk, progress=False)
         for method, run in runs.items():
             seconds = _seconds(lambda: run().vectors)
             settings = {"ganspace": {"num_samples": args.ganspace_samples},
-                        "jacobian": {"num_samples": args.jacobian_samples}}.get(method, {})
+                        "jacobian": {"num_samples": args.jacobian_samples, "mode": "averaged"}}.get(method, {})
             methods.append({"model": name, "method": method, "seconds": seconds, **settings})
             print(f"{name:<15} {method:<9} {seconds:9.2f} s  {settings or ''}", flush=True)
         times = jacobian_times(G, space, args.chunk, args.max_columns, args.max_rows, args.repeats)

@@ -27,7 +27,7 @@ def get_config(arg=None):
         "jacobian": {"k": 10, "num_samples": 5, "chunk_size": 64, "layers": "all"},
         "voynov": {"k": 10, "steps": 2000, "batch_size": 32, "deformator": "linear", "reconstructor": "lenet",
                    "grid_size": 0},
-        "dplase": {"k": 10, "steps": 1000, "batch_size": 16, "layer": "b16", "lr": 1e-2, "subspace_steps": 300,
+        "dplase": {"k": 10, "steps": 1200, "batch_size": 16, "layer": "b16", "lr": 1e-2, "subspace_steps": 200,
                    "subspace_lr": 1e-2},
     }, ground_truth={"num_samples": 64, "image_change": 0.1, "walk": "linear", "batch_size": 64, "threshold": 0.8,
                      "min_change": 0.1, "min_valid": 0.5, "baseline_seeds": 3, "valid_tol": 0.2, "seed": 0})
@@ -39,7 +39,9 @@ def get_config(arg=None):
             settings.k = 3
         config.methods.ganspace.num_samples = 1000
         config.methods.ganspace.num_components = 8
-        config.methods.jacobian.num_samples = 1
+        # one latent, averaged: exactly three directions (the default per-latent robust PCA finds
+        # as many as the latents' ranks, none for some latents of a random generator)
+        config.methods.jacobian.update(num_samples=1, mode="averaged")
         config.methods.voynov.update(steps=4, batch_size=8, eval_per_direction=2)
         config.methods.dplase.update(steps=4, batch_size=8, subspace_steps=2, score_samples=4, num_groups=2)
         config.ground_truth.update(num_samples=8, batch_size=16, search_samples=4, baseline_seeds=1)

@@ -1,15 +1,20 @@
 """Jacobian directions (LowRankGAN, Zhu et al., NeurIPS 2021): principal directions of JᵀJ.
 
 J is the Jacobian of the image (channels averaged, as the reference) with respect to a direction's
-coordinates at a sampled latent, restricted to a region by a mask; M = mean over samples of
-JᵀJ / (pixels in the region). The directions are M's leading eigenvectors. With `protect`, they
-are confined to the null space N of the protected region's M (the eigenvectors past its
-numerical rank, less `num_relax`), so that an edit changes the region and leaves
-the protected pixels (to first order) alone. The reference factorises both matrices with robust
-PCA first and projects the region's principal directions onto that null space; here the rank
-comes from an eigenvalue threshold (`null_tol`), and the directions are the region's principal
-directions *within* the null space (the eigenvectors of NᵀMN, mapped back by N), which are
-orthonormal where projected ones can coincide.
+coordinates at a latent, restricted to a region by a mask; M = JᵀJ / (pixels in the region). Two
+modes (`JacobianConfig.mode`):
+
+- 'reference' (the default; zhujiapeng/LowRankGAN `compute_directions.py`): per latent, robust PCA
+  (`latentjax.directions.robust_pca`, lambda 1/60) splits the region's M_f and the protected
+  region's M_b into low-rank plus sparse parts, L + S; the directions are the rank(L_f) leading right
+  singular vectors of L_f. With `protect` each is projected onto the null space of L_b (its right
+  singular vectors from max(1, rank(L_b) - num_relax) on) and normalised, in the same order: edits
+  that change the region and leave the protected pixels (to first order) alone, not necessarily
+  orthogonal to each other. Every latent gives its own set, rank(L_f) directions (often 1 to 3).
+- 'averaged': M averaged over the latents; its k leading eigenvectors, or with `protect` the
+  region's principal directions *within* the null space N of the protected M (eigenvectors past
+  the rank that eigenvalues above `null_tol` times the largest give, less `num_relax`): the
+  eigenvectors of NᵀMN mapped back by N, orthonormal, exactly k of them.
 
 J is computed in forward mode: one `jax.linearize`, then the JVP vmapped over chunks of basis
 tangents (D JVPs instead of H*W VJPs for reverse mode).
@@ -18,30 +23,45 @@ tangents (D JVPs instead of H*W VJPs for reverse mode).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.config import ConfigMixin, configure
+from latentjax.config import ConfigMixin, check_positive, configure
 from latentjax.directions.base import Directions, canonical_signs, top_eigenvectors
+from latentjax.directions.robust_pca import LAMBDA, robust_pca
 from latentjax.latent import as_space, layer_mask
 from latentjax.progress import track
 
 HIGHEST = jax.lax.Precision.HIGHEST
+MODES = ("reference", "averaged")
 
 
 @dataclasses.dataclass(frozen=True)
 class JacobianConfig(ConfigMixin):
-    k: int = 10  # number of directions
-    num_samples: int = 5  # latents the Jacobian is averaged over (the reference: 5)
+    k: int | None = 10  # directions wanted ('reference': at most, see `jacobian`; None: all it finds)
+    mode: str = "reference"  # 'reference' (per latent, robust PCA) or 'averaged' (mean M, eigenvalue threshold)
+    num_samples: int = 5  # latents sampled (the reference: 5); `jacobian(latents=...)` replaces them
     chunk_size: int = 64  # tangents per vmapped JVP
     region: Any = None  # (top, bottom, left, right) as image fractions, or an [H, W] 0/1 mask; None: whole image
     protect: Any = None  # None, 'complement' (outside the region), or a box or mask like `region`
-    null_tol: float = 1e-3  # protected eigenvalues above null_tol * largest count towards its rank
-    num_relax: int = 0  # null space starts this many eigenvectors before the rank (reference option)
+    num_relax: int = 0  # null space starts this many singular vectors before the rank (reference option)
+    lam: float = LAMBDA  # 'reference': robust PCA's weight on the sparse part (the reference's 1 / --lamb)
+    max_iter: int = 10_000  # 'reference': robust PCA iterations at most (the reference's --max_iter)
+    null_tol: float = 1e-3  # 'averaged': protected eigenvalues above null_tol * largest count towards its rank
     layers: str | tuple[int, ...] = "all"  # w+ layers a direction edits
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"JacobianConfig.mode must be one of {list(MODES)}, got {self.mode!r}")
+        if self.k is None and self.mode == "averaged":
+            raise ValueError("JacobianConfig.k must be a positive integer in mode 'averaged' (None: only 'reference')")
+        check_positive(self, *(["k"] if self.k is not None else []), "num_samples", "chunk_size", "max_iter")
+        check_positive(self, "num_relax", minimum=0, what=">= 0")
+        check_positive(self, "lam", "null_tol", minimum=np.finfo(float).tiny)
 
 
 def forward_jacobian(fn, x, chunk_size: int = 64):
@@ -91,9 +111,61 @@ def null_space(matrix: np.ndarray, tol: float, num_relax: int = 0) -> np.ndarray
     return vectors[:, start:]
 
 
+class LowRank(NamedTuple):
+    """One latent's LowRankGAN directions (`lowrank_directions`)."""
+    vectors: np.ndarray  # [rank_f, D] unit rows, in the order of L_f's singular values
+    scores: np.ndarray  # [rank_f] L_f's singular values
+    rank_f: int  # rank of the region's low-rank part
+    rank_b: int | None  # rank of the protected region's low-rank part (None: nothing protected)
+    null_space_dim: int | None  # dimensions of the null space the directions were projected onto
+    projected_norm: np.ndarray | None  # [rank_f] each principal direction's norm after the projection
+    iterations: tuple[int, ...]  # robust PCA iterations (region, protected region)
+
+
+def lowrank_directions(region_gram, protected_gram=None, lam: float = LAMBDA, max_iter: int = 10_000,
+                       num_relax: int = 0) -> LowRank:
+    """The reference's directions from one latent's region M_f and protected M_b (both [D, D]).
+
+    As `compute_directions.py`: L_f, L_b by robust PCA; F = the first rank(L_f) right singular
+    vectors of L_f; without a protected region, F itself; else each row of F projected onto
+    V_b[start:], V_b the right singular vectors of L_b and start = min(max(1, rank(L_b) - num_relax),
+    D - 1), and normalised. Ranks are `np.linalg.matrix_rank`'s (its default tolerance, as the
+    reference). Signs follow `canonical_signs` (the reference keeps LAPACK's).
+    """
+    region = robust_pca(region_gram, lam, max_iter)
+    rank_f = int(np.linalg.matrix_rank(region.low_rank))
+    singular, vh = np.linalg.svd(region.low_rank)[1:]
+    principal, scores = vh[:rank_f], singular[:rank_f]
+    if protected_gram is None:
+        return LowRank(canonical_signs(principal), scores, rank_f, None, None, None, (region.iterations,))
+    protected = robust_pca(protected_gram, lam, max_iter)
+    rank_b = int(np.linalg.matrix_rank(protected.low_rank))
+    dim = vh.shape[0]
+    start = min(max(1, rank_b - num_relax), dim - 1)
+    null = np.linalg.svd(protected.low_rank)[2][start:].T
+    projected = (null @ (null.T @ principal.T)).T
+    norms = np.linalg.norm(projected, axis=1)
+    if np.any(norms == 0):
+        raise ValueError(f"a principal direction of the region lies in the protected region's row space (rank "
+                         f"{rank_b}): it has no component in the null space; raise num_relax or change the regions")
+    return LowRank(canonical_signs(projected / norms[:, None]), scores, rank_f, rank_b, dim - start, norms,
+                   (region.iterations, protected.iterations))
+
+
 def jacobian(source, config: JacobianConfig | dict | None = None, key=None, progress: bool = True,
-             **overrides) -> Directions:
-    """Directions of a generator or LatentSpace (default space: the family's editing space)."""
+             latents=None, **overrides) -> Directions:
+    """Directions of a generator or LatentSpace (default space: the family's editing space).
+
+    `latents` ([N, *space.shape], latents of the space) replace the `num_samples` sampled from
+    `key`. Mode 'reference' (default): every latent's set from `lowrank_directions`, stacked in
+    latent order (each set in its own order, scores = L_f's singular values, so scores descend
+    within a set but not across sets), then the first `k` rows (k=None: all). The sets hold
+    rank(L_f) directions each, often only 1 to 3: where all of them together hold fewer than `k`,
+    the result has fewer rows and a warning says so (no padding); none at all is a ValueError.
+    `settings` record per row `sample` (the latent's index), per latent `rank_f`, `rank_b`,
+    `null_space_dim` and `rpca_iterations`, and with `protect` per row `projected_norm`.
+    Mode 'averaged': k directions from the mean M (module docstring); `settings["null_space_dim"]`.
+    """
     config = configure(JacobianConfig, config, overrides)
     space = as_space(source)
     G = space.generator
@@ -111,22 +183,54 @@ def jacobian(source, config: JacobianConfig | dict | None = None, key=None, prog
             raise ValueError("protect='complement' of a region that covers the whole image is empty")
     elif config.protect is not None:
         masks.append(region_mask(config.protect, height, width))
-    grams = jax.jit(lambda params, x: image_grams(space, params, x, masks, edit_layers, config.chunk_size))
-    latents = space.sample(key, config.num_samples)
-    totals = [np.zeros((space.direction_dim,) * 2) for _ in masks]
-    for i in track(range(config.num_samples), desc="Jacobians", unit="samples", enabled=None if progress else False):
-        totals = [t + np.asarray(m, np.float64) for t, m in zip(totals, grams(G.params, latents[i]))]
-    region_gram = totals[0] / config.num_samples
     settings = config.to_dict()
-    if config.protect is None:
-        scores, vectors = top_eigenvectors(region_gram, config.k)
+    if latents is None:
+        latents = space.sample(key, config.num_samples)
     else:
-        basis = null_space(totals[1] / config.num_samples, config.null_tol, config.num_relax)
-        settings["null_space_dim"] = basis.shape[1]
-        if config.k > basis.shape[1]:
-            raise ValueError(f"the protected region leaves a {basis.shape[1]}-dimensional null space, fewer than "
-                             f"k={config.k} directions; raise null_tol or num_relax, or lower k")
-        # the region's principal directions within the null space
-        scores, coords = top_eigenvectors(basis.T @ region_gram @ basis, config.k)
-        vectors = canonical_signs(coords @ basis.T)
-    return Directions(vectors, scores, space.spec, "jacobian", settings, layer_mask(space, config.layers, config.k))
+        latents = jnp.asarray(latents, jnp.float32)
+        if latents.ndim != 1 + len(space.shape) or latents.shape[1:] != space.shape or len(latents) == 0:
+            raise ValueError(f"latents must be an array [N, {', '.join(map(str, space.shape))}] of N >= 1 latents of "
+                             f"the {space.name!r} space, got shape {latents.shape}")
+        settings.update(num_samples=len(latents), latents="given")
+    grams = jax.jit(lambda params, x: image_grams(space, params, x, masks, edit_layers, config.chunk_size))
+    found = []  # per latent: its [region, protected] M ('averaged') or its LowRank ('reference')
+    for i in track(range(len(latents)), desc="Jacobians", unit="samples", enabled=None if progress else False):
+        m = [np.asarray(gram, np.float64) for gram in grams(G.params, latents[i])]
+        found.append(m if config.mode == "averaged" else
+                     lowrank_directions(*m, lam=config.lam, max_iter=config.max_iter, num_relax=config.num_relax))
+    if config.mode == "averaged":
+        vectors, scores = _averaged(found, config, settings)
+        return Directions(vectors, scores, space.spec, "jacobian", settings,
+                          layer_mask(space, config.layers, len(vectors)))
+    rows = [(i, j) for i, f in enumerate(found) for j in range(f.rank_f)][:config.k]
+    if not rows:
+        raise ValueError(f"robust PCA found a rank-0 low-rank part of the region's JᵀJ for every one of the "
+                         f"{len(found)} latents: no direction; use more latents, a larger lam, or mode='averaged'")
+    if config.k is not None and len(rows) < config.k:
+        warnings.warn(f"jacobian found {len(rows)} directions, fewer than k={config.k}: the region's low-rank parts "
+                      f"have ranks {[f.rank_f for f in found]} over the {len(found)} latents; use more latents or "
+                      f"mode='averaged' for exactly k", stacklevel=2)
+    settings.update(sample=[i for i, _ in rows], rank_f=[f.rank_f for f in found],
+                    rpca_iterations=[list(f.iterations) for f in found])
+    if len(masks) > 1:
+        settings.update(rank_b=[f.rank_b for f in found], null_space_dim=[f.null_space_dim for f in found],
+                        projected_norm=[float(found[i].projected_norm[j]) for i, j in rows])
+    vectors = np.stack([found[i].vectors[j] for i, j in rows])
+    scores = np.array([found[i].scores[j] for i, j in rows])
+    return Directions(vectors, scores, space.spec, "jacobian", settings, layer_mask(space, config.layers, len(rows)))
+
+
+def _averaged(per_sample, config: JacobianConfig, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Mode 'averaged': the k directions of the mean region M (within the protected null space)."""
+    region_gram = np.mean([m[0] for m in per_sample], axis=0)
+    if len(per_sample[0]) == 1:
+        scores, vectors = top_eigenvectors(region_gram, config.k)
+        return vectors, scores
+    basis = null_space(np.mean([m[1] for m in per_sample], axis=0), config.null_tol, config.num_relax)
+    settings["null_space_dim"] = basis.shape[1]
+    if config.k > basis.shape[1]:
+        raise ValueError(f"the protected region leaves a {basis.shape[1]}-dimensional null space, fewer than "
+                         f"k={config.k} directions; raise null_tol or num_relax, or lower k")
+    # the region's principal directions within the null space
+    scores, coords = top_eigenvectors(basis.T @ region_gram @ basis, config.k)
+    return canonical_signs(coords @ basis.T), scores

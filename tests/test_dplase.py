@@ -1,5 +1,6 @@
 """DP-LaSE: the density-preserving walks, the channel subspaces, the task on the harness, the configs."""
 
+import dataclasses
 import importlib
 import importlib.util
 import types
@@ -127,23 +128,63 @@ def test_spectral_clustering_recovers_planted_groups():
     # from a self-expressive matrix: asymmetric, signed, with a diagonal that must be ignored
     rng = np.random.default_rng(1)
     S = A * rng.choice([-1.0, 1.0], A.shape) * rng.uniform(0.2, 2.0, A.shape) + 5.0 * np.eye(len(A))
-    groups = subspace.channel_groups(S, 4)
+    groups = subspace.channel_groups(S, 4, method="njw")
     assert groups.shape == (4, 24) and same_partition(np.argmax(groups, axis=0), labels)
     assert list(groups.sum(1)) == [9, 7, 5, 3]  # largest first
+    # (the reference's clustering splits these dense groups, and differently for different draws:
+    # its threshold keeps about two links per row; its parity is tested on fixtures below)
     with pytest.raises(ValueError, match="num_groups must be in"):
         subspace.spectral_clustering(A, 25)
     with pytest.raises(ValueError, match="symmetric"):
         subspace.spectral_clustering(A - 2 * np.triu(A), 2)
 
 
+@pytest.mark.parametrize("method", subspace.CLUSTERINGS)
 @pytest.mark.parametrize("num_groups", [1, 3, 8])
-def test_channel_groups_partition_the_channels(num_groups):
+def test_channel_groups_partition_the_channels(num_groups, method):
     S = jax.random.normal(jax.random.key(num_groups), (8, 8))
-    groups = subspace.channel_groups(S, num_groups)
+    groups = subspace.channel_groups(S, num_groups, method=method)
     assert groups.shape == (num_groups, 8) and groups.dtype == bool
     np.testing.assert_array_equal(groups.sum(0), 1)  # every channel in exactly one group
-    assert np.all(groups.sum(1) >= 1) and np.all(np.diff(groups.sum(1)) <= 0)
-    np.testing.assert_array_equal(subspace.channel_groups(S, num_groups), groups)  # fixed seed
+    assert np.all(np.diff(groups.sum(1)) <= 0) and groups[0].any()  # largest first (the reference's may be empty)
+    if method == "njw":
+        assert np.all(groups.sum(1) >= 1)
+    np.testing.assert_array_equal(subspace.channel_groups(S, num_groups, method=method), groups)  # fixed seed
+    with pytest.raises(ValueError, match="method must be one of"):
+        subspace.channel_groups(S, num_groups, method="kmeans")
+
+
+REFERENCE_CLUSTERING = Path(__file__).parent / "fixtures" / "dplase" / "reference_clustering.npz"
+
+
+@pytest.mark.parametrize("case", ["a", "b"])
+def test_clustering_matches_the_reference_functions(case):
+    """The reference's relu -> thrC(0.2) -> post_proC(d 12, power 3) -> sklearn spectral clustering
+    (discretize), run on two seeded S (tests/fixtures/dplase/README.md): each stage and the partition.
+    Case b is one where the partition is not the planted one, nor NJW's."""
+    with np.load(REFERENCE_CLUSTERING) as f:
+        S, kept, affinity, labels = (f[f"{case}_{name}"] for name in ("S", "kept", "affinity", "labels"))
+    K = len(np.unique(labels))
+    thresholded = subspace.threshold_rows(np.maximum(S, 0), 0.2)
+    np.testing.assert_array_equal(thresholded != 0, kept)
+    np.testing.assert_allclose(subspace.low_rank_affinity(thresholded, K, 12, 3.0), affinity, rtol=0, atol=1e-6)
+    for seed in range(3):  # the reference's result did not depend on its (unseeded) draws either
+        groups = subspace.channel_groups(S, K, seed=seed)
+        assert same_partition(np.argmax(groups, axis=0), labels)
+        assert list(groups.sum(1)) == sorted(np.bincount(labels)[np.bincount(labels) > 0], reverse=True)
+    # our earlier clustering (NJW + k-means), on |S| + |S|ᵀ and even on the reference's affinity, is another partition
+    assert not same_partition(np.argmax(subspace.channel_groups(S, K, method="njw"), axis=0), labels)
+    assert not same_partition(subspace.spectral_clustering(affinity.astype(np.float64), K), labels)
+
+
+def test_threshold_keeps_the_leading_share_of_each_row():
+    S = np.array([[0.0, 5.0, -3.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.0],
+                  [0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    kept = subspace.threshold_rows(S, 0.5)  # row 0: 5 alone is 5/10, not > half: -3 joins (8/10 > 5)
+    np.testing.assert_array_equal(kept[0], [0.0, 5.0, -3.0, 0.0, 0.0])
+    np.testing.assert_array_equal(kept[1], 0.0)  # an all-zero row stays zero (the reference would fail)
+    np.testing.assert_array_equal(kept[2], [1.0, 1.0, 1.0, 0.0, 0.0])  # ties: the first ones (2/4, then 3/4)
+    np.testing.assert_array_equal(subspace.threshold_rows(S, 1.0), S)
 
 
 def test_kmeans_fills_every_cluster_even_with_repeated_points():
@@ -152,7 +193,7 @@ def test_kmeans_fills_every_cluster_even_with_repeated_points():
     assert sorted(np.unique(labels)) == [0, 1, 2, 3]
 
 
-def test_self_expressive_training_keeps_a_zero_diagonal():
+def test_self_expressive_training_leaves_the_diagonal():
     f = jax.random.normal(jax.random.key(0), (4, 3, 3, 6))
     f = f.at[..., 5].set(f[..., 0] + f[..., 1])  # channel 5 is expressed by channels 0 and 1
     weight = jax.random.normal(jax.random.key(1), (6, 3))
@@ -171,11 +212,11 @@ def test_self_expressive_training_keeps_a_zero_diagonal():
         return trained, loss(S), loss(trained)
 
     S, first, last = fit(subspace.init_self_expressive(6))
-    np.testing.assert_array_equal(np.diag(S), 0.0)
+    np.testing.assert_array_equal(np.diag(S), np.float32(1e-4))  # the initial value: no gradient reaches it
     assert float(last) < 0.5 * float(first)
     assert float(S[5, 0]) > 0.3 and float(S[5, 1]) > 0.3  # it found the planted expression
     rebuilt = subspace.reconstruct(S + 7.0 * jnp.eye(6), f)  # the diagonal never counts
-    np.testing.assert_allclose(rebuilt, np.einsum("bhwd,cd->bhwc", f, S), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rebuilt, np.einsum("bhwd,cd->bhwc", f, S * (1 - np.eye(6))), rtol=1e-5, atol=1e-6)
 
 
 # --- the loss ------------------------------------------------------------------------------------
@@ -225,12 +266,141 @@ def test_settings_and_layers_are_checked(generator):
     assert dp.default_layer(generator) == "b4"
     with pytest.raises(ValueError, match="layer 'b64' is not a layer"):
         dp.build_task(space, dp.DPLaSEConfig(layer="b64"))
+    with pytest.raises(ValueError, match="subspace_layer 'b64' is not a layer"):
+        dp.build_task(space, dp.DPLaSEConfig(k=2, subspace_layer="b64"))
     with pytest.raises(ValueError, match="k=9 exceeds the 8 dimensions"):
         dp.build_task(space, dp.DPLaSEConfig(k=9))
-    with pytest.raises(ValueError, match="num_groups=9 exceeds the 8 channels"):
+    with pytest.raises(ValueError, match="num_groups=9 exceeds the 8 channels of 'b4'"):
         dp.build_task(space, dp.DPLaSEConfig(k=2, num_groups=9))
-    with pytest.raises(ValueError, match="DPLaSEConfig.traverse_scale must be positive"):
-        dp.DPLaSEConfig(traverse_scale=0.0)
+    with pytest.raises(ValueError, match="subspace_chunk=3 must divide k=4"):
+        dp.build_task(space, dp.DPLaSEConfig(k=4, num_groups=2, subspace_chunk=3))
+    with pytest.raises(ValueError, match="style_layers \\['b4.conv9'\\] are not affine layers"):
+        dp.build_task(space, dp.DPLaSEConfig(k=2, features="styles", style_layers=("b4.conv9",)))
+    with pytest.raises(ValueError, match="features='styles' needs a style-based"):
+        dp.build_task(LinearSpace(jnp.ones((6, 12))), dp.DPLaSEConfig(k=2, features="styles", subspace_steps=0))
+    for bad, match in [(dict(traverse_scale=0.0), "traverse_scale must be positive"),
+                       (dict(subspace="both"), "subspace must be one of \\['per_direction', 'shared'\\]"),
+                       (dict(parametrization="qr"), "parametrization must be one of"),
+                       (dict(features="pixels"), "features must be one of"),
+                       (dict(clustering="kmeans"), "clustering must be one of"),
+                       (dict(channel_group="all"), "channel_group must be one of"),
+                       (dict(steps=10, subspace_steps=10), "subspace_steps=10 must be less than steps=10 with subspace='per_direction'"),
+                       (dict(steps=10, subspace_steps=11, subspace="shared"), "subspace_steps=11 exceeds steps=10"),
+                       (dict(style_layers=("b4.conv1",)), "style_layers is only used with features='styles'"),
+                       (dict(features="styles", layer="b4"), "layer names the traverse.s feature map"),
+                       (dict(parametrization="expm", reorthogonalize=True), "reorthogonalize needs"),
+                       (dict(subspace_batch_size=0), "subspace_batch_size must be >= 1"),
+                       (dict(subspace_scale=-1.0), "subspace_scale must be positive or None"),
+                       (dict(threshold=0.0), "threshold must be positive")]:
+        with pytest.raises(ValueError, match=f"DPLaSEConfig.{match}"):
+            dp.DPLaSEConfig(**bad)
+
+
+# --- the per-family recipes --------------------------------------------------------------------
+def test_expm_parametrisation_is_orthonormal():
+    """BigGAN reference: D = expm((A - Aᵀ) / 2)[:n_dirs] with A ~ N(0, 1) [dim, dim]."""
+    import scipy.linalg
+    A = np.random.default_rng(0).normal(size=(12, 12)).astype(np.float32)
+    D = np.asarray(dp.direction_matrix(jnp.asarray(A), 5, "expm"))
+    np.testing.assert_allclose(D, scipy.linalg.expm(0.5 * (A - A.T).astype(np.float64))[:5], atol=2e-5)
+    np.testing.assert_allclose(D @ D.T, np.eye(5), atol=2e-5)
+    np.testing.assert_allclose(np.asarray(dp.direction_matrix(jnp.asarray(A[:5]), 5)),
+                               A[:5] / np.linalg.norm(A[:5], axis=1, keepdims=True), rtol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", ["pggan", "biggan"])
+def test_recipe_weights_and_terms(recipe):
+    """The PGGAN recipe: sorted |N(0, 1)| weights in P, Gram-Schmidt rows, -P + 0.001 N + 1.0 O; the
+    BigGAN one (its config variant): no weights, expm rows (O = 0 to rounding), -P + 0.1 N."""
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(12, 6)))
+    space = LinearSpace(jnp.asarray(q.T, jnp.float32))
+    settings = dp.DPLaSEConfig(k=3, layer="x", subspace_steps=0, batch_size=64)
+    if recipe == "biggan":
+        settings = dataclasses.replace(settings, **{k: v for k, v in load_config("biggan,smoke").settings.items()
+                                                      if k in ("parametrization", "weighted", "weight_orthogonal",
+                                                               "weight_negative", "untruncated")})
+    task = dp.build_task(space, settings)
+    state = task.init(jax.random.key(0))
+    m = {name: float(v) for name, v in task.evaluate(state, jax.random.key(1)).items()}
+    weights = np.asarray(state["weights"])
+    if recipe == "biggan":
+        assert state["directions"].shape == (6, 6) and np.all(weights == 1.0)
+        assert (settings.weight_negative, settings.weight_orthogonal) == (0.1, 0.0) and m["orthogonal"] < 1e-10
+        np.testing.assert_allclose(m["loss"], -m["positive"] + 0.1 * m["negative"], rtol=1e-5)
+    else:
+        assert state["directions"].shape == (3, 6) and np.all(np.diff(weights) >= 0) and weights.min() >= 0
+        raw = np.asarray(state["directions"])
+        np.testing.assert_allclose((raw @ raw.T)[~np.eye(3, dtype=bool)], 0.0, atol=1e-4)  # Gram-Schmidt
+        np.testing.assert_allclose(m["loss"], -m["positive"] + 0.001 * m["negative"] + m["orthogonal"], rtol=1e-5)
+
+
+def test_reorthogonalize_keeps_the_rows_orthogonal(generator):
+    """The StyleGAN2 reference re-runs Gram-Schmidt on D's parameters after every step."""
+    space = lj.latent_space(generator, "z")
+    for flag in (False, True):
+        settings = dp.DPLaSEConfig(k=4, lr=0.5, layer="b4", subspace_steps=0, batch_size=8, reorthogonalize=flag)
+        task = dp.build_task(space, settings)
+        state = jax.jit(task.step)(task.init(jax.random.key(0)), None, jax.random.key(1), 0)[0]
+        gram = np.asarray(state["directions"] @ state["directions"].T)
+        off = np.abs(gram[~np.eye(4, dtype=bool)]).max() / np.abs(np.diag(gram)).max()
+        assert (off < 1e-5) if flag else (off > 1e-3)
+
+
+def test_style_features_compare_the_chosen_styles(generator):
+    """features='styles': the styles of the named affine layers, in synthesis order, form the one
+    compared vector (StyleGAN2 reference: layers 1-3, styles of the mapped, truncated z)."""
+    space = lj.latent_space(generator, "z", truncation_psi=0.7)
+    names = [f"{b}.{layer}" for b, layer, _ in space.affine_layers]
+    columns = dp.style_columns(space, (names[2], names[0]))
+    sizes = list(space.style_sizes)
+    expected = np.concatenate([np.arange(sizes[0]), sum(sizes[:2]) + np.arange(sizes[2])])
+    np.testing.assert_array_equal(columns, expected)
+    np.testing.assert_array_equal(dp.style_columns(space, None), np.arange(sum(sizes)))
+    settings = dp.DPLaSEConfig(k=2, features="styles", style_layers=(names[0],), subspace_steps=0, batch_size=8)
+    metrics = dp.build_task(space, settings).evaluate(dp.build_task(space, settings).init(jax.random.key(0)),
+                                                      jax.random.key(1))
+    assert all(np.isfinite(float(v)) for v in metrics.values()) and 0 <= float(metrics["negative"]) <= 1
+
+
+def test_untruncated_latents_leave_the_box():
+    """BigGAN reference: z ~ N(0, I) at truncation 1, walked without the truncation box."""
+    space = types.SimpleNamespace(prior=standard_normal(16, 1.0, bound=2.0), shape=(16,), embed=lambda v, layers=None: v,
+                                  sample=lambda key, n, params=None: None)
+    sample, walk_space = dp.latent_sampler(space, untruncated=True)
+    z = np.asarray(sample(jax.random.key(0), None, 4096))
+    assert np.abs(z).max() > 3.0 and abs(z.std() - 1.0) < 0.02 and walk_space.prior.bound is None
+    z_t = walks.density_preserving_batch(walk_space, jnp.asarray(z[:8]), jnp.eye(16)[0], 10.0)
+    np.testing.assert_allclose(z_t, walks.density_preserving_traverse(jnp.asarray(z[:8]), jnp.eye(16)[0], 10.0),
+                               rtol=1e-6, atol=1e-6)
+    assert dp.latent_sampler(space, untruncated=False)[1] is space
+
+
+def test_subspace_latents_are_linear_shifts_along_their_direction():
+    """maximum_subspace.py: z = z0 + α d_k, α = t_scale * U(-1, 1), z0 from the prior, batch 4 per direction."""
+    space = LinearSpace(jnp.ones((6, 12)))
+    D = jnp.asarray(np.linalg.qr(np.random.default_rng(0).normal(size=(6, 3)))[0].T, jnp.float32)
+    sample = lambda key, params, n: space.sample(key, n)
+    key = jax.random.key(3)
+    z = np.asarray(dp.linear_shifts(space, sample, key, None, D, 4, 10.0))
+    z0 = np.asarray(sample(jax.random.split(key)[0], None, 12))
+    shift = (z - z0).reshape(3, 4, 6)
+    alpha = np.einsum("kbd,kd->kb", shift, np.asarray(D))
+    np.testing.assert_allclose(shift, alpha[..., None] * np.asarray(D)[:, None, :], atol=1e-5)  # along d_k only
+    assert np.abs(alpha).max() <= 10.0 and np.abs(alpha).max() > 2.0 and len(np.unique(np.sign(alpha))) == 2
+
+
+def test_default_subspace_layer_is_the_first_16px_map():
+    """The reference's s_layer 5 (PGGAN): the 16x16 block's first conv; none at 16x16: the fallback."""
+    pggan = lj.load_generator(str(CONFIG_FILE.parents[1] / "tests" / "fixtures" / "pggan" / "pgan_tiny.pth"))
+    assert dp.default_subspace_layer(lj.latent_space(pggan, "z"), "b32") == "b16.conv0"
+    assert dp.default_subspace_layer(lj.latent_space(tiny_generator(), "z"), "b4") == "b4"
+
+
+def test_largest_change_group_is_our_heuristic():
+    groups = np.array([[[1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]],
+                       [[1, 0, 0, 0], [0, 1, 1, 1], [0, 0, 0, 0]]], bool)
+    change = np.array([[1.0, 1.0, 0.0, 5.0], [0.0, 9.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(dp.largest_change_group(groups, change), [[0, 0, 1, 1], [0, 1, 1, 1]])
 
 
 # --- the harness ---------------------------------------------------------------------------------
@@ -284,13 +454,17 @@ def test_export_writes_directions_and_channel_groups(smoke_runs, generator):
     raw = np.asarray(state["directions"])
     unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     np.testing.assert_allclose(np.abs(d.vectors @ unit.T).max(axis=1), 1.0, rtol=1e-5)  # a reordering of D
-    np.testing.assert_array_equal(np.diag(state["subspace"]), 0.0)
-    assert np.abs(state["subspace"]).max() > 1e-3  # S trained (from 1e-4)
+    assert (d.settings["traverse_layer"], d.settings["subspace_layer"]) == ("b4", "b4")
+    S = np.asarray(state["subspace"])  # one S per direction, in D's order
+    assert S.shape == (4, 8, 8) and np.all(np.diagonal(S, axis1=1, axis2=2) == np.float32(1e-4))
+    assert np.abs(S - 1e-4).max(axis=(1, 2)).min() > 1e-3  # every S trained (from 1e-4)
     with np.load(smoke_runs / "full" / dp.SUBSPACES_FILE) as saved:
-        groups, layer = saved["groups"], str(saved["layer"])
-    assert layer == "b4" and groups.shape == (2, 8) and d.channels.shape == (4, 8)
-    np.testing.assert_array_equal(groups, subspace.channel_groups(state["subspace"], 2))
-    assert all(any(np.array_equal(c, g) for g in groups) for c in d.channels)  # each edit gets one group
+        groups, layer, mode = saved["groups"], str(saved["layer"]), str(saved["subspace"])
+    assert (layer, mode) == ("b4", "per_direction") and groups.shape == (4, 2, 8) and d.channels.shape == (4, 8)
+    source = np.argmax(np.abs(d.vectors @ unit.T), axis=1)  # exported direction i is D's row source[i]
+    for i, j in enumerate(source):
+        np.testing.assert_array_equal(groups[i], subspace.channel_groups(S[j], 2))
+        assert any(np.array_equal(d.channels[i], g) for g in groups[i])  # each edit gets one group of its own S
 
     metrics = [r for r in read_metrics(smoke_runs / "full") if "eval/loss" in r]
     assert [r["step"] for r in metrics] == [2, 4]
@@ -326,23 +500,57 @@ def load_config(arg, fixture: bool = False):
     return config
 
 
+# the reference's settings per family (guanyuelee/DP-LaSE maximum_traverse_for_*.py, maximum_subspace.py)
+RECIPES = {
+    "pggan": dict(layer="b32", features="layer", parametrization="gram_schmidt", weighted=True, reorthogonalize=False,
+                  weight_negative=0.001, weight_orthogonal=1.0, traverse_scale=10.0, untruncated=False, steps=55_000),
+    "biggan": dict(layer="gen_z", features="layer", parametrization="expm", weighted=False, reorthogonalize=False,
+                   weight_negative=0.1, weight_orthogonal=0.0, traverse_scale=None, untruncated=True, steps=55_000),
+    "stylegan2": dict(layer=None, features="styles", style_layers=["b4.conv1", "b8.conv0", "b8.conv1"],
+                      parametrization="gram_schmidt", weighted=False, reorthogonalize=True, weight_negative=0.1,
+                      weight_orthogonal=1.0, traverse_scale=10.0, untruncated=False, steps=505_000),
+}
+SPACES = {"pggan": (None, None), "biggan": (239, 1.0), "stylegan2": (None, 0.7)}  # class, truncation
+
+
 @pytest.mark.parametrize("model", ["shapes", "stylegan2", "biggan", "pggan"])
 def test_every_config_builds_its_task(model):
     config = load_config(f"{model},smoke", fixture=True)
     assert config.total_steps == config.settings.steps == 4 and config.task == "latentjax.directions.dplase"
+    if model == "biggan":
+        config.space.class_index = 0  # the fixture has 10 classes
     task = dp.make_task(config)
     assert task.export is not None and task.evaluate is not None
     if model != "shapes":
         full = load_config(model)
-        assert (full.total_steps, full.batch_size, full.settings.k, full.settings.lr) == (50_000, 16, 20, 1e-4)
-        assert (full.settings.steps, full.settings.batch_size) == (50_000, 16)
-        assert (full.settings.weight_negative, full.settings.weight_orthogonal, full.settings.traverse_scale) == \
-            (0.001, 1.0, 10.0)
+        assert (full.total_steps, full.batch_size, full.settings.k, full.settings.lr) == \
+            (RECIPES[model]["steps"], 16, 20, 1e-4)
+        assert {name: full.settings[name] for name in RECIPES[model]} == RECIPES[model]
+        # the subspace stage of maximum_subspace.py: one S per direction, 5K steps of 4, ρ 0.2, d 12, power 3
+        assert {name: full.settings[name] for name in ("subspace", "subspace_steps", "subspace_batch_size",
+                                                         "subspace_scale", "subspace_lr", "subspace_init",
+                                                         "weight_sparse", "num_groups", "clustering", "threshold",
+                                                         "subspace_dim", "power")} == \
+            dict(subspace="per_direction", subspace_steps=5000, subspace_batch_size=4, subspace_scale=None,
+                 subspace_lr=1e-4, subspace_init=1e-4, weight_sparse=0.1, num_groups=6, clustering="reference",
+                 threshold=0.2, subspace_dim=12, power=3.0)
+        assert (full.space.class_index, full.space.truncation_psi) == SPACES[model]
+    assert load_config("pggan").settings.subspace_layer == "b16.conv0"  # the reference's s_layer 5
+
+
+def test_biggan_needs_its_step_scale():
+    """The BigGAN reference's --t_scale defaults to 0 (no walk): the config asks for it."""
+    config = load_config("biggan", fixture=True)
+    config.space.class_index = 0
+    with pytest.raises(ValueError, match="traverse_scale' must be a number, got None"):
+        dp.make_task(config)
+    config.settings.update(traverse_scale=2.0, k=4)  # (the fixture's z has 16 dimensions)
+    assert dp.make_task(config).init is not None
 
 
 def test_config_variants_are_checked():
     assert load_config(None).generator == "builtin:shapes"
-    assert load_config("biggan").space.class_index == 0
+    assert load_config("biggan").space.class_index == 239
     with pytest.raises(ValueError, match="pick one model"):
         load_config("biggan,pggan")
     with pytest.raises(ValueError, match="unknown config argument"):
@@ -369,10 +577,10 @@ def test_eight_devices_match_one_device(tmp_path, compile_cache):
         config = train_config("x", settings, mesh=(("data", n),), log_every=1, ckpt_every=0, eval_every=3)
         state = train(config, {str(tmp_path)!r} + f"/d{{n}}", task=dp.build_task(space, settings))
         assert len(state["state"]["directions"].sharding.device_set) == n
-        losses = [[r[k] for k in ("loss", "positive", "negative", "orthogonal")]
+        losses = [[r[k] for k in ("loss", "positive", "negative", "orthogonal", "subspace", "subspace_data")]
                   for r in read_metrics({str(tmp_path)!r} + f"/d{{n}}") if "loss" in r]
         runs[n] = (state["state"], np.array(losses))
-    assert runs[1][1].shape == (3, 4)
+    assert runs[1][1].shape == (3, 6) and np.all(runs[1][1][0, :2] != 0) and np.all(runs[1][1][1:, 4:] > 0)
     np.testing.assert_allclose(runs[8][1], runs[1][1], rtol=1e-4, atol=1e-6)
     for name in ("directions", "subspace", "opt", "subspace_opt"):
         assert_trees_close(runs[8][0][name], runs[1][0][name], rtol=1e-4, atol=1e-6)

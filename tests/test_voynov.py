@@ -300,15 +300,40 @@ def test_trains_resumes_and_exports_loadable_directions(tmp_path):
     assert again.settings == directions.settings
 
 
-def test_fc_directions_are_its_eval_mode_responses():
-    chosen = settings(deformator="fc")
+@pytest.mark.parametrize("kind", ["fc", "linear", "proj"])
+def test_exported_directions_carry_the_trained_edit_scale(kind):
+    """Rows are the normalised edits A(6 e_k) - A(0); `trained_shift` gives back A(eps e_k): exactly
+    for `linear` (a bias, unnormalised columns), to first order around the shift scale otherwise."""
+    chosen = settings(deformator=kind)
     task = vy.build_task(paint_space(), chosen)
     state = jax.tree.map(np.asarray, jax.jit(task.init)(jax.random.key(0)))
+    if kind == "linear":  # columns of different lengths and a bias, as after training
+        params = state["deformator"]["params"]
+        state["deformator"]["params"] = {"weight": params["weight"] * np.array([0.5, 1, 2, 3]), "bias": params["bias"]}
     directions = task.result({"step": 0, "state": state})
+    order = directions.settings["deformator_index"]
     module = vy.make_deformator(chosen, 4)
-    response = np.asarray(module.apply(state["deformator"], 6.0 * jnp.eye(4), train=False), np.float64)
+    apply = lambda x: np.asarray(module.apply(state["deformator"], x, train=False), np.float64)
+    response = apply(6.0 * jnp.eye(4)) - apply(jnp.zeros((1, 4)))
     expected = response / np.linalg.norm(response, axis=1, keepdims=True)
-    np.testing.assert_allclose(directions.vectors, expected[directions.settings["deformator_index"]], atol=1e-5)
+    np.testing.assert_allclose(directions.vectors, expected[order], atol=1e-5)
+    np.testing.assert_allclose(vy.trained_shift(directions, 6.0), apply(6.0 * jnp.eye(4))[order], atol=1e-5)
+    if kind == "linear":
+        np.testing.assert_allclose(vy.trained_shift(directions, -2.5), apply(-2.5 * jnp.eye(4))[order], atol=1e-5)
+        np.testing.assert_allclose(directions.settings["shift_norms"],
+                                   np.linalg.norm(state["deformator"]["params"]["weight"], axis=0)[order], rtol=1e-5)
+    with pytest.raises(ValueError, match="trained scale"):
+        vy.trained_shift(Directions(directions.vectors, directions.scores, directions.space, "sefa"), 1.0)
+
+
+def test_defaults_are_the_reference_run_scripts():
+    """GANLatentDiscovery's run_train.py: ortho deformator from random_init=True, ResNet-18 reconstructor
+    (LeNet only when asked), K = the latent dimension, batch 32, 100K steps, Adam 1e-4 for both."""
+    d = vy.VoynovConfig()
+    assert (d.deformator, d.random_init, d.reconstructor, d.k, d.batch_size, d.steps) == \
+        ("ortho", True, "resnet18", 0, 32, 100_000)
+    assert (d.deformator_lr, d.reconstructor_lr, d.shift_scale, d.min_shift, d.label_weight, d.shift_weight) == \
+        (1e-4, 1e-4, 6.0, 0.5, 1.0, 0.25)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
     d = lj.directions.sefa(G, k=10)          # closed form, from the weights
     d = lj.directions.ganspace(G, k=10)      # PCA of w samples (StyleGAN2) / of features, regressed to z
-    d = lj.directions.jacobian(G, k=10)      # principal directions of JᵀJ (LowRankGAN), forward mode
+    d = lj.directions.jacobian(G)            # LowRankGAN: per latent, robust PCA of JᵀJ (forward-mode J)
     d = lj.directions.voynov(G, steps=2000)  # learned: direction matrix + reconstructor (Voynov & Babenko)
-    d = lj.directions.dplase(G, steps=2000)  # learned: density-preserving, decorrelated, with channel groups
+    d = lj.directions.dplase(G, steps=2200, subspace_steps=200)  # learned: density-preserving, with channel groups
     d.vectors                                # (k, direction dim), unit rows, best first
 """
 
@@ -14,7 +14,7 @@ from latentjax.directions.dplase import DPLaSEConfig, dplase
 from latentjax.directions.ganspace import GANSpaceConfig, ganspace
 from latentjax.directions.jacobian import JacobianConfig, forward_jacobian, jacobian
 from latentjax.directions.sefa import SefaConfig, sefa
-from latentjax.directions.voynov import VoynovConfig, voynov
+from latentjax.directions.voynov import VoynovConfig, trained_shift, voynov
 
 # method name (as in configs and saved files) -> (function, config class)
 METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "jacobian": (jacobian, JacobianConfig),
@@ -23,4 +23,5 @@ METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "
 LEARNED_METHODS = ("voynov", "dplase")
 
 __all__ = ["DPLaSEConfig", "Directions", "GANSpaceConfig", "JacobianConfig", "LEARNED_METHODS", "METHODS", "SefaConfig",
-           "VoynovConfig", "dplase", "forward_jacobian", "ganspace", "jacobian", "parse_layers", "sefa", "voynov"]
+           "VoynovConfig", "dplase", "forward_jacobian", "ganspace", "jacobian", "parse_layers", "sefa", "trained_shift",
+           "voynov"]

@@ -6,10 +6,14 @@ harness, the generator frozen, as in GANLatentDiscovery (`trainer.py`, `latent_d
 The deformator kinds are listed in `Deformator`, the method in README.md ("Learned directions");
 deviations from the reference are named in `VoynovConfig`'s comments.
 
-`directions_of(train_state)` (the task's `result`) gives the directions: A's normalised columns
-(for `fc`, its eval-mode responses A(shift_scale e_k)), ordered by per-direction RCA (R's argmax
-accuracy in eval mode on `eval_per_direction` fixed samples each); `settings["deformator_index"]`
-holds each row's k and `settings["rca"]` the overall RCA. StyleGAN2 shifts live in `w`.
+`directions_of(train_state)` (the task's `result`) gives the directions: the normalised edits
+A(shift_scale e_k) - A(0) (A's columns for the linear kinds), ordered by per-direction RCA (R's
+argmax accuracy in eval mode on `eval_per_direction` fixed samples each); `settings` holds each
+row's k (`deformator_index`), the overall RCA (`rca`) and the trained edit scale: `shift_norms`
+(|A(shift_scale e_k) - A(0)| / shift_scale per row) and `shift_offset` (A(0), the bias every shift
+adds), so `trained_shift(directions, eps)` reproduces the trained edit A(eps e_k) exactly for the
+linear kinds (`linear`, `ortho`, `id`, `random`) and to first order around shift_scale for `proj`
+and `fc`. StyleGAN2 shifts live in `w`.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ SHIFT_DISTRIBUTIONS = ("uniform", "normal")
 class VoynovConfig(ConfigMixin):
     k: int = 0  # directions K; 0 = the space's direction_dim (the reference's default)
     deformator: str = "ortho"  # one of DEFORMATORS
-    # linear/proj: weight 0.1 * randn, not identity; ortho: log-matrix randn, not 0.001 randn. The reference's run
-    # script starts ortho from random_init=True; coordinate directions train more stably (the author, issue #11)
-    random_init: bool = False
+    # linear/proj: weight 0.1 * randn, not identity; ortho: log-matrix randn, not 0.001 randn. True is the reference
+    # run script's default; False starts at the coordinate directions (the author recommends it for BigBiGAN, issue #11)
+    random_init: bool = True
     bias: bool = True  # linear / proj deformators have a bias (the reference's default)
     fc_inner_dim: int = 1024  # width of the `fc` deformator
     shift_scale: float = 6.0  # eps = shift_scale * U(-1, 1) (or N(0, 1))
@@ -53,7 +57,8 @@ class VoynovConfig(ConfigMixin):
     shift_weight: float = 0.25  # weight of the L1 on eps
     deformator_lr: float = 1e-4  # Adam
     reconstructor_lr: float = 1e-4  # Adam
-    reconstructor: str = "auto"  # 'auto' (LeNet up to 32 px, ResNet-18 above), 'resnet18' or 'lenet'
+    # 'resnet18' (the reference's default), 'lenet' (its MNIST choice) or 'auto' (LeNet up to 32 px, ResNet-18 above)
+    reconstructor: str = "resnet18"
     reconstructor_size: int = 0  # images resized to this before the reconstructor (0: as generated)
     eval_per_direction: int = 8  # RCA samples per direction (evaluate and export)
     eval_seed: int = 0  # key of the export's RCA samples and of the sample grid's latent
@@ -174,20 +179,24 @@ def num_directions(settings: VoynovConfig, dim: int) -> int:
     return settings.k or dim
 
 
-def direction_matrix(deformator: Deformator, variables, shift_scale: float):
-    """The directions [K, D] (unnormalised rows): each basis vector's column of the deformator's
-    matrix; for `fc`, its eval-mode response to shift_scale * e_k."""
-    k, d = deformator.num_directions, deformator.dim
-    params = variables.get("params", {})
-    if deformator.kind in ("linear", "proj"):
-        return params["weight"].T
-    if deformator.kind == "ortho":
-        return ortho_matrix(params["log_mat_half"])[:, :k].T
-    if deformator.kind == "random":
-        return variables["constants"]["matrix"].T
-    if deformator.kind == "id":
-        return jnp.eye(k, d)
-    return deformator.apply(variables, shift_scale * jnp.eye(k), train=False)
+def trained_edits(deformator: Deformator, variables, shift_scale: float):
+    """(edits [K, D], offset [D]): each basis vector's eval-mode edit A(shift_scale e_k) - A(0), and
+    A(0), the offset every shift adds (the bias of `linear` / `proj`, the constant part of `fc`)."""
+    k = deformator.num_directions
+    out = deformator.apply(variables, jnp.concatenate([shift_scale * jnp.eye(k), jnp.zeros((1, k))]), train=False)
+    return out[:k] - out[k], out[k]
+
+
+def trained_shift(directions: Directions, eps):
+    """The latent edit [K, D] the trained deformator makes for shifts `eps` (scalar or [K]) along each
+    exported direction: shift_offset + eps * shift_norm * vector (exact for the linear deformator kinds)."""
+    if directions.method != "voynov" or "shift_norms" not in directions.settings:
+        raise ValueError(f"trained_shift needs Voynov & Babenko directions with their trained scale "
+                         f"(settings['shift_norms']), got method {directions.method!r}")
+    norms = np.asarray(directions.settings["shift_norms"], np.float32)
+    offset = np.asarray(directions.settings["shift_offset"], np.float32)
+    eps = np.broadcast_to(np.asarray(eps, np.float32), norms.shape)
+    return offset + (eps * norms)[:, None] * directions.vectors
 
 
 # --- the task ------------------------------------------------------------------------------------
@@ -315,12 +324,15 @@ def build_task(space: LatentSpace, settings: VoynovConfig) -> Task:
         """The directions of a train state `{"step", "state"}` (see the module docstring)."""
         state = train_state["state"]
         overall, per_direction, _ = (np.asarray(x) for x in rca_jit(state, jax.random.key(settings.eval_seed)))
-        vectors = np.asarray(direction_matrix(deformator, state["deformator"], settings.shift_scale), np.float64)
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        edits, offset = (np.asarray(x, np.float64) for x in trained_edits(deformator, state["deformator"],
+                                                                          settings.shift_scale))
+        norms = np.linalg.norm(edits, axis=1)
+        vectors = edits / norms[:, None]
         order = np.argsort(-per_direction, kind="stable")
         meta = {**settings.to_dict(), "num_directions": K, "reconstructor": resolve(
             settings.reconstructor, resolution, settings.reconstructor_size)[0], "rca": float(overall),
-            "step": int(train_state["step"]), "deformator_index": order.tolist()}
+            "step": int(train_state["step"]), "deformator_index": order.tolist(),
+            "shift_norms": (norms[order] / settings.shift_scale).tolist(), "shift_offset": offset.tolist()}
         return Directions(vectors[order], per_direction[order], space.spec, "voynov", meta,
                           layer_mask(space, "all", K))
 

@@ -46,6 +46,31 @@ def test_biggan_z_and_class_inversion_recovers_generated_images(biggan, biggan_r
     np.testing.assert_allclose(images, r.images, rtol=1e-5, atol=1e-5)
 
 
+def test_z_latent_noise_follows_the_truncated_prior_and_stays_in_its_box(biggan):
+    """At psi 0.4 the latent noise scales with the spread of the space's own (truncated) samples, not of
+    N(0, I) or of the untruncated N(0, psi^2 I), and the noisy latent the loss decodes stays in the box."""
+    import jax.numpy as jnp
+
+    G = biggan[0]
+    psi = 0.4
+    inverter = Inverter(G, space="z", steps=10, loss="mse", config=InversionConfig(truncation_psi=psi))
+    spread = float(inverter.per_target_inputs(3, 1)["spread"][0])
+    samples = np.asarray(inverter.latent_space.sample(jax.random.key(0), 10000), np.float64)
+    sampled = np.sqrt(np.mean(np.sum(np.square(samples - samples.mean(0)), axis=1)))
+    assert abs(spread / sampled - 1) < 0.01, (spread, sampled)  # sampling error of 1.28M coordinates: ~0.1%
+    assert abs(spread / np.sqrt(G.z_dim) - 0.880 * psi) < 1e-3  # truncnorm(-2, 2) has std 0.880
+    program, box = inverter._program, 2.0 * psi
+    keys = jax.random.split(jax.random.key(1), 256)
+    perturb = jax.jit(jax.vmap(program.perturb, in_axes=(None, None, 0, None)))
+    centre = np.asarray(perturb(jnp.zeros(G.z_dim), spread, keys, 0))  # step 0: the largest noise
+    np.testing.assert_allclose(centre.std(), 0.05 * spread, rtol=0.02)  # the projector's 0.05 of the spread
+    edge = jnp.full((G.z_dim,), box)  # a latent at the box's edge, where half the noise points outwards
+    noisy = np.asarray(perturb(edge, spread, keys, 0))
+    assert np.max(np.abs(noisy)) <= box + 1e-6 and np.mean(noisy < box - 1e-6) > 0.4
+    gradient = jax.grad(lambda x: jnp.sum(program.perturb(x, spread, keys[0], 0)))(edge)
+    np.testing.assert_array_equal(gradient, np.ones(G.z_dim))  # the clip is straight-through
+
+
 def test_per_target_classes_in_one_batch_equal_separate_inversions(biggan):
     # 10 steps: the runs differ by float32 rounding (relative 2e-7 here), which 100 steps amplify to ~1e-3.
     G, labels, _, targets = biggan

@@ -5,7 +5,8 @@ under a ramped learning rate, perturbs the latent with decaying Gaussian noise, 
 autocorrelation of the noise maps at several scales, and renormalises each map to zero mean and
 unit variance after every step. Here the schedules are optax schedules (functions of the step
 count) and the two noise-map operations are `GradientTransformation`s, so they can be masked to
-the noise leaves and chained around any optimiser.
+the noise leaves and chained around any optimiser. `constant_optimizer` is torch's plain SGD or
+Adam at a constant learning rate, which the in-domain and multi-code references use.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+
+OPTIMIZERS = ("sgd", "adam")
 
 
 def projector_lr_schedule(peak_lr: float, steps: int, rampup: float = 0.05, rampdown: float = 0.25) -> optax.Schedule:
@@ -96,3 +99,13 @@ def projector_optimizer(steps: int, lr: float = 0.1, lr_rampup: float = 0.05, lr
         return adam
     return optax.chain(optax.masked(add_noise_regularization(noise_weight), noise_mask), adam,
                        optax.masked(renormalize_noise(), noise_mask))
+
+
+def constant_optimizer(name: str, lr: float) -> optax.GradientTransformation:
+    """torch.optim's defaults at a constant learning rate `lr`: 'sgd' (no momentum, no weight decay:
+    x -= lr * grad) or 'adam' (betas (0.9, 0.999), eps 1e-8)."""
+    if name == "sgd":
+        return optax.sgd(lr)
+    if name == "adam":
+        return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")

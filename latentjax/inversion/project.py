@@ -38,10 +38,10 @@ class InversionConfig(ConfigMixin):
     """The recipe's hyperparameters; the defaults are those of stylegan2-ada-pytorch's projector.
 
     `latent_noise` is the initial std of the noise added to the latent, as a fraction of the
-    space's spread (`Gaussian.spread` of its prior: the root mean squared distance of samples to
-    their mean); it decays to 0 at `latent_noise_ramp` of the steps. In 'w'/'w+' the prior is
-    fitted to `stats_samples` samples drawn with `stats_seed` (the space's `fit_samples` /
-    `fit_seed`); its mean is the start. `truncation_psi` applies in 'z' (StyleGAN2's mapping;
+    space's spread (`prior_spread` of its prior: the root mean squared distance of its samples to
+    their mean, a truncation box included); it decays to 0 at `latent_noise_ramp` of the steps. In
+    'w'/'w+' the prior is fitted to `stats_samples` samples drawn with `stats_seed` (the space's
+    `fit_samples` / `fit_seed`); its mean is the start. `truncation_psi` applies in 'z' (StyleGAN2's mapping;
     BigGAN's batch-norm statistics and the box its z stays in; PGGAN takes only 1).
     """
 
@@ -132,6 +132,18 @@ def decode(G, params, latents, *, space: str, noise: Mapping | None = None, clas
     return run(params, latents, dict(noise or {}), classes)
 
 
+def prior_spread(prior) -> float:
+    """The root mean squared distance of the prior's samples to its mean: `Gaussian.spread` (that of
+    the untruncated Gaussian) times, for a prior truncated to a box of `bound` whitened units (BigGAN's
+    z), the truncated standard normal's std sqrt(1 - 2 b phi(b) / (2 Phi(b) - 1)) (0.880 at b = 2)."""
+    if prior.bound is None:
+        return float(prior.spread)
+    b = float(prior.bound)
+    mass = math.erf(b / math.sqrt(2.0))  # Phi(b) - Phi(-b)
+    density = math.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)  # phi(b)
+    return float(prior.spread) * math.sqrt(1.0 - 2.0 * b * density / mass)
+
+
 def _check_space(space: str) -> None:
     if space not in INVERSION_SPACES:
         raise ValueError(f"unknown latent space {space!r}; expected one of {INVERSION_SPACES}")
@@ -149,18 +161,19 @@ def check_number(name: str, value, positive: bool = False, negative: bool = Fals
     return float(value)
 
 
-def parse_loss(loss) -> dict[str, float]:
-    """'lpips' | 'mse' | {'lpips': a, 'mse': b} -> the term weights (finite, >= 0, one of them > 0)."""
+def parse_loss(loss, terms: tuple[str, ...] = LOSS_TERMS) -> dict[str, float]:
+    """'lpips' | 'mse' | {'lpips': a, 'mse': b} -> the term weights (finite, >= 0, one of them > 0);
+    `terms`: the term names a method knows (default: the projector's)."""
     if isinstance(loss, str):
         weights = {loss: 1.0}
     elif isinstance(loss, Mapping):
         weights = {str(k): check_number(f"loss weight {k!r}", v) for k, v in loss.items()}
     else:
-        raise ValueError(f"loss must be one of {LOSS_TERMS} or a dict of weights such as "
-                         f"{{'lpips': 1.0, 'mse': 0.1}}, got {loss!r}")
-    unknown = sorted(set(weights) - set(LOSS_TERMS))
+        raise ValueError(f"loss must be one of {terms} or a dict of weights such as "
+                         f"{{'{terms[0]}': 1.0, '{terms[-1]}': 0.1}}, got {loss!r}")
+    unknown = sorted(set(weights) - set(terms))
     if unknown or not any(weights.values()):
-        raise ValueError(f"loss must name terms from {LOSS_TERMS} with a non-zero weight, got {loss!r}")
+        raise ValueError(f"loss must name terms from {terms} with a non-zero weight, got {loss!r}")
     return weights
 
 
@@ -243,18 +256,31 @@ class ProjectorProgram(Program):
     def _decode(self, params, state, variables, latent):
         return decode_one(self.latent_space, params, latent, variables["noise"], self._class(state, variables))
 
-    def _into_box(self, variables):
-        """Keep a 'z' latent inside the prior's support (BigGAN's truncation box); others as they are."""
+    def _box(self):
+        """(low, high) of the prior's support in 'z' (BigGAN's truncation box), or None (unbounded)."""
         prior = self.latent_space.prior if self.space == "z" else None
         if prior is None or prior.bound is None:
-            return variables
+            return None
         box = prior.bound * prior.std
-        return {**variables, "latent": jnp.clip(variables["latent"], prior.mean - box, prior.mean + box)}
+        return prior.mean - box, prior.mean + box
+
+    def _into_box(self, variables):
+        """Keep a 'z' latent inside the prior's support (BigGAN's truncation box); others as they are."""
+        box = self._box()
+        return variables if box is None else {**variables, "latent": jnp.clip(variables["latent"], *box)}
+
+    def perturb(self, latent, spread, key, step):
+        """The latent the loss sees at `step`: `latent` plus N(0, (latent_noise(step) * spread)^2) noise
+        per coordinate, kept inside the prior's box if it has one. The clip is straight-through (its
+        gradient is the identity), so coordinates at the box's edge keep their gradient."""
+        noisy = latent + self.latent_noise(step) * spread * jax.random.normal(jax.random.fold_in(key, step),
+                                                                               latent.shape)
+        box = self._box()
+        return noisy if box is None else noisy + jax.lax.stop_gradient(jnp.clip(noisy, *box) - noisy)
 
     def step_one(self, params, lpips, state, step):
         def objective(variables):
-            eps = jax.random.normal(jax.random.fold_in(state["key"], step), variables["latent"].shape)
-            noisy = variables["latent"] + self.latent_noise(step) * state["spread"] * eps
+            noisy = self.perturb(variables["latent"], state["spread"], state["key"], step)
             return self.loss(lpips, self._decode(params, state, variables, noisy), state["target"],
                              state["features"])[0]
 
@@ -331,7 +357,7 @@ class Inverter:
         priors = [space.prior for space in spaces]
         if self.space != "z":
             inputs["start"] = np.stack([np.asarray(prior.mean, np.float32) for prior in priors])
-        inputs["spread"] = np.asarray([prior.spread for prior in priors], np.float32)
+        inputs["spread"] = np.asarray([prior_spread(prior) for prior in priors], np.float32)
         return inputs
 
     def __call__(self, targets, key, *, classes=None, batch_size: int | None = None,

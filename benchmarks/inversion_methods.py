@@ -13,9 +13,11 @@ the wall time of the call (compilation included, as a user pays it once per sett
 
 Methods (`METHODS`, a list, so that more can be added): `w` and `w+` are the NVIDIA projector's
 recipe (from the mean w) in those spaces with the MSE loss; `encoder` is the encoder's code E(x)
-alone (no optimisation); `in-domain` is `invert_in_domain` (E(x), then regularised Adam), and
+alone (no optimisation); `in-domain` is `invert_in_domain` (E(x), then regularised Adam; its VGG
+feature term needs `--feature-vgg`, else the LPIPS trunk of `--lpips-vgg`, else it is off), and
 `in-domain, no reg.` the same without the domain regulariser (an ablation); `mGANprior` is
-`invert_multicode` (20 `w` codes composed at the default layer; it has no single latent, so no
+`invert_multicode` with its 'adam' preset (20 `w` codes composed at the default layer, Adam at 0.03,
+MSE; the reference's SGD recipe needs VGG weights and 3,000 steps; it has no single latent, so no
 latent error). Models: `shapes` (`builtin:shapes`) and
 `fixture-ada-s32` (the random-weight 32x32 test snapshot). Methods that need an encoder take it
 from `--encoder MODEL=DIR` (a `WORKDIR/encoder` of `configs/train_encoder.py`), or train one for
@@ -52,7 +54,7 @@ MODELS = {"shapes": "builtin:shapes", "fixture-ada-s32": str(REPO / "tests/fixtu
 @dataclasses.dataclass
 class Context:
     """What a method gets: the generator, targets [N, H, W, C], the step budget, a key, and the
-    shared extras (an encoder and an LPIPS model, either may be None)."""
+    shared extras (an encoder, an LPIPS model and the in-domain feature VGG16, any may be None)."""
 
     G: object
     targets: np.ndarray
@@ -60,6 +62,7 @@ class Context:
     key: jax.Array
     encoder: Encoder | None
     lpips: object | None
+    vgg: object | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +89,15 @@ def _encoder_only(ctx: Context) -> InversionResult:
 
 def _in_domain(regularization_weight: float) -> Callable[[Context], InversionResult]:
     def run(ctx: Context) -> InversionResult:
-        return invert_in_domain(ctx.G, ctx.encoder, ctx.targets, steps=ctx.steps, lpips_or_vgg=ctx.lpips,
+        return invert_in_domain(ctx.G, ctx.encoder, ctx.targets, steps=ctx.steps, vgg=ctx.vgg,
+                                feature_weight=5e-5 if ctx.vgg is not None else 0.0,
                                 regularization_weight=regularization_weight, key=ctx.key, progress=False)
 
     return run
 
 
 def _multicode(ctx: Context) -> InversionResult:
-    r = invert_multicode(ctx.G, ctx.targets, key=ctx.key, steps=ctx.steps, num_codes=20, loss="mse", progress=False)
+    r = invert_multicode(ctx.G, ctx.targets, key=ctx.key, config="adam", steps=ctx.steps, progress=False)
     return InversionResult(space="w", steps=r.steps, latents=r.latents, ws=None, images=r.images, losses=r.losses)
 
 
@@ -150,8 +154,11 @@ def main(argv=None):
     parser.add_argument("--targets", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100, help="optimisation steps of every method")
     parser.add_argument("--seed", type=int, default=7, help="seed of the targets' z (not used in encoder training)")
-    parser.add_argument("--lpips-vgg", help="torchvision vgg16 state dict (.pth): LPIPS metric, in-domain features")
+    parser.add_argument("--lpips-vgg", help="torchvision vgg16 state dict (.pth): LPIPS metric (and in-domain "
+                        "features without --feature-vgg)")
     parser.add_argument("--lpips-lin", help="lpips package lin weights (weights/v0.1/vgg.pth)")
+    parser.add_argument("--feature-vgg", help="VGG16 weights for the in-domain feature term: the reference's caffe "
+                        "vgg16.pth (genforce/idinvert_pytorch) or a torchvision state dict")
     parser.add_argument("--out", default="benchmarks/results/inversion_methods.json")
     args = parser.parse_args(argv)
     if bool(args.lpips_vgg) != bool(args.lpips_lin):
@@ -161,8 +168,10 @@ def main(argv=None):
     if unknown:
         parser.error(f"--encoder: unknown models {unknown}; expected some of {list(MODELS)}")
     from latentjax.metrics.lpips import load_lpips
+    from latentjax.metrics.vgg import load_vgg16
 
     lpips = load_lpips(args.lpips_vgg, args.lpips_lin) if args.lpips_vgg else None
+    vgg = load_vgg16(args.feature_vgg) if args.feature_vgg else lpips
     methods = [m for m in METHODS if m.name in args.methods]
 
     rows, encoder_info = [], {}
@@ -187,7 +196,7 @@ def main(argv=None):
         targets, ws_true = generated_targets(G, args.targets, args.seed)
         spread = float(inversion_space(G, "w").prior.spread)
         for method in methods:
-            ctx = Context(G, targets, args.steps, jax.random.key(args.seed + 1), encoder, lpips)
+            ctx = Context(G, targets, args.steps, jax.random.key(args.seed + 1), encoder, lpips, vgg)
             start = time.perf_counter()
             result = method.run(ctx)
             seconds = time.perf_counter() - start
@@ -199,7 +208,9 @@ def main(argv=None):
             print(f"{model:<16} {method.name:<22} {row['psnr']:8.2f} {row['mse']:9.2e} {lpips_text} "
                   f"{error_text} {seconds:7.1f}", flush=True)
     write_record(args.out, "inversion_methods", load_average=os.getloadavg(), targets=args.targets, steps=args.steps,
-                 seed=args.seed, lpips=lpips is not None, encoders=encoder_info, rows=rows)
+                 seed=args.seed, lpips=lpips is not None,
+                 feature_vgg=None if vgg is None else getattr(vgg, "convention", "torchvision"),
+                 encoders=encoder_info, rows=rows)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ r"""The in-domain inversion encoder (`latentjax.tasks.encoder`) for a frozen Sty
 
     latentjax train --config configs/train_encoder.py --workdir runs/encoder_shapes
     latentjax train --config configs/train_encoder.py:stylegan2 --workdir runs/encoder_ada \
-        --config.generator=ffhq.pkl --config.settings.vgg16=vgg16.pth --config.settings.lpips_lin=vgg.pth
+        --config.generator=ffhq.pkl --config.settings.vgg16=vgg16.pth
     latentjax train --config configs/train_encoder.py:smoke --workdir out/smoke       # seconds (CI)
 
 Variants (combinable, e.g. `stylegan2,smoke`): the default trains on `builtin:shapes`; `stylegan2`
@@ -10,8 +10,11 @@ on an NVIDIA snapshot given as `--config.generator` (required), with D started f
 own D as in the reference; `smoke` shrinks the run to a few steps. The result is `WORKDIR/encoder/`
 (`latentjax.nn.encoder.load_encoder`). Fields: `generator`, `data` ('generator': its own samples;
 'shapes': the shapes world; or a directory of images), `encoder` (`EncoderConfig`), `settings`
-(`latentjax.tasks.encoder.TrainSettings`, reference defaults) and the harness's. The learning rate
-is 10x the reference's 1e-4 (for batch 128 over 14M images): these runs see far fewer images.
+(`latentjax.tasks.encoder.TrainSettings`, reference defaults: feature weight 5e-5 on VGG16 relu4_3
+of 256 px images, adversarial weight 0.08) and the harness's. `settings.vgg16` takes the reference's
+caffe VGG16 (genforce/idinvert_pytorch's `vgg16.pth`) or a torchvision vgg16 state dict; without it
+the feature term is off (the log says so). The learning rate is 10x the reference's 1e-4 (for batch
+128 over 14M images): these runs see far fewer images.
 """
 
 import ml_collections
@@ -31,8 +34,8 @@ def get_config(arg=None):
                                                     norm="instance"))
     config.settings = ml_collections.ConfigDict(dict(
         lr=1e-3, d_lr=1e-3, betas=(0.9, 0.99), eps=1e-8, lr_decay_rate=0.8, lr_decay_steps=0,
-        perceptual_weight=5e-5, feature_layer="relu4_3", vgg16="", lpips_lin="",
-        adversarial_weight=0.1, r1_gamma=10.0, discriminator="fresh", mbstd_group_size=4,
+        perceptual_weight=5e-5, feature_layer="relu4_3", feature_resolution=256, vgg16="", vgg16_convention="",
+        adversarial_weight=0.08, r1_gamma=10.0, discriminator="fresh", mbstd_group_size=4,
         truncation_psi=1.0, grid_size=8, eval_size=64))
 
     if arg.stylegan2:

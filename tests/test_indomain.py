@@ -1,6 +1,8 @@
 """In-domain inversion: the encoder (shape, w_avg start, per-sample independence), encoder training on
-the harness (runs, exports, reloads), and the regularised optimisation against independent
-computations of its loss and first Adam step, batch invariance, progress, and bad inputs."""
+the harness (runs, exports, reloads), the reference's defaults and perceptual features (caffe VGG16
+against genforce/idinvert_pytorch's model, tests/fixtures/perceptual), and the regularised
+optimisation against independent computations of its loss and first Adam step, batch invariance,
+progress, and bad inputs."""
 
 import functools
 from pathlib import Path
@@ -10,13 +12,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, relative_error
 
 import latentjax
 from latentjax.nn.encoder import Encoder, EncoderConfig, config_for, load_encoder, save_encoder
-from latentjax.inversion.indomain import invert_in_domain, vgg_features
+from latentjax.inversion.indomain import InDomainInverter, invert_in_domain, vgg_features
 from latentjax.tasks.encoder import TrainSettings, build_task
 from latentjax.metrics.lpips import load_lpips
+from latentjax.metrics.vgg import TORCHVISION_TO_CAFFE_SCALE, load_vgg16, resize_nearest, trunk_features
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
 from latentjax.train.trainer import train
@@ -25,6 +28,10 @@ from test_inversion import make_generator
 
 STEPS = 20
 LR = 1e-2
+NO_FEATURES = dict(feature_weight=0.0)  # the optimisation tests without VGG weights
+CAFFE_VGG = FIXTURES / "perceptual" / "caffe_vgg16_narrow.pth"  # narrow random weights, idinvert_pytorch's layout
+TV_VGG = FIXTURES / "lpips" / "vgg16_random.pth"  # narrow random torchvision VGG16
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +135,8 @@ def test_training_on_the_harness_runs_exports_and_reloads(gen, tmp_path):
     records = read_metrics(tmp_path)
     steps = [r for r in records if "loss_E" in r]
     assert len(steps) == 2 and all(np.isfinite(r[k]) for r in steps for k in ("loss_E", "mse", "loss_D"))
-    for r in steps:  # E's loss is its documented sum (no VGG: no feature term)
-        np.testing.assert_allclose(r["loss_E"], r["mse"] + 0.1 * r["adversarial"], rtol=1e-5)
+    for r in steps:  # E's loss is its documented sum (no VGG: no feature term; the reference's 0.08 adversarial)
+        np.testing.assert_allclose(r["loss_E"], r["mse"] + 0.08 * r["adversarial"], rtol=1e-5)
     assert any("eval/latent_mse" in r for r in records)
 
     state = read_state(tmp_path)["state"]
@@ -180,8 +187,10 @@ def test_directory_data_serves_its_images(gen, tmp_path):
 
 
 def test_training_settings_reject_bad_values():
-    with pytest.raises(ValueError, match="vgg16 and settings.lpips_lin go together"):
-        TrainSettings(vgg16="vgg16.pth")
+    with pytest.raises(ValueError, match=r"vgg16_convention must be '' \(from the file's key names\) or one of"):
+        TrainSettings(vgg16="vgg16.pth", vgg16_convention="keras")
+    with pytest.raises(ValueError, match="feature_resolution must be an int >= 16"):
+        TrainSettings(feature_resolution=8)
     with pytest.raises(ValueError, match="discriminator must be one of"):
         TrainSettings(discriminator="pretrained")
     with pytest.raises(ValueError, match="feature_layer must be one of"):
@@ -195,7 +204,7 @@ def test_training_settings_reject_bad_values():
 @pytest.fixture(scope="module")
 def inverted(gen):
     G, _, targets, encoder = gen
-    return invert_in_domain(G, encoder, targets, steps=STEPS, lr=LR, progress=False)
+    return invert_in_domain(G, encoder, targets, steps=STEPS, lr=LR, progress=False, **NO_FEATURES)
 
 
 def test_reported_terms_match_an_independent_computation(gen, inverted):
@@ -214,7 +223,7 @@ def test_first_step_starts_at_the_code_and_follows_the_gradient(gen):
     """Adam's first step moves each coordinate by lr * sign(gradient) from E(x)."""
     G, _, targets, encoder = gen
     start = jax.jit(encoder.encode)(encoder.params, jnp.asarray(targets))
-    result = invert_in_domain(G, encoder, targets, steps=1, lr=LR, progress=False)
+    result = invert_in_domain(G, encoder, targets, steps=1, lr=LR, progress=False, **NO_FEATURES)
     grad = np.asarray(objective_grad(G, encoder, start, jnp.asarray(targets)))
     significant = np.abs(grad) > 1e-4 * np.abs(grad).max()  # Adam's eps blurs the sign of ~0 gradients
     assert significant.mean() > 0.5
@@ -231,28 +240,131 @@ def test_loss_decreases_from_the_encoder_start(gen, inverted):
 
 def test_batched_equals_per_target(gen, inverted):
     G, _, targets, encoder = gen
-    one_by_one = invert_in_domain(G, encoder, targets, steps=STEPS, lr=LR, batch_size=1, progress=False)
+    one_by_one = invert_in_domain(G, encoder, targets, steps=STEPS, lr=LR, batch_size=1, progress=False,
+                                  **NO_FEATURES)
     np.testing.assert_allclose(one_by_one.latents, inverted.latents, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(one_by_one.losses["loss"], inverted.losses["loss"], rtol=1e-5, atol=1e-9)
 
 
 def test_feature_term_is_the_vgg_tap_mse(gen):
+    """With torchvision weights (an LPIPS model's trunk): relu4_3 of the 256 px images, times the caffe scale."""
     G, _, targets, encoder = gen
-    vgg = load_lpips(FIXTURES / "lpips" / "vgg16_random.pth", FIXTURES / "lpips" / "lpips_vgg_narrow_lin.pth")
+    vgg = load_lpips(TV_VGG, FIXTURES / "lpips" / "lpips_vgg_narrow_lin.pth")
     result = invert_in_domain(G, encoder, targets, steps=2, lr=LR, feature_weight=0.5, regularization_weight=0.0,
-                              lpips_or_vgg=vgg, progress=False)
+                              vgg=vgg, progress=False)
     assert "regularizer" not in result.losses
     # Under jit: reconstructions may leave [-1, 1] slightly, which eager LPIPS calls refuse.
-    features = jax.jit(lambda model, x: vgg_features(model, x, "relu4_3"))
+    features = jax.jit(lambda model, x: TORCHVISION_TO_CAFFE_SCALE * model.features(
+        jnp.repeat(jnp.repeat(x, 16, axis=1), 16, axis=2))["relu4_3"])  # 16 px -> 256 px: each pixel 16x16
     expected = np.mean((features(vgg, jnp.asarray(result.images)) - features(vgg, jnp.asarray(targets))) ** 2,
                        axis=(1, 2, 3))
     np.testing.assert_allclose(result.losses["feature"], expected, rtol=1e-4)
     np.testing.assert_allclose(result.losses["loss"], result.losses["mse"] + 0.5 * expected, rtol=1e-4)
 
 
+# ----------------------------------------------------------------------------------------------
+# The reference's defaults and perceptual features
+# ----------------------------------------------------------------------------------------------
+
+def test_defaults_are_the_references():
+    """idinvert_pytorch inverter.py: Adam 1e-2, 100 steps, feature 5e-5, regulariser 2.0; idinvert
+    train_encoder.py: feature_scale 5e-5, D_scale 0.08, perceptual_img_size 256 (conv4_3)."""
+    import importlib.util
+    import inspect
+
+    spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parent.parent / "configs" /
+                                                  "train_encoder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    defaults = {k: p.default for k, p in inspect.signature(invert_in_domain).parameters.items()}
+    assert {k: defaults[k] for k in ("steps", "lr", "feature_weight", "regularization_weight", "feature_layer",
+                                     "feature_resolution")} == dict(steps=100, lr=1e-2, feature_weight=5e-5,
+                                                                    regularization_weight=2.0,
+                                                                    feature_layer="relu4_3", feature_resolution=256)
+    settings = TrainSettings()
+    assert (settings.perceptual_weight, settings.adversarial_weight, settings.r1_gamma) == (5e-5, 0.08, 10.0)
+    assert (settings.feature_layer, settings.feature_resolution, settings.lr) == ("relu4_3", 256, 1e-4)
+    config = module.get_config().settings
+    assert (config.perceptual_weight, config.adversarial_weight, config.feature_resolution) == (5e-5, 0.08, 256)
+    assert TrainSettings.from_dict(config.to_dict()).adversarial_weight == 0.08
+
+
+def nhwc(x):
+    return jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
+
+
+@pytest.fixture(scope="module")
+def perceptual_io():
+    return dict(np.load(FIXTURES / "perceptual" / "perceptual_io.npz"))
+
+
+def test_caffe_features_are_the_reference_preprocessing_and_network(perceptual_io):
+    """The caffe path = a numpy transcription of the reference's input (nearest 8x upscale, [-1, 1] ->
+    [0, 255], RGB -> BGR, minus the BGR mean) through the shared trunk, and = idinvert_pytorch's
+    `VGG16` (output_layer_idx 23: relu4_3) on the same narrow weights."""
+    vgg = load_vgg16(CAFFE_VGG)
+    assert vgg.convention == "caffe" and vgg.channels == (4, 8, 16, 32, 32)
+    x = nhwc(perceptual_io["x"])  # [2, 32, 32, 3], a little outside [-1, 1] like a generator's output
+    ours = np.asarray(jax.jit(vgg_features)(vgg, x))
+    up = np.repeat(np.repeat(np.asarray(x, np.float64), 8, axis=1), 8, axis=2)
+    bgr = ((up + 1) * 255 / 2)[..., ::-1] - CAFFE_MEAN_BGR
+    by_hand = trunk_features(vgg.trunk, jnp.asarray(bgr, jnp.float32), "relu4_3")["relu4_3"]
+    np.testing.assert_allclose(ours, by_hand, rtol=1e-5, atol=1e-5 * float(np.abs(by_hand).max()))
+    assert relative_error(ours, nhwc(perceptual_io["caffe_relu4_3_256"])) < 1e-5
+    native = jax.jit(lambda m, x: vgg_features(m, x, resolution=32))(vgg, x)  # no resize: the native 4x4 tap
+    assert relative_error(native, nhwc(perceptual_io["caffe_relu4_3_native"])) < 1e-5
+
+
+def test_encoder_feature_term_is_the_references(perceptual_io):
+    """loss_encoder.py: feature_scale * mean((VGG(real) - VGG(fake))^2), both at 256 px."""
+    vgg = load_vgg16(CAFFE_VGG)
+    fakes, reals = nhwc(perceptual_io["x"]), nhwc(perceptual_io["gt"])
+    ours = 5e-5 * jnp.mean(jnp.square(jax.jit(vgg_features)(vgg, fakes) - jax.jit(vgg_features)(vgg, reals)))
+    reference = 5e-5 * np.mean((perceptual_io["caffe_relu4_3_256"] - perceptual_io["caffe_relu4_3_256_gt"]) ** 2)
+    assert relative_error(ours, reference) < 1e-5
+
+
+def test_torchvision_features_are_rescaled_to_the_caffe_input_scale():
+    """Torchvision weights: features times 255 * mean(std), which is exactly the network fed input
+    on that scale with every bias scaled alike (ReLU and max-pool are positively homogeneous)."""
+    vgg = load_vgg16(TV_VGG)
+    assert vgg.convention == "torchvision"
+    np.testing.assert_allclose(TORCHVISION_TO_CAFFE_SCALE, 255 * np.mean([0.229, 0.224, 0.225]), rtol=1e-6)
+    x = jax.random.uniform(jax.random.key(0), (1, 32, 32, 3), minval=-1, maxval=1)
+    ours = jax.jit(vgg_features)(vgg, x)
+    k = TORCHVISION_TO_CAFFE_SCALE
+    scaled = tuple(tuple((w, k * b) for w, b in convs) for convs in vgg.trunk)
+    homogeneous = jax.jit(lambda t, h: trunk_features(t, h, "relu4_3")["relu4_3"])(
+        scaled, k * vgg.preprocess(resize_nearest(x, 256)))
+    assert relative_error(ours, homogeneous) < 1e-5
+
+
+def test_resize_nearest_is_the_references():
+    """floor(i * in / out): an integer upscale repeats pixels; 384 -> 256 takes rows 0, 1, 3, 4, 6, ..."""
+    x = jnp.arange(2 * 384 * 384 * 1, dtype=jnp.float32).reshape(2, 384, 384, 1)
+    down = np.asarray(resize_nearest(x, 256))
+    rows = np.floor(np.arange(256) * 1.5).astype(int)
+    np.testing.assert_array_equal(down, np.asarray(x)[:, rows][:, :, rows])
+    small = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
+    np.testing.assert_array_equal(resize_nearest(small, 12), np.repeat(np.repeat(small, 3, axis=1), 3, axis=2))
+    np.testing.assert_array_equal(resize_nearest(small, 4), small)
+
+
+def test_the_default_feature_weight_needs_vgg_weights(gen):
+    G, _, targets, encoder = gen
+    with pytest.raises(ValueError, match=r"feature_weight 5e-05 weighs VGG16 features, which need weights: "
+                                         r"vgg=latentjax.metrics.vgg.load_vgg16.*or feature_weight=0"):
+        invert_in_domain(G, encoder, targets, progress=False)
+    with pytest.raises(ValueError, match="vgg must be a latentjax.metrics.vgg.VGG16"):
+        InDomainInverter(G, encoder, vgg="vgg16.pth")
+    with pytest.raises(ValueError, match="feature_resolution must be an int >= 16"):
+        InDomainInverter(G, encoder, vgg=load_vgg16(CAFFE_VGG), feature_resolution=0)
+
+
 def test_bad_inputs_raise_clear_errors(gen):
     G, _, targets, encoder = gen
-    run = dict(steps=STEPS, lr=LR, progress=False)
+    run = dict(steps=STEPS, lr=LR, progress=False, **NO_FEATURES)
     with pytest.raises(ValueError, match=r"targets must be images \[N, 16, 16, 3\]"):
         invert_in_domain(G, encoder, np.zeros((1, 32, 32, 3), np.float32), **run)
     with pytest.raises(ValueError, match=r"targets must be images \[N, 16, 16, 3\]"):
@@ -265,6 +377,6 @@ def test_bad_inputs_raise_clear_errors(gen):
     with pytest.raises(ValueError, match="does not match the generator"):
         invert_in_domain(G, other, targets, **run)
     with pytest.raises(ValueError, match="steps must be a positive int"):
-        invert_in_domain(G, encoder, targets, steps=0, progress=False)
+        invert_in_domain(G, encoder, targets, steps=0, progress=False, **NO_FEATURES)
     with pytest.raises(ValueError, match="encoder must be a latentjax.nn.encoder.Encoder"):
         invert_in_domain(G, "encoder_dir", targets, **run)

@@ -1,12 +1,21 @@
 """Multi-code GAN inversion (mGANprior; Gu, Shen and Zhou, CVPR 2020; genforce/mganprior).
 
-N codes z_1..z_N and per-code channel importance alpha_n in R^C are optimised together (Adam)
-and composed inside the generator at a layer L: x = G_after_L(sum_n alpha_n ⊙ F_n). Where the
-reference (PGGAN only) leaves room: importance starts at 1/N without the reference's extra 1/N
-scale; layers after L that read a latent read the mean code; earlier layers the rest of the
-network reads (skip images, fade-ins) are composed with each code's mean importance; codes start
-at `space.sample`; the default layer is the last at min(16, resolution / 4) (`default_layer`);
-defaults are 20 codes, 3000 steps, Adam at lr 0.03, loss 'mse' (the reference: 30 codes, SGD).
+N codes z_1..z_N and per-code channel importance alpha_n in R^C are optimised together and
+composed inside the generator at a layer L: x = G_after_L(F) with F = (sum_n alpha_n ⊙ F_n) / N,
+the reference's composition (derivable_generator.py:132); alpha starts at 1/N, so the first F is
+the codes' mean feature / N. The defaults are the reference's recipe (`PRESETS['reference']`,
+multi_code_inversion.py and inversion/losses.py): 30 codes drawn from the prior, 3,000 steps of
+plain SGD at lr 1, and the loss MSE(x, target) + 0.001 * mean |VGG16(x) - VGG16(target)|, the L1
+distance of torchvision VGG16 `features[:16]` (relu3_3) on images nearest-resized to 256 pixels
+and ImageNet-normalised (`vgg_l1_features`). That term needs torchvision VGG16 weights (`vgg=`):
+without them the default recipe refuses to run rather than drop the term; `loss='mse'` or the
+preset `PRESETS['adam']` (20 codes, Adam at lr 0.03, MSE: this project's earlier recipe) need none.
+
+Where the reference (PGGAN only) leaves room: layers after L that read a latent read the mean
+code; earlier layers the rest of the network reads (skip images, fade-ins) are composed the same
+way with each code's mean importance, F' = (sum_n mean(alpha_n) F'_n) / N, so that identical codes
+with importance 1 give the plain generator; codes start at `space.sample`; the default layer is the
+last at min(16, resolution / 4) (`default_layer`; PGGAN's 16x16 block is the reference's layer 6).
 The optimisation is a `Program` (`inversion.program`): vmapped targets, sharded jitted steps.
 """
 
@@ -22,27 +31,40 @@ import numpy as np
 from jax.sharding import Mesh
 
 from latentjax.config import ConfigMixin
-from latentjax.inversion.optim import projector_optimizer
+from latentjax.inversion.optim import OPTIMIZERS, constant_optimizer
 from latentjax.inversion.program import Program, descend
 from latentjax.inversion.project import INVERSION_SPACES, Inverter, check_number, image_loss, parse_loss, target_features
 from latentjax.latent import LatentSpace, latent_space
+from latentjax.metrics.image import rgb
+from latentjax.metrics.lpips import as_vgg16
+from latentjax.metrics.vgg import resize_nearest
 
 HIGHEST = jax.lax.Precision.HIGHEST
 REFERENCE_RESOLUTION = 16  # the reference composes at the output of PGGAN's 16x16 block
+LOSS_TERMS = ("mse", "lpips", "vgg_l1")
+# The reference's loss (multi_code_inversion.py defaults: l2_lambda 1, vgg_lambda 1, vgg_layer 16, L1; losses.py's
+# VGGLoss multiplies its mean L1 by 0.001).
+REFERENCE_LOSS = {"mse": 1.0, "vgg_l1": 0.001}
+VGG_L1_LAYER = "relu3_3"  # torchvision vgg16 features[:16] ends with the ReLU after conv3_3
 
 
 @dataclasses.dataclass(frozen=True)
 class MultiCodeConfig(ConfigMixin):
-    """mGANprior settings. `layer` '' is `default_layer`; `space` '' is 'w' for StyleGAN2 and 'z'
-    for BigGAN and PGGAN; `loss` as `parse_loss` ('mse', 'lpips' or a dict of weights)."""
+    """mGANprior settings; the defaults are the reference's (`PRESETS`). `layer` '' is
+    `default_layer`; `space` '' is 'w' for StyleGAN2 and 'z' for BigGAN and PGGAN; `optimizer` 'sgd'
+    or 'adam' at the constant `lr` (`constant_optimizer`); `loss` a term name or a dict of weights
+    over 'mse' (mean squared error), 'lpips' (as `invert`'s) and 'vgg_l1' (mean absolute difference
+    of torchvision VGG16 relu3_3 features of images nearest-resized to `vgg_resolution` pixels)."""
 
     config_name = "multi-code inversion settings"
 
-    num_codes: int = 20
+    num_codes: int = 30
     layer: str = ""
     steps: int = 3000
-    lr: float = 0.03
-    loss: Any = "mse"
+    optimizer: str = "sgd"
+    lr: float = 1.0
+    loss: Any = dataclasses.field(default_factory=lambda: dict(REFERENCE_LOSS))
+    vgg_resolution: int = 256
     space: str = ""
 
     def __post_init__(self):
@@ -50,11 +72,21 @@ class MultiCodeConfig(ConfigMixin):
             raise ValueError(f"num_codes must be an int >= 1, got {self.num_codes!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive int, got {self.steps!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         check_number("lr", self.lr, positive=True)
         if not isinstance(self.layer, str) or not isinstance(self.space, str):
             raise ValueError(f"layer and space must be names (strings; '' for the default), got "
                              f"{self.layer!r}, {self.space!r}")
-        parse_loss(self.loss)
+        if not isinstance(self.vgg_resolution, int) or isinstance(self.vgg_resolution, bool) \
+                or self.vgg_resolution < 16:
+            raise ValueError(f"vgg_resolution must be an int >= 16 (pixels), got {self.vgg_resolution!r}")
+        parse_loss(self.loss, LOSS_TERMS)
+
+
+# The reference's recipe, and this project's earlier one (Adam converges in fewer steps on MSE alone).
+PRESETS = {"reference": MultiCodeConfig(),
+           "adam": MultiCodeConfig(num_codes=20, optimizer="adam", lr=0.03, loss="mse")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +95,8 @@ class MultiCodeResult:
 
     `latents` [n, num_codes, *space shape]; `importance` [n, num_codes, C] (C: the channels of
     `layer`); `images` the compositions [n, H, W, C_img]; `losses` per target final 'loss' (the
-    weighted sum) and each term. `space` is the space's spec (`latent_space(G, **space)`).
+    weighted sum) and each term (unweighted). `space` is the space's spec (`latent_space(G, **space)`);
+    `settings` the `MultiCodeConfig` that ran, as a dict (loss weights and optimiser included).
     """
 
     space: dict
@@ -73,6 +106,7 @@ class MultiCodeResult:
     importance: np.ndarray
     images: np.ndarray
     losses: dict
+    settings: dict | None = None
 
 
 # --- layers ------------------------------------------------------------------------------------
@@ -112,15 +146,16 @@ def _layers_through(G, layer: str) -> tuple[str, ...]:
 def compose(space: LatentSpace, params, codes, importance, layer: str):
     """The image [H, W, C] of N codes [N, *shape] composed at `layer` with importance [N, C].
 
-    `layer`'s activation is sum_n importance[n] ⊙ F_n; every earlier layer's is the sum of the
-    codes' activations weighted by their mean importance; the layers after `layer` read the mean
-    code. Pure and jittable (one target; `decode_multicode` maps it over targets).
+    `layer`'s activation is (sum_n importance[n] ⊙ F_n) / N, the reference's; every earlier layer's
+    is the sum of the codes' activations weighted by their mean importance, / N; the layers after
+    `layer` read the mean code. Pure and jittable (one target; `decode_multicode` maps it over targets).
     """
     names = _layers_through(space.generator, layer)
     features = space.features(params, codes, names)
-    weights = jnp.mean(importance, axis=1)
+    n = codes.shape[0]
+    weights = jnp.mean(importance, axis=1) / n
     composed = {name: jnp.tensordot(weights, features[name], axes=1, precision=HIGHEST) for name in names[:-1]}
-    composed[layer] = jnp.sum(features[layer] * importance[:, None, None, :], axis=0)
+    composed[layer] = jnp.sum(features[layer] * importance[:, None, None, :], axis=0) / n
     hooks = {name: functools.partial(lambda value, _: value[None], value) for name, value in composed.items()}
     return space.decode(params, jnp.mean(codes, axis=0, keepdims=True), hooks=hooks)[0]
 
@@ -137,39 +172,64 @@ def decode_multicode(space: LatentSpace, latents, importance, layer: str, params
     return _decode_batch(space, params, jnp.asarray(latents), jnp.asarray(importance), layer)
 
 
+# --- the loss ------------------------------------------------------------------------------------
+def vgg_l1_features(vgg, images, resolution: int = 256):
+    """The relu3_3 features of a torchvision-convention VGG16 (`metrics.vgg`) for images [N, H, W, C]
+    in [-1, 1], nearest-resized to `resolution` pixels first: the reference's VGGLoss input."""
+    return vgg.features(resize_nearest(rgb(images), resolution), VGG_L1_LAYER)[VGG_L1_LAYER]
+
+
+def multicode_loss(weights, models, image, target, features, resolution: int = 256):
+    """(the weighted sum, {term: value}) of one image [H, W, C] against its target: 'mse' and
+    'lpips' as `image_loss`, and 'vgg_l1' = mean |VGG features(image) - VGG features(target)|.
+    `models`: {'lpips': LPIPS or None, 'vgg': VGG16 or None}; `features` from `multicode_features`."""
+    total, terms = image_loss(weights, models["lpips"], image, target, features["lpips"])
+    if "vgg_l1" in weights:
+        terms["vgg_l1"] = jnp.mean(jnp.abs(vgg_l1_features(models["vgg"], image[None], resolution)[0]
+                                           - features["vgg"]))
+        total = total + weights["vgg_l1"] * terms["vgg_l1"]
+    return total, terms
+
+
+def multicode_features(weights, models, target, resolution: int = 256) -> dict:
+    """What `multicode_loss` compares an image with besides the target: its LPIPS and VGG features."""
+    vgg = vgg_l1_features(models["vgg"], target[None], resolution)[0] if "vgg_l1" in weights else None
+    return {"lpips": target_features(weights, models["lpips"], target), "vgg": vgg}
+
+
 # --- the compiled program ----------------------------------------------------------------------
 class MultiCodeProgram(Program):
-    """The mGANprior `Program`: codes and importance per target under Adam at a constant learning
-    rate, composed at `layer` of `space`; the loss is the projector's (`image_loss`)."""
+    """The mGANprior `Program`: codes and importance per target under `constant_optimizer`, composed
+    at `layer` of `space`; the loss is `multicode_loss`; the auxiliary models are {'lpips', 'vgg'}."""
 
-    def __init__(self, space: LatentSpace, num_codes: int, layer: str, lr: float, weights, mesh: Mesh | None = None):
-        self.latent_space, self.num_codes, self.layer = space, num_codes, layer
+    def __init__(self, space: LatentSpace, config: MultiCodeConfig, layer: str, weights, mesh: Mesh | None = None):
+        self.latent_space, self.num_codes, self.layer = space, config.num_codes, layer
         self.channels = _feature_shapes(space)[layer][-1]
-        self.weights = dict(weights)
-        self.tx = projector_optimizer(1, lr, lr_rampup=0.0, lr_rampdown=0.0)  # Adam at a constant lr
+        self.weights, self.resolution = dict(weights), config.vgg_resolution
+        self.tx = constant_optimizer(config.optimizer, float(config.lr))
         super().__init__(space.generator.params, mesh)
 
-    def objective(self, params, lpips, variables, target, target_features):
+    def objective(self, params, models, variables, target, target_features):
         image = compose(self.latent_space, params, variables["codes"], variables["importance"], self.layer)
-        total, terms = image_loss(self.weights, lpips, image, target, target_features)
+        total, terms = multicode_loss(self.weights, models, image, target, target_features, self.resolution)
         return total, (terms, image)
 
-    def init_one(self, params, lpips, target, key, inputs):
+    def init_one(self, params, models, target, key, inputs):
         codes = self.latent_space.sample(key, self.num_codes, params)
         importance = jnp.full((self.num_codes, self.channels), 1.0 / self.num_codes, jnp.float32)
         variables = {"codes": codes, "importance": importance}
         return {"variables": variables, "opt": self.tx.init(variables), "target": target,
-                "features": target_features(self.weights, lpips, target)}
+                "features": multicode_features(self.weights, models, target, self.resolution)}
 
-    def step_one(self, params, lpips, state, step):
+    def step_one(self, params, models, state, step):
         def loss(variables):
-            return self.objective(params, lpips, variables, state["target"], state["features"])[0]
+            return self.objective(params, models, variables, state["target"], state["features"])[0]
 
         return descend(self.tx, loss, state)
 
-    def finish_one(self, params, lpips, state):
+    def finish_one(self, params, models, state):
         variables = state["variables"]
-        total, (terms, image) = self.objective(params, lpips, variables, state["target"], state["features"])
+        total, (terms, image) = self.objective(params, models, variables, state["target"], state["features"])
         return {"latent": variables, "ws": None, "image": image, "losses": {"loss": total, **terms}, "noise": {}}
 
 
@@ -189,24 +249,32 @@ def _resolve_space(source, name: str) -> LatentSpace:
 
 class MultiCodeInverter(Inverter):
     """A compiled mGANprior inversion for one generator (or LatentSpace) and setting; call it on
-    target batches like `Inverter`: `MultiCodeInverter(G, MultiCodeConfig(num_codes=20))(targets, key)`.
+    target batches like `Inverter`: `MultiCodeInverter(G, vgg=load_vgg16('vgg16.pth'))(targets, key)`
+    (the reference's recipe) or `MultiCodeInverter(G, 'adam')(targets, key)` (no VGG needed).
 
     Pass a LatentSpace for options such as BigGAN's `class_index`: `latent_space(G, 'z', class_index=0)`.
     """
 
-    def __init__(self, source, config: MultiCodeConfig | None = None, *, lpips=None, mesh: Mesh | None = None):
-        config = config or MultiCodeConfig()
+    def __init__(self, source, config: MultiCodeConfig | str | None = None, *, lpips=None, vgg=None,
+                 mesh: Mesh | None = None):
+        config = _resolve_config(config)
         space = _resolve_space(source, config.space)
         G = space.generator
         layer = check_layer(G, config.layer) if config.layer else default_layer(space)
-        weights = parse_loss(config.loss)
-        if "lpips" in weights and lpips is None:
-            raise ValueError("loss 'lpips' needs an LPIPS model: lpips=latentjax.metrics.lpips.load_lpips(vgg16, lin)")
-        self._program = MultiCodeProgram(space, config.num_codes, layer, float(config.lr), weights, mesh)
+        weights = parse_loss(config.loss, LOSS_TERMS)
+        models = {"lpips": None, "vgg": None}
+        if "lpips" in weights:
+            if lpips is None:
+                raise ValueError("loss 'lpips' needs an LPIPS model: "
+                                 "lpips=latentjax.metrics.lpips.load_lpips(vgg16, lin)")
+            models["lpips"] = lpips
+        if "vgg_l1" in weights:
+            models["vgg"] = _check_vgg(vgg, weights)
+        self._program = MultiCodeProgram(space, config, layer, weights, mesh)
         self.G, self.latent_space, self.space, self.layer = G, space, space.name, layer
         self.steps, self.weights = config.steps, weights
         self.config = dataclasses.replace(config, layer=layer, space=space.name)
-        self._lpips = self._program.replicate(lpips) if "lpips" in weights else None
+        self._lpips = self._program.replicate(models)
 
     def per_target_inputs(self, classes, n: int) -> dict:
         return {}  # a conditional generator's class comes with the LatentSpace (its `class_index`)
@@ -216,25 +284,56 @@ class MultiCodeInverter(Inverter):
         result = super().__call__(targets, key, batch_size=batch_size, progress=progress)
         return MultiCodeResult(space=self.latent_space.spec, layer=self.layer, steps=self.steps,
                                latents=result.latents["codes"], importance=result.latents["importance"],
-                               images=result.images, losses=result.losses)
+                               images=result.images, losses=result.losses, settings=self.config.to_dict())
 
 
-def invert_multicode(G, targets, *, key, config: MultiCodeConfig | dict | None = None, lpips=None, space=None,
-                     batch_size: int | None = None, mesh: Mesh | None = None, progress: bool = True,
+def _resolve_config(config) -> MultiCodeConfig:
+    """A MultiCodeConfig from None (the reference's), a preset name (`PRESETS`), a dict or a config."""
+    if config is None:
+        return MultiCodeConfig()
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"config must be a preset from {sorted(PRESETS)}, a dict or a MultiCodeConfig, "
+                             f"got {config!r}")
+        return PRESETS[config]
+    if isinstance(config, dict):
+        return MultiCodeConfig.from_dict(config)
+    if not isinstance(config, MultiCodeConfig):
+        raise ValueError(f"config must be a MultiCodeConfig, a dict or a preset name from {sorted(PRESETS)}, "
+                         f"got {type(config).__name__}")
+    return config
+
+
+def _check_vgg(vgg, weights):
+    """The torchvision VGG16 the 'vgg_l1' term needs, or a ValueError that says how to get one or drop the term."""
+    if vgg is None:
+        raise ValueError(f"loss {weights} has the term 'vgg_l1' (the reference's perceptual term, in the default "
+                         "loss), which needs torchvision VGG16 weights: vgg=latentjax.metrics.vgg.load_vgg16("
+                         "'vgg16.pth') (or an LPIPS model, whose trunk they are); without weights choose a loss "
+                         "without it, e.g. loss='mse' or config='adam'")
+    vgg = as_vgg16(vgg, "vgg")
+    if vgg.convention != "torchvision":
+        raise ValueError(f"vgg: the 'vgg_l1' term is mGANprior's loss on torchvision VGG16 features (ImageNet-"
+                         f"normalised input), got a VGG16 of the {vgg.convention!r} convention")
+    return vgg
+
+
+def invert_multicode(G, targets, *, key, config: MultiCodeConfig | dict | str | None = None, lpips=None, vgg=None,
+                     space=None, batch_size: int | None = None, mesh: Mesh | None = None, progress: bool = True,
                      **overrides) -> MultiCodeResult:
     """mGANprior inversion of `targets` [n, H, W, C] (NHWC, the generator's size, in [-1, 1]).
 
     `G`: a generator (or a LatentSpace); `space`: a space name or a LatentSpace (BigGAN needs one
-    with a `class_index`: `latent_space(G, 'z', class_index=0)`). Keyword overrides (`num_codes`,
-    `layer`, `steps`, `lr`, `loss`) apply on top of `config`. `loss` with 'lpips' needs `lpips`
+    with a `class_index`: `latent_space(G, 'z', class_index=0)`). `config`: None (the reference's
+    recipe), a preset name from `PRESETS` ('reference', 'adam'), a dict or a MultiCodeConfig; keyword
+    overrides (`num_codes`, `layer`, `steps`, `optimizer`, `lr`, `loss`, `vgg_resolution`) apply on top.
+    A loss with 'vgg_l1' (the default) needs `vgg`, torchvision VGG16 weights
+    (`latentjax.metrics.vgg.load_vgg16`, or an LPIPS model); one with 'lpips' needs `lpips`
     (`latentjax.metrics.lpips.load_lpips`). `key`: one key, split per target, or one per target.
     `batch_size` targets share one compiled step (default: all), sharded over the mesh's "data"
     axis (default: all devices).
     """
-    if config is None or isinstance(config, dict):
-        config = MultiCodeConfig.from_dict(config or {})
-    elif not isinstance(config, MultiCodeConfig):
-        raise ValueError(f"config must be a MultiCodeConfig or a dict, got {type(config).__name__}")
+    config = _resolve_config(config)
     source = G
     if isinstance(space, LatentSpace):
         if not isinstance(G, LatentSpace) and space.generator is not G:
@@ -247,5 +346,5 @@ def invert_multicode(G, targets, *, key, config: MultiCodeConfig | dict | None =
         raise ValueError(f"unknown invert_multicode arguments {unknown}; settings are "
                          f"{[f.name for f in dataclasses.fields(MultiCodeConfig)]}")
     config = dataclasses.replace(config, **overrides)
-    inverter = MultiCodeInverter(source, config, lpips=lpips, mesh=mesh)
+    inverter = MultiCodeInverter(source, config, lpips=lpips, vgg=vgg, mesh=mesh)
     return inverter(targets, key, batch_size=batch_size, progress=progress)

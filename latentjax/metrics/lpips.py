@@ -7,8 +7,9 @@ widths are read from the weights, so narrow test trunks load the same way.
 
 The computation, for NHWC images in [-1, 1]:
   x -> (x - shift) / scale (ImageNet statistics written for [-1, 1] input)
-    -> VGG16 features[0:30] (3x3 convs, ReLU, 2x2 max-pools that floor odd sizes),
-       tapped after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+    -> VGG16 features[0:30] (3x3 convs, ReLU, 2x2 max-pools that floor odd sizes; the trunk
+       of `latentjax.metrics.vgg`, shared with the perceptual losses), tapped after relu1_2,
+       relu2_2, relu3_3, relu4_3, relu5_3
     -> per tap: f / (||f||_channels + 1e-10), squared difference of the two images,
        channel-weighted sum by the lin head, mean over positions (or bilinear upsampling to the
        input size for the spatial map) -> summed over the five taps.
@@ -24,13 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.errors import CheckpointError
-from latentjax.io.torch_pickle import load
 from latentjax.metrics.image import check_float_images
+from latentjax.metrics.vgg import STAGES, TAPS, VGG16, state_dict, trunk_features, trunk_params
 
-TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
-# torchvision VGG16 `features` indices of the convolutions, grouped by the tap that ends each stage;
-# a 2x2 max-pool precedes every stage but the first.
-STAGES = ((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28))
+__all__ = ["EPS", "LPIPS", "MIN_SIZE", "SCALE", "SHIFT", "STAGES", "TAPS", "from_state_dicts", "load_lpips"]
+
 # The lpips ScalingLayer buffers, float32 as the reference stores them.
 SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
 SCALE = np.array([0.458, 0.448, 0.450], np.float32)
@@ -93,19 +92,8 @@ class LPIPS:
 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _features(model: LPIPS, x, normalize: bool) -> dict:
-    h = (x.astype(jnp.float32) - SHIFT) / SCALE
-    taps = {}
-    for stage, (name, convs) in enumerate(zip(TAPS, model.trunk)):
-        if stage:
-            h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-        for weight, bias in convs:
-            h = jax.lax.conv_general_dilated(h, weight, (1, 1), ((1, 1), (1, 1)),
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
-            # jax.nn.relu's gradient selects rather than multiplies by a mask, which discards the
-            # NaN that the norm's sqrt produces at positions where every channel is 0.
-            h = jax.nn.relu(h)
-        taps[name] = _normalize(h) if normalize else h
-    return taps
+    taps = trunk_features(model.trunk, (x.astype(jnp.float32) - SHIFT) / SCALE, TAPS)  # metrics.vgg's trunk
+    return {name: _normalize(h) for name, h in taps.items()} if normalize else taps
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
@@ -141,52 +129,19 @@ def load_lpips(vgg16_path, lin_path) -> LPIPS:
     Both torch.save formats (zip and legacy) are read without torch. Raises `CheckpointError`
     naming the file and key for missing, unexpected or inconsistently shaped tensors.
     """
-    return from_state_dicts(_state_dict(vgg16_path), _state_dict(lin_path), vgg16_source=str(vgg16_path),
+    return from_state_dicts(state_dict(vgg16_path), state_dict(lin_path), vgg16_source=str(vgg16_path),
                             lin_source=str(lin_path))
 
 
 def from_state_dicts(vgg16: dict, lin: dict, *, vgg16_source: str = "vgg16 state dict",
                      lin_source: str = "lin state dict") -> LPIPS:
     """LPIPS from already loaded state dicts {name: array} (torch layouts); `*_source` name them in errors."""
-    model = LPIPS(trunk=_trunk_params(vgg16, vgg16_source), lin=_lin_params(lin, lin_source))
+    model = LPIPS(trunk=trunk_params(vgg16, vgg16_source), lin=_lin_params(lin, lin_source))
     tap_widths = tuple(int(convs[-1][0].shape[-1]) for convs in model.trunk)
     if tap_widths != model.channels:
         raise CheckpointError(f"{lin_source}: lin heads of widths {model.channels} do not fit the taps of the VGG16 "
                               f"trunk in {vgg16_source}, which have widths {tap_widths}")
     return model
-
-
-def _state_dict(path) -> dict:
-    obj = load(path)
-    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
-    return obj
-
-
-def _trunk_params(state: dict, path: str) -> tuple:
-    conv_keys = {f"features.{i}.{p}" for stage in STAGES for i in stage for p in ("weight", "bias")}
-    missing = sorted(conv_keys - set(state), key=_key_order)
-    if missing:
-        raise CheckpointError(f"{path}: not a torchvision vgg16 state dict; missing {missing}")
-    unexpected = sorted(k for k in state if k not in conv_keys and not k.startswith("classifier."))
-    if unexpected:
-        raise CheckpointError(f"{path}: unexpected keys {unexpected} for a torchvision vgg16 state dict "
-                              "(expected features.<i>.weight|bias at i in "
-                              f"{[i for stage in STAGES for i in stage]} and classifier.*)")
-    in_channels = 3
-    trunk = []
-    for stage in STAGES:
-        convs = []
-        for i in stage:
-            weight, bias = state[f"features.{i}.weight"], state[f"features.{i}.bias"]
-            out_channels = weight.shape[0]
-            if weight.shape != (out_channels, in_channels, 3, 3) or bias.shape != (out_channels,):
-                raise CheckpointError(f"{path}: features.{i}.weight has shape {weight.shape} and bias "
-                                      f"{bias.shape}; expected (C, {in_channels}, 3, 3) and (C,) (OIHW)")
-            convs.append((jnp.asarray(np.transpose(weight, (2, 3, 1, 0)), jnp.float32), jnp.asarray(bias, jnp.float32)))
-            in_channels = out_channels
-        trunk.append(tuple(convs))
-    return tuple(trunk)
 
 
 def _lin_params(state: dict, path: str) -> tuple:
@@ -206,7 +161,11 @@ def _lin_params(state: dict, path: str) -> tuple:
     return tuple(lin)
 
 
-def _key_order(key: str):
-    _, index, param = key.split(".")
-    return int(index), param
-
+def as_vgg16(model, name: str = "vgg") -> VGG16:
+    """`model` as a VGG16: a VGG16 itself, or an LPIPS model's trunk (torchvision convention)."""
+    if isinstance(model, VGG16):
+        return model
+    if isinstance(model, LPIPS):
+        return VGG16(model.trunk, "torchvision")
+    raise ValueError(f"{name} must be a latentjax.metrics.vgg.VGG16 (load_vgg16) or an LPIPS model "
+                     f"(load_lpips, its torchvision trunk), got {type(model).__name__}")

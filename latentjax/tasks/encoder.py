@@ -5,10 +5,12 @@ The generator G is frozen; the encoder E (`latentjax.nn.encoder`) is trained on 
 
     pixel MSE(x, G(E(x)))  +  perceptual_weight * feature MSE  +  adversarial_weight * softplus(-D(G(E(x))))
 
-and the discriminator D (StyleGAN2's residual D) on x against G(E(x)) with the logistic loss and
-R1 (r1_gamma / 2 * |grad_x D(x)|^2) every step, as the reference's `E_loss` / `D_logistic_simplegp`;
-E steps first, then D sees the updated E's reconstructions. Adam with the reference's settings
-and learning-rate decay. Images (`config.data`): 'generator' (G's own samples, whose true
+(the reference's `E_loss`, weights 5e-5 and 0.08 as its train_encoder.py; the features are VGG16
+relu4_3 of images nearest-resized to 256 pixels, on the caffe VGG16's input scale:
+`latentjax.inversion.indomain.vgg_features`) and the discriminator D (StyleGAN2's residual D) on x
+against G(E(x)) with the logistic loss and R1 (r1_gamma / 2 * |grad_x D(x)|^2) every step, as the
+reference's `E_loss` / `D_logistic_simplegp`; E steps first, then D sees the updated E's
+reconstructions. Adam with the reference's settings and learning-rate decay. Images (`config.data`): 'generator' (G's own samples, whose true
 latents are known), 'shapes' (the shapes world) or a directory of PNG/JPEG images.
 `export` writes the encoder to `WORKDIR/encoder/` (`latentjax.nn.encoder.load_encoder` reads it).
 """
@@ -25,12 +27,13 @@ import optax
 
 from latentjax import shapes
 from latentjax.config import ConfigMixin
-from latentjax.inversion.indomain import check_feature_layer, vgg_features
+from latentjax.inversion.indomain import check_feature_layer, check_feature_resolution, vgg_features
 from latentjax.inversion.project import inversion_space
 from latentjax.io.images import load_target
 from latentjax.io.torch_pickle import PersistentObject, load
 from latentjax.load import load_generator
-from latentjax.metrics.lpips import load_lpips
+from latentjax.metrics.lpips import as_vgg16
+from latentjax.metrics.vgg import CONVENTIONS, load_vgg16
 from latentjax.nn.discriminator import Discriminator, DiscriminatorConfig, from_nvidia, init_discriminator
 from latentjax.nn.encoder import Encoder, config_for, save_encoder
 from latentjax.train.metrics import note
@@ -49,10 +52,15 @@ class TrainSettings(ConfigMixin):
     lr, d_lr, betas, eps     Adam for E and for D
     lr_decay_rate            both learning rates are multiplied by this every `lr_decay_steps`
     lr_decay_steps           (smoothly); 0: a quarter of `total_steps`, as the reference
-    perceptual_weight        weight of the VGG feature MSE (needs `vgg16` and `lpips_lin`)
+    perceptual_weight        weight of the VGG feature MSE (needs `vgg16`; '' with a weight > 0: the
+                             term is off, and the log says so)
     feature_layer            the VGG16 tap compared (the reference's conv4_3 after its ReLU)
-    vgg16, lpips_lin         a torchvision vgg16 state dict and an lpips lin file ('' : no VGG)
-    adversarial_weight       weight of softplus(-D(G(E(x)))) in E's loss
+    feature_resolution       images are nearest-resized to this many pixels before VGG16 (256)
+    vgg16                    VGG16 weights (`latentjax.metrics.vgg.load_vgg16`): the reference's caffe
+                             `vgg16.pth` (genforce/idinvert_pytorch) or a torchvision vgg16 state dict,
+                             whose features are rescaled to the caffe input's scale ('': no VGG)
+    vgg16_convention         '' (from the file's key names), 'caffe' or 'torchvision'
+    adversarial_weight       weight of softplus(-D(G(E(x)))) in E's loss (the reference trains with 0.08)
     r1_gamma                 D's R1 weight (gamma / 2 * |grad|^2, every step)
     discriminator            'fresh' (StyleGAN2's D at G's widths, random init) or 'snapshot'
                              (the 'D' of an NVIDIA snapshot .pkl given as the generator, as the
@@ -73,9 +81,10 @@ class TrainSettings(ConfigMixin):
     lr_decay_steps: int = 0
     perceptual_weight: float = 5e-5
     feature_layer: str = "relu4_3"
+    feature_resolution: int = 256
     vgg16: str = ""
-    lpips_lin: str = ""
-    adversarial_weight: float = 0.1
+    vgg16_convention: str = ""
+    adversarial_weight: float = 0.08
     r1_gamma: float = 10.0
     discriminator: str = "fresh"
     mbstd_group_size: int = 4
@@ -90,9 +99,10 @@ class TrainSettings(ConfigMixin):
         if min(self.perceptual_weight, self.adversarial_weight, self.r1_gamma) < 0:
             raise ValueError(f"settings: perceptual_weight, adversarial_weight and r1_gamma must be >= 0: {self}")
         check_feature_layer(self.feature_layer)
-        if bool(self.vgg16) != bool(self.lpips_lin):
-            raise ValueError("settings.vgg16 and settings.lpips_lin go together (a VGG16 state dict and an lpips "
-                             "lin file, as for load_lpips)")
+        check_feature_resolution(self.feature_resolution)
+        if self.vgg16_convention not in ("",) + CONVENTIONS:
+            raise ValueError(f"settings.vgg16_convention must be '' (from the file's key names) or one of "
+                             f"{CONVENTIONS}, got {self.vgg16_convention!r}")
         if self.discriminator not in DISCRIMINATORS:
             raise ValueError(f"settings.discriminator must be one of {DISCRIMINATORS}, got {self.discriminator!r}")
         if self.grid_size < 1 or self.eval_size < 1 or self.mbstd_group_size < 1:
@@ -118,20 +128,30 @@ def _snapshot_discriminator(generator_path: str):
 
 
 def build_task(G, encoder_config, settings: TrainSettings, *, data: str = "generator", batch_size: int,
-               total_steps: int, lpips=None, discriminator=None, metadata: dict | None = None) -> Task:
+               total_steps: int, vgg=None, discriminator=None, metadata: dict | None = None) -> Task:
     """The encoder training task for generator `G` (frozen; its params live in the state under
-    'generator') and an `EncoderConfig`. `lpips`: the model whose VGG trunk gives the feature term
-    (None: the term is off). `discriminator`: (DiscriminatorConfig, params) to start D from
-    (None: a fresh D). `data`: 'generator', 'shapes' or a directory (see the module docstring)."""
+    'generator') and an `EncoderConfig`. `vgg`: the VGG16 (`load_vgg16`, or an LPIPS model's trunk)
+    whose features give the feature term (None: the term is off, and the log says so).
+    `discriminator`: (DiscriminatorConfig, params) to start D from (None: a fresh D). `data`:
+    'generator', 'shapes' or a directory (see the module docstring)."""
     if G.c_dim or not G.style_based:
         raise ValueError("encoder training needs an unconditional generator with a mapping network (StyleGAN2)")
     if (encoder_config.img_resolution, encoder_config.num_ws, encoder_config.w_dim) != (G.img_resolution, G.num_ws,
                                                                                        G.w_dim):
         raise ValueError(f"the encoder config {encoder_config} does not fit {G}")
-    use_features = lpips is not None and settings.perceptual_weight > 0
+    use_features = vgg is not None and settings.perceptual_weight > 0
     if not use_features:
-        note("encoder training: no VGG weights (settings.vgg16 / lpips_lin) or perceptual_weight 0; "
+        note(f"encoder training: {'no VGG16 weights (settings.vgg16)' if vgg is None else 'perceptual_weight 0'}; "
              "the perceptual term is off (pixel MSE + adversarial loss only)")
+    else:
+        vgg = as_vgg16(vgg, "vgg")
+        note(f"encoder training: perceptual term {settings.perceptual_weight} x VGG16 {settings.feature_layer} MSE "
+             f"({vgg.convention} weights{'' if vgg.convention == 'caffe' else ', rescaled to the caffe input scale'}"
+             f", images at {settings.feature_resolution} px)")
+
+    def features(images):
+        return vgg_features(vgg, images, settings.feature_layer, settings.feature_resolution)
+
     E = Encoder(encoder_config, None)
     if discriminator is None:
         d_config = DiscriminatorConfig(img_resolution=G.img_resolution, img_channels=G.img_channels,
@@ -203,8 +223,7 @@ def build_task(G, encoder_config, settings: TrainSettings, *, data: str = "gener
         g, encoder, d = state["generator"], state["encoder"], state["d"]
         reals, _ = reals_of(g, b)
         reals = jax.lax.stop_gradient(reals)
-        real_features = jax.lax.stop_gradient(vgg_features(lpips, reals, settings.feature_layer)) \
-            if use_features else None
+        real_features = jax.lax.stop_gradient(features(reals)) if use_features else None
 
         # E: reconstruct, look real to D.
         def e_loss(net):
@@ -212,8 +231,7 @@ def build_task(G, encoder_config, settings: TrainSettings, *, data: str = "gener
             terms = {"mse": jnp.mean(jnp.square(fakes - reals)),
                      "adversarial": jnp.mean(jax.nn.softplus(-logits(d, fakes)))}
             if use_features:
-                terms["feature"] = jnp.mean(jnp.square(vgg_features(lpips, fakes, settings.feature_layer)
-                                                       - real_features))
+                terms["feature"] = jnp.mean(jnp.square(features(fakes) - real_features))
             loss = (terms["mse"] + settings.adversarial_weight * terms["adversarial"]
                     + settings.perceptual_weight * terms.get("feature", 0.0))
             return loss, terms
@@ -272,9 +290,9 @@ def make_task(config) -> Task:
     settings = TrainSettings.from_dict(config.settings.to_dict())
     G = load_generator(config.generator)
     encoder_config = config_for(G, **config.encoder.to_dict())
-    lpips = load_lpips(settings.vgg16, settings.lpips_lin) if settings.vgg16 else None
+    vgg = load_vgg16(settings.vgg16, settings.vgg16_convention or None) if settings.vgg16 else None
     discriminator = _snapshot_discriminator(config.generator) if settings.discriminator == "snapshot" else None
     return build_task(G, encoder_config, settings, data=str(config.get("data", "generator")),
-                      batch_size=int(config.batch_size), total_steps=int(config.total_steps), lpips=lpips,
+                      batch_size=int(config.batch_size), total_steps=int(config.total_steps), vgg=vgg,
                       discriminator=discriminator,
                       metadata={"generator": str(config.generator), "settings": settings.to_dict()})

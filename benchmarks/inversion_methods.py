@@ -107,7 +107,7 @@ METHODS = [
     Method("encoder E(x)", _encoder_only, needs_encoder=True),
     Method("in-domain", _in_domain(2.0), needs_encoder=True),
     Method("in-domain, no reg.", _in_domain(0.0), needs_encoder=True),  # ablation: E(x) start, MSE only
-    Method("mGANprior (20 codes)", _multicode),
+    Method("mGANprior (adam preset, 20 codes)", _multicode),
 ]
 
 

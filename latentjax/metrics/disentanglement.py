@@ -1,19 +1,41 @@
-"""Disentanglement of codes with respect to known factors: MIG and DCI.
+"""Disentanglement of codes with respect to known factors: MIG, SAP, DCI and linear separability.
+
+Each computes what its reference computes by default (codes [N, K], factors [N, F], one row per sample):
 
 - `mig(codes, factors, num_bins=20)`: the Mutual Information Gap (Chen et al. 2018) as
-  disentanglement_lib computes it: each code dimension discretised into `num_bins` equal-width
-  bins over its range, its mutual information with each discrete factor, and per factor
-  (top-1 MI - top-2 MI) / H(factor), averaged over factors.
-- `dci(codes, factors)`: Disentanglement, Completeness, Informativeness (Eastwood & Williams
-  2018) with the importance matrix of a standardised ridge regression per factor (|coefficient|;
-  the lasso-style variant) and informativeness as the held-out R^2.
+  disentanglement_lib's `mig.py`: each code dimension discretised into `num_bins` equal-width bins
+  over its range, its mutual information with each discrete factor, and per factor
+  (top-1 MI - top-2 MI) / H(factor), averaged over factors. (Factors with a single value, whose
+  entropy is 0, are left out here; the reference divides by 0.)
+- `sap(codes, factors)`: the Separated Attribute Predictability score (Kumar et al. 2018) as
+  disentanglement_lib's `sap_score.py`: per code dimension and factor, the test accuracy of a
+  `LinearSVC(C=0.01, class_weight='balanced')` on that one dimension (discrete factors, the
+  reference's default) or the squared correlation (`continuous_factors=True`); per factor the gap
+  between the two best dimensions, averaged.
+- `dci(codes, factors)`: Disentanglement, Completeness, Informativeness (Eastwood & Williams 2018) as
+  disentanglement_lib's `dci.py`: the importance matrix of a `GradientBoostingClassifier` per
+  factor (its `feature_importances_`), D = sum over codes of (1 - entropy base F of the code's
+  importances) weighted by the code's share, C the same per factor (base K), I = test accuracy.
+  `importance='ridge'` is ours, for continuous factors: |coefficients| of a standardised ridge
+  regression per factor and I the held-out R^2.
+- `linear_separability(latents, logits)`: StyleGAN's (Karras et al. 2019, `metrics/linear_separability.py`):
+  per attribute, the classifier's logit l gives softmax([l, -l]); the `num_keep` most confident
+  samples (half by default, as 100K of 200K) train a `LinearSVC()` on the latents to predict its
+  label; the score is 2 ** (sum over attributes of H(label | SVM prediction)), in bits (1: every
+  attribute linearly separable).
 
-Factors are given as integer labels (discretise continuous factors first with `discretize`).
+`sap` and `dci` train on the first `train_fraction` of the samples (2/3, the reference studies' 10,000
+train and 5,000 test) and test on the rest, unless `test=(codes, factors)` is given. The estimators
+are scikit-learn's, as in the references, so the numbers are theirs.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.svm import LinearSVC
+
+IMPORTANCES = ("gbt", "ridge")
 
 
 def discretize(values, num_bins: int = 20) -> np.ndarray:
@@ -44,12 +66,40 @@ def _mutual_information(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])))
 
 
-def _check(codes, factors) -> tuple[np.ndarray, np.ndarray]:
+def _check(codes, factors, names: tuple[str, str] = ("codes", "factors")) -> tuple[np.ndarray, np.ndarray]:
     codes, factors = np.asarray(codes), np.asarray(factors)
     if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0] or codes.shape[0] < 2:
-        raise ValueError(f"codes [N, K] and factors [N, F] with the same N >= 2 expected, got {codes.shape} and "
-                         f"{factors.shape}")
+        raise ValueError(f"{names[0]} [N, K] and {names[1]} [N, F] with the same N >= 2 expected, got "
+                         f"{codes.shape} and {factors.shape}")
+    if not (np.all(np.isfinite(codes)) and np.all(np.isfinite(factors))):
+        raise ValueError(f"{names[0]} and {names[1]} must be finite")
     return codes, factors
+
+
+def _check_discrete(factors: np.ndarray, name: str) -> np.ndarray:
+    if not np.array_equal(factors, np.round(factors)):
+        raise ValueError(f"{name}: {name} must be discrete labels (integers); discretize continuous factors first "
+                         f"(latentjax.metrics.disentanglement.discretize)")
+    return factors.astype(np.int64)
+
+
+def _split(codes, factors, test, train_fraction: float):
+    """(train codes, train factors, test codes, test factors): the given test set, or the first
+    ceil(train_fraction * N) samples against the rest."""
+    if test is not None:
+        if not isinstance(test, (tuple, list)) or len(test) != 2:
+            raise ValueError(f"test must be a pair (codes, factors), got {type(test).__name__}")
+        codes_test, factors_test = _check(*test, names=("test codes", "test factors"))
+        if codes_test.shape[1] != codes.shape[1] or factors_test.shape[1] != factors.shape[1]:
+            raise ValueError(f"test codes / factors have {codes_test.shape[1]} / {factors_test.shape[1]} columns, the "
+                             f"training ones {codes.shape[1]} / {factors.shape[1]}")
+        return codes, factors, codes_test, factors_test
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    n = int(np.ceil(len(codes) * train_fraction))
+    if n >= len(codes):
+        raise ValueError(f"train_fraction {train_fraction} leaves no test samples of {len(codes)}")
+    return codes[:n], factors[:n], codes[n:], factors[n:]
 
 
 def mutual_information_matrix(codes, factors, num_bins: int = 20) -> np.ndarray:
@@ -75,7 +125,55 @@ def mig(codes, factors, num_bins: int = 20) -> float:
     return float(np.mean((top[0, keep] - top[1, keep]) / entropy[keep]))
 
 
-def importance_matrix(codes, targets, ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def sap_matrix(codes, factors, *, test=None, train_fraction: float = 2 / 3,
+               continuous_factors: bool = False) -> np.ndarray:
+    """The SAP score matrix [K, F]: per code dimension and factor, a one-dimensional LinearSVC's test
+    accuracy (discrete factors) or the squared correlation on the training samples (continuous)."""
+    codes, factors = _check(codes, factors)
+    x, y, x_test, y_test = _split(codes, factors, test, train_fraction)
+    scores = np.zeros((codes.shape[1], factors.shape[1]))
+    for j in range(factors.shape[1]):
+        if not continuous_factors:
+            labels = _check_discrete(y[:, j], f"factors[:, {j}]")
+            if len(np.unique(labels)) < 2:
+                raise ValueError(f"sap: factor {j} takes a single value in the training samples; a classifier needs two")
+        for i in range(codes.shape[1]):
+            if continuous_factors:
+                cov = np.cov(x[:, i], y[:, j], ddof=1)
+                scores[i, j] = cov[0, 1] ** 2 / (cov[0, 0] * cov[1, 1]) if cov[0, 0] > 1e-12 else 0.0
+            else:
+                classifier = LinearSVC(C=0.01, class_weight="balanced")
+                classifier.fit(x[:, i:i + 1], labels)
+                scores[i, j] = np.mean(classifier.predict(x_test[:, i:i + 1]) == y_test[:, j])
+    return scores
+
+
+def sap(codes, factors, *, test=None, train_fraction: float = 2 / 3, continuous_factors: bool = False) -> float:
+    """Mean over factors of the gap between the two best code dimensions' scores (`sap_matrix`)."""
+    if np.asarray(codes).ndim == 2 and np.asarray(codes).shape[1] < 2:
+        raise ValueError(f"sap needs at least two code dimensions, got {np.asarray(codes).shape[1]}")
+    top = np.sort(sap_matrix(codes, factors, test=test, train_fraction=train_fraction,
+                             continuous_factors=continuous_factors), axis=0)
+    return float(np.mean(top[-1] - top[-2]))
+
+
+def gbt_importance(codes, factors, codes_test, factors_test) -> tuple[np.ndarray, float, float]:
+    """(importance [K, F], train accuracy, test accuracy): one `GradientBoostingClassifier` (the
+    defaults) per factor, its feature importances and its accuracies averaged over factors."""
+    importance = np.zeros((codes.shape[1], factors.shape[1]))
+    train, test = [], []
+    for j in range(factors.shape[1]):
+        labels = _check_discrete(factors[:, j], f"factors[:, {j}]")
+        if len(np.unique(labels)) < 2:
+            raise ValueError(f"dci: factor {j} takes a single value in the training samples; a classifier needs two")
+        model = GradientBoostingClassifier(random_state=0).fit(codes, labels)
+        importance[:, j] = np.abs(model.feature_importances_)
+        train.append(np.mean(model.predict(codes) == labels))
+        test.append(np.mean(model.predict(codes_test) == factors_test[:, j]))
+    return importance, float(np.mean(train)), float(np.mean(test))
+
+
+def ridge_importance(codes, targets, ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
     """(|standardised ridge coefficients| [K, F], held-out R^2 [F]) of each target column regressed on the
     codes; the first half of the samples fits, the second half scores."""
     codes, targets = np.asarray(codes, np.float64), np.asarray(targets, np.float64)
@@ -96,25 +194,83 @@ def importance_matrix(codes, targets, ridge: float = 1e-3) -> tuple[np.ndarray, 
     return np.stack(importance, axis=1), np.asarray(r2)
 
 
-def dci(codes, factors, ridge: float = 1e-3) -> dict[str, float]:
-    """{'disentanglement', 'completeness', 'informativeness'} of codes [N, K] for factors [N, F] (values,
-    continuous or discrete): 1 - the entropy (base F) of each code's importance over factors, weighted by
-    the code's share of all importance; 1 - the entropy (base K) of each factor's importance over codes,
-    averaged; the mean held-out R^2."""
-    codes, factors = _check(codes, factors)
-    importance, r2 = importance_matrix(codes, factors, ridge)
+def _one_minus_entropy(p: np.ndarray, base: int) -> np.ndarray:
+    """1 - entropy (base `base`) of each row of p, normalised, with the reference's 1e-11 added."""
+    if base < 2:
+        return np.ones(p.shape[0])
+    p = p + 1e-11
+    p = p / p.sum(axis=1, keepdims=True)
+    return 1.0 + np.sum(p * np.log(p), axis=1) / np.log(base)
+
+
+def disentanglement_completeness(importance) -> tuple[float, float]:
+    """(D, C) of an importance matrix [K, F] as disentanglement_lib: per code 1 - H_F(row), weighted by
+    the code's share of the importance; per factor 1 - H_K(column), weighted by the factor's share."""
+    importance = np.asarray(importance, np.float64)
     k, f = importance.shape
-    total = importance.sum()
-    if total <= 0:
-        return {"disentanglement": 0.0, "completeness": 0.0, "informativeness": float(np.mean(r2))}
+    weights = importance if importance.sum() > 0 else np.ones_like(importance)
+    per_code, per_factor = _one_minus_entropy(importance, f), _one_minus_entropy(importance.T, k)
+    d = float(np.sum(per_code * weights.sum(axis=1) / weights.sum()))
+    c = float(np.sum(per_factor * weights.sum(axis=0) / weights.sum()))
+    return d, c
 
-    def one_minus_entropy(p, base):
-        p = p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-30)
-        h = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1) / np.log(base)
-        return 1.0 - h
 
-    per_code = one_minus_entropy(importance, f) if f > 1 else np.ones(k)
-    weights = importance.sum(axis=1) / total
-    per_factor = one_minus_entropy(importance.T, k) if k > 1 else np.ones(f)
-    return {"disentanglement": float(np.sum(weights * per_code)), "completeness": float(np.mean(per_factor)),
-            "informativeness": float(np.mean(r2))}
+def dci(codes, factors, *, test=None, train_fraction: float = 2 / 3, importance: str = "gbt",
+        ridge: float = 1e-3) -> dict[str, float]:
+    """{'disentanglement', 'completeness', 'informativeness', 'informativeness_train'}: with
+    `importance='gbt'` (the reference) factors are discrete labels and informativeness is the test
+    accuracy (and the train accuracy); with 'ridge' (ours) factors may be continuous, the first half
+    of the samples fits and informativeness is the held-out R^2 (no train score; `test` and
+    `train_fraction` do not apply)."""
+    codes, factors = _check(codes, factors)
+    if importance == "gbt":
+        matrix, train, test_accuracy = gbt_importance(*_split(codes, factors, test, train_fraction))
+        d, c = disentanglement_completeness(matrix)
+        return {"disentanglement": d, "completeness": c, "informativeness": test_accuracy,
+                "informativeness_train": train}
+    if importance == "ridge":
+        if test is not None:
+            raise ValueError("dci(importance='ridge') splits its samples in halves; it takes no test set")
+        matrix, r2 = ridge_importance(codes, factors, ridge)
+        d, c = disentanglement_completeness(matrix)
+        return {"disentanglement": d, "completeness": c, "informativeness": float(np.mean(r2))}
+    raise ValueError(f"importance must be one of {IMPORTANCES}, got {importance!r}")
+
+
+def _bits(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-np.sum(p * np.log2(p)))
+
+
+def separability_entropies(latents, logits, num_keep: int | None = None) -> np.ndarray:
+    """H(label | SVM prediction) in bits [A], one per attribute column of `logits` (see `linear_separability`)."""
+    latents, logits = _check(latents, logits, names=("latents", "logits"))
+    n = len(latents)
+    num_keep = n // 2 if num_keep is None else int(num_keep)
+    if not 2 <= num_keep <= n:
+        raise ValueError(f"num_keep must be in [2, {n}] (the samples), got {num_keep}")
+    entropies = []
+    for a in range(logits.shape[1]):
+        pair = np.stack([logits[:, a], -logits[:, a]], axis=1).astype(np.float32)
+        probs = np.exp(pair - pair.max(axis=1, keepdims=True))
+        probs = probs / probs.sum(axis=1, keepdims=True)
+        keep = np.argsort(-probs.max(axis=1), kind="stable")[:num_keep]  # the most confident, ties in sample order
+        targets = np.argmax(probs[keep], axis=1)
+        if len(np.unique(targets)) > 1:
+            predictions = LinearSVC().fit(latents[keep], targets).predict(latents[keep])
+        else:  # one class: the reference's SVM fails and it takes the prediction as perfect
+            predictions = targets
+        joint = np.array([[np.mean((predictions == row) & (targets == col)) for col in (0, 1)] for row in (0, 1)],
+                         np.float32)
+        joint = joint / joint.sum()
+        marginal_x, marginal_y = joint.sum(axis=1), joint.sum(axis=0)
+        nz = joint > 0
+        mutual = float(np.sum(joint[nz] * np.log2(joint[nz] / np.outer(marginal_x, marginal_y)[nz])))
+        entropies.append(max(0.0, _bits(marginal_y) - mutual))
+    return np.asarray(entropies)
+
+
+def linear_separability(latents, logits, num_keep: int | None = None) -> float:
+    """2 ** (sum over attributes of H(label | linear SVM prediction)) for latents [N, D] and one
+    classifier logit per attribute, logits [N, A]; `num_keep` most confident samples (default N // 2)."""
+    return float(2.0 ** np.sum(separability_entropies(latents, logits, num_keep)))

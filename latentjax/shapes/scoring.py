@@ -277,7 +277,7 @@ def ground_truth(space, params, directions, config: GroundTruthConfig | dict | N
     if ok.sum() >= 4 and k >= 2:
         discrete, values = _factor_matrix(start, ok, config.num_bins)
         mig_value = mig(codes[ok], discrete, config.num_bins)
-        dci_value = dci(codes[ok], values)
+        dci_value = dci(codes[ok], values, importance="ridge")
     return GroundTruth(
         change=change, floor=floor, spread=spread, purity=purity, best=best, best_purity=best_purity,
         num_pure=int(np.sum(best_purity >= config.threshold)), valid=valid, valid_fraction=float(counted.mean()),

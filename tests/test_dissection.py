@@ -1,10 +1,13 @@
-"""Unit IoU (Network Dissection): equal to the definition written out unit by unit, exact on planted units."""
+"""Unit IoU (Network Dissection): equal to the definition written out unit by unit, exact on planted
+units; the streamed dissection agrees with it; the world's concept masks are exact."""
 
+import jax
 import numpy as np
 import pytest
 
 import latentjax as lj
-from latentjax.metrics.dissection import best_concepts, unit_thresholds
+from latentjax.metrics.dissection import best_concepts, dissect, unit_thresholds
+from latentjax.shapes.concepts import concept_masks, concept_names
 
 
 def reference_iou(activations, masks, quantile):
@@ -52,3 +55,64 @@ def test_bad_inputs_name_what_was_expected():
         lj.metrics.unit_iou(np.zeros((2, 4, 4, 3)), np.full((2, 4, 4, 1), 0.5))
     with pytest.raises(ValueError, match="quantile"):
         lj.metrics.unit_iou(np.zeros((2, 4, 4, 3)), np.zeros((2, 4, 4, 1), bool), quantile=1.5)
+
+
+def _batches(activations, masks, size):
+    return lambda: ((activations[i:i + size], masks[i:i + size]) for i in range(0, len(activations), size))
+
+
+def test_streamed_dissection_matches_the_exact_one():
+    rng = np.random.default_rng(4)
+    masks = rng.uniform(size=(24, 8, 8, 3)) < [0.05, 0.2, 0.5]
+    activations = rng.gamma(2.0, size=(24, 8, 8, 6)).astype(np.float32)
+    activations[..., 2] += 4 * masks[..., 1]
+    exact = lj.metrics.unit_iou(activations, masks, quantile=0.05)
+    streamed = dissect(_batches(activations, masks, 5), quantile=0.05, bins=1 << 14, progress=False)
+    exact_thresholds, flat = unit_thresholds(activations, 0.05), activations.reshape(-1, 6)
+    low, high = np.minimum(streamed.thresholds, exact_thresholds), np.maximum(streamed.thresholds, exact_thresholds)
+    assert np.all(np.sum((flat > low) & (flat < high), axis=0) <= 1)  # at most the one value numpy interpolates to
+    np.testing.assert_allclose(streamed.iou, exact, atol=0.01)
+    assert streamed.pixels == 24 * 64 and np.argmax(streamed.iou[2]) == 1
+
+
+def test_streamed_dissection_upsamples_activations_to_the_masks():
+    rng = np.random.default_rng(5)
+    activations = rng.normal(size=(6, 4, 4, 3)).astype(np.float32)
+    masks = rng.uniform(size=(6, 8, 8, 2)) < 0.3
+    got = dissect(_batches(activations, masks, 6), quantile=0.1, bins=1 << 16, progress=False)
+    up = np.asarray(jax.image.resize(activations, (6, 8, 8, 3), "bilinear"))  # half-pixel centres, as PIL's resize
+    on, labels = (up > got.thresholds).reshape(-1, 3), masks.reshape(-1, 2)
+    both = on.T.astype(float) @ labels
+    expected = both / (on.sum(0)[:, None] + labels.sum(0)[None] - both + 1e-10)
+    np.testing.assert_allclose(got.iou, expected, rtol=1e-12)
+    assert got.pixels == 6 * 16  # thresholds are taken over the activations' own pixels
+
+
+def test_world_concepts_are_exact_masks_of_the_factors():
+    factors = {"shape": np.array([0, 1, 2], np.int32), "x": np.array([0.1, 0.5, 0.9], np.float32),
+               "y": np.array([0.5, 0.5, 0.5], np.float32), "scale": np.full(3, 0.5, np.float32),
+               "rotation": np.zeros(3, np.float32), "hue": np.array([0.05, 0.5, 0.95], np.float32),
+               "background": np.full(3, 0.5, np.float32)}
+    names = concept_names()
+    masks = np.asarray(concept_masks(factors, 32))
+    assert masks.shape == (3, 32, 32, len(names)) and masks.dtype == bool
+    column = {name: masks[..., i] for i, name in enumerate(names)}
+    obj = np.asarray(lj.shapes.render(factors, 32).object_mask) > 0.5
+    np.testing.assert_array_equal(column["object"], obj)
+    np.testing.assert_array_equal(column["background"], ~obj)
+    for i, shape in enumerate(lj.shapes.SHAPES):
+        np.testing.assert_array_equal(column[f"object:{shape}"][i], obj[i])
+        assert column[f"image:{shape}"][i].all() and not column[f"image:{shape}"][(i + 1) % 3].any()
+    assert column["object:hue0"][0].any() and column["object:hue3"][1].any() and column["object:hue5"][2].any()
+    assert column["image:x0"][0].all() and column["image:x1"][1].all() and column["image:x2"][2].all()
+    shifted = [np.roll(obj, (dy, dx), axis=(1, 2)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # objects off the border
+    np.testing.assert_array_equal(column["edge"], np.any(shifted, axis=0) & ~np.all(shifted, axis=0))
+
+
+def test_dissect_refuses_bad_batches():
+    with pytest.raises(ValueError, match="no batches"):
+        dissect(lambda: iter(()), progress=False)
+    with pytest.raises(ValueError, match="NHWC"):
+        dissect(lambda: iter([(np.zeros((2, 4, 4)), np.zeros((2, 4, 4, 1), bool))]), progress=False)
+    with pytest.raises(ValueError, match="pair"):
+        dissect(lambda: iter([np.zeros((2, 4, 4, 3))]), progress=False)

@@ -4,13 +4,25 @@ NetDissect-Lite (Bau et al. 2017) thresholds each unit at the top-`quantile` (0.
 activations over every pixel of the probe set, and scores the binary map `activation > threshold`
 against each concept mask by IoU accumulated over the dataset, both / (unit + label - both + 1e-10);
 a unit is a detector of its best concept above IoU 0.04. `unit_iou` computes this exactly for
-arrays in memory at the masks' resolution (the reference reads the threshold from a streaming
-quantile sketch, and upsamples activations to the masks bilinearly first).
+arrays in memory at the masks' resolution. `dissect` streams a probe set of any size in constant
+memory, as the reference does: the threshold from per-unit histograms (three passes over the
+probe: each unit's range, a histogram of `bins` bins over it, then the tallies; the threshold falls
+within one bin, (max - min) / bins, of the two values numpy's quantile interpolates between), and
+activations upsampled bilinearly to the masks' resolution before thresholding (the reference
+reads its threshold from a quantile sketch).
 """
 
 from __future__ import annotations
 
+import functools
+
+from typing import Callable, Iterable, NamedTuple
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from latentjax.progress import Progress
 
 DETECTOR_IOU = 0.04  # NetDissect-Lite's SEG_THRESHOLD / SCORE_THRESHOLD
 
@@ -54,3 +66,97 @@ def best_concepts(iou, threshold: float = DETECTOR_IOU) -> tuple[np.ndarray, np.
     best = np.argmax(iou, axis=1)
     score = iou[np.arange(len(iou)), best]
     return best, score, score > threshold
+
+
+class Dissection(NamedTuple):
+    """A streamed dissection: IoU [U, C], per-unit thresholds [U], and the pixel count at the activations'
+    resolution the thresholds were taken over."""
+
+    iou: np.ndarray
+    thresholds: np.ndarray
+    pixels: int
+
+
+@jax.jit
+def _range(activations):
+    flat = activations.reshape(-1, activations.shape[-1])
+    return jnp.min(flat, axis=0), jnp.max(flat, axis=0)
+
+
+@functools.partial(jax.jit, static_argnames="bins")
+def _histogram(activations, lo, hi, bins: int):
+    flat = activations.reshape(-1, activations.shape[-1])
+    width = jnp.where(hi > lo, hi - lo, 1.0)
+    index = jnp.clip(jnp.floor((flat - lo) / width * bins).astype(jnp.int32), 0, bins - 1)
+    flat_index = index + bins * jnp.arange(flat.shape[-1], dtype=jnp.int32)
+    return jnp.bincount(flat_index.reshape(-1), length=flat.shape[-1] * bins).reshape(flat.shape[-1], bins)
+
+
+@jax.jit
+def _tally(activations, masks, thresholds):
+    n, h, w, _ = masks.shape
+    if activations.shape[1:3] != (h, w):
+        activations = jax.image.resize(activations, (n, h, w, activations.shape[-1]), "bilinear")
+    on = (activations > thresholds).reshape(-1, activations.shape[-1]).astype(jnp.float32)
+    labels = masks.reshape(-1, masks.shape[-1]).astype(jnp.float32)
+    return on.sum(axis=0), labels.sum(axis=0), on.T @ labels
+
+
+def _histogram_quantile(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
+    """Per unit, the value at `level` of numpy's linear quantile, read from its histogram (uniform within a bin)."""
+    total = counts.sum(axis=1)
+    rank = level * (total - 1) + 0.5  # the (0-based) rank, as a position on the cumulative count
+    cumulative = np.cumsum(counts, axis=1)
+    b = np.argmax(cumulative >= rank[:, None], axis=1)
+    before = np.where(b > 0, cumulative[np.arange(len(b)), b - 1], 0)
+    inside = (rank - before) / np.maximum(counts[np.arange(len(b)), b], 1)
+    width = (hi - lo) / counts.shape[1]
+    return lo + (b + inside) * width
+
+
+def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: int = 4096,
+            num_batches: int | None = None, progress: bool = True) -> Dissection:
+    """Network Dissection over a streamed probe set. `batches()` returns a fresh iterable of
+    (activations [n, h, w, U], masks [n, H, W, C]) pairs, the same each call (it is read three times);
+    activations are upsampled bilinearly to (H, W) for the tallies."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+
+    def passes(desc):
+        with Progress(num_batches, desc, "batches", enabled=None if progress else False) as bar:
+            for i, batch in enumerate(batches()):
+                if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                    raise ValueError(f"batch {i}: expected a pair (activations, masks), got {type(batch).__name__}")
+                activations, masks = _check_batch(*batch, index=i)
+                yield activations, masks
+                bar.update()
+
+    lo = hi = None
+    for activations, _ in passes("dissection: ranges"):
+        a, b = (np.asarray(v) for v in _range(activations))
+        lo, hi = (a, b) if lo is None else (np.minimum(lo, a), np.maximum(hi, b))
+    if lo is None:
+        raise ValueError("batches() gave no batches")
+    counts = None
+    for activations, _ in passes("dissection: histograms"):
+        c = np.asarray(_histogram(activations, lo, hi, int(bins)), np.int64)
+        counts = c if counts is None else counts + c
+    thresholds = _histogram_quantile(counts, lo, hi, 1.0 - quantile).astype(np.float32)
+    on = labels = both = 0.0
+    for activations, masks in passes("dissection: tallies"):
+        u, l, b = (np.asarray(v, np.float64) for v in _tally(activations, masks, thresholds))
+        on, labels, both = on + u, labels + l, both + b
+    iou = both / (on[:, None] + labels[None, :] - both + 1e-10)
+    return Dissection(iou=iou, thresholds=thresholds, pixels=int(counts[0].sum()))
+
+
+def _check_batch(activations, masks, index: int):
+    if getattr(activations, "ndim", None) != 4:
+        raise ValueError(f"batch {index}: activations must be [n, h, w, units] (NHWC), got shape "
+                         f"{getattr(activations, 'shape', None)}")
+    if getattr(masks, "ndim", None) != 4 or masks.shape[0] != activations.shape[0]:
+        raise ValueError(f"batch {index}: masks must be [n, H, W, concepts] with the activations' n "
+                         f"{activations.shape[0]}, got shape {getattr(masks, 'shape', None)}")
+    return jnp.asarray(activations, jnp.float32), jnp.asarray(masks, jnp.bool_)

@@ -114,14 +114,14 @@ def count_objects(mask: jax.Array) -> jax.Array:
     return jnp.sum(mask & (labels == index), axis=(1, 2)).astype(jnp.int32)
 
 
-def _erode(mask: jax.Array) -> jax.Array:
+def erode(mask: jax.Array) -> jax.Array:
     """Pixels of boolean masks [n, H, W] whose whole 3x3 neighbourhood is in the mask."""
     return jax.lax.reduce_window(mask, True, jax.lax.bitwise_and, (1, 3, 3), (1, 1, 1), "SAME")
 
 
-def _dilate(mask: jax.Array) -> jax.Array:
+def dilate(mask: jax.Array) -> jax.Array:
     """Pixels of boolean masks [n, H, W] with any mask pixel in their 3x3 neighbourhood."""
-    return ~_erode(~mask)
+    return ~erode(~mask)
 
 
 def _check_images(images) -> jax.Array:
@@ -143,13 +143,13 @@ def _estimate(images: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
     dist = jnp.linalg.norm(diff, axis=-1)                                      # [n, H, W]
     farthest = jnp.max(dist, axis=(1, 2), keepdims=True)
     objects = dist > jnp.maximum(0.5 * farthest, MIN_CONTRAST)
-    interior = _erode(objects)
+    interior = erode(objects)
     interior = jnp.where(jnp.any(interior, axis=(1, 2), keepdims=True), interior, objects)
     colour = jnp.sum(rgb * interior[..., None], axis=(1, 2)) / jnp.maximum(jnp.sum(interior, axis=(1, 2)), 1)[:, None]
     axis = colour - grey[:, None]                                              # [n, 3]
     contrast2 = jnp.maximum(jnp.sum(axis * axis, axis=-1), _EPS)[:, None, None]
     # coverage only next to object pixels, so that background noise adds no area
-    alpha = jnp.clip(jnp.einsum("nhwc,nc->nhw", diff, axis) / contrast2, 0, 1) * _dilate(objects)
+    alpha = jnp.clip(jnp.einsum("nhwc,nc->nhw", diff, axis) / contrast2, 0, 1) * dilate(objects)
 
     coords = jnp.arange(res, dtype=jnp.float32) + 0.5
     area = jnp.maximum(jnp.sum(alpha, axis=(1, 2)), _EPS)
@@ -184,7 +184,7 @@ def _estimate(images: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
 def _readout(images: jax.Array, tol) -> dict[str, jax.Array]:
     out, objects = _estimate(images)
     rerendered = world.render({name: out[name] for name in world.FACTOR_NAMES}, images.shape[1])
-    region = _dilate(objects | (rerendered.object_mask > 0))
+    region = dilate(objects | (rerendered.object_mask > 0))
     total = jnp.sum(jnp.maximum(jnp.abs(rerendered.images - images) - NOISE_FLOOR, 0), axis=(1, 2, 3))
     out["rerender_error"] = total / (3 * jnp.maximum(jnp.sum(region, axis=(1, 2)), 1))
     out["valid"] = (out["num_objects"] == 1) & (out["rerender_error"] < tol)

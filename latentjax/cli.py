@@ -51,6 +51,12 @@ def _discover(args) -> int:
     return discover.main(args.flags)
 
 
+def _dissect(args) -> int:
+    from latentjax.programs import dissect
+
+    return dissect.main(args.flags)
+
+
 def _walk(args) -> int:
     from latentjax.programs import walk
 
@@ -93,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="latentjax discover --config configs/sefa.py[:smoke] --config.generator=PATH "
                                    "[--config.<field>=VALUE ...] --workdir DIR")
     p.set_defaults(func=_discover, takes_config_flags=True)
+
+    p = sub.add_parser("dissect", help="which units of a shapes generator's layers detect which concepts (tables, "
+                                       "heatmaps, report.html)",
+                       description="latentjax dissect --config configs/dissect.py[:smoke] [--config.<field>=VALUE ...] "
+                                   "--workdir DIR")
+    p.set_defaults(func=_dissect, takes_config_flags=True)
 
     from latentjax.programs.invert import add_invert_arguments
 

@@ -116,3 +116,20 @@ def test_dissect_refuses_bad_batches():
         dissect(lambda: iter([(np.zeros((2, 4, 4)), np.zeros((2, 4, 4, 1), bool))]), progress=False)
     with pytest.raises(ValueError, match="pair"):
         dissect(lambda: iter([np.zeros((2, 4, 4, 3))]), progress=False)
+
+
+def test_samples_not_kept_do_not_count():
+    rng = np.random.default_rng(6)
+    activations = rng.normal(size=(10, 6, 6, 4)).astype(np.float32)
+    masks = rng.uniform(size=(10, 6, 6, 2)) < 0.3
+    keep = np.arange(10) % 3 != 0
+    garbage = activations.copy()
+    garbage[~keep] = 1e6  # would dominate the thresholds if counted
+    got = dissect(lambda: iter([(garbage[:5], masks[:5], keep[:5]), (garbage[5:], masks[5:], keep[5:])]),
+                  quantile=0.1, bins=1 << 16, progress=False)
+    alone = dissect(_batches(activations[keep], masks[keep], 4), quantile=0.1, bins=1 << 16, progress=False)
+    np.testing.assert_allclose(got.thresholds, alone.thresholds, rtol=1e-6)
+    np.testing.assert_allclose(got.iou, alone.iou, atol=1e-12)
+    assert got.pixels == keep.sum() * 36 and (got.samples, got.seen) == (keep.sum(), 10)
+    with pytest.raises(ValueError, match="keep no sample"):
+        dissect(lambda: iter([(activations, masks, np.zeros(10, bool))]), progress=False)

@@ -69,36 +69,47 @@ def best_concepts(iou, threshold: float = DETECTOR_IOU) -> tuple[np.ndarray, np.
 
 
 class Dissection(NamedTuple):
-    """A streamed dissection: IoU [U, C], per-unit thresholds [U], and the pixel count at the activations'
-    resolution the thresholds were taken over."""
+    """A streamed dissection: IoU [U, C], per-unit thresholds [U], the pixel count at the activations'
+    resolution the thresholds were taken over, and the samples kept out of those seen."""
 
     iou: np.ndarray
     thresholds: np.ndarray
     pixels: int
+    samples: int
+    seen: int
+
+
+def _pixel_keep(keep, shape):
+    """The per-sample flags [n] broadcast to one per pixel [n * h * w, 1]."""
+    return jnp.broadcast_to(keep[:, None, None], shape[:3]).reshape(-1, 1)
 
 
 @jax.jit
-def _range(activations):
+def _range(activations, keep):
     flat = activations.reshape(-1, activations.shape[-1])
-    return jnp.min(flat, axis=0), jnp.max(flat, axis=0)
+    kept = _pixel_keep(keep, activations.shape)
+    return jnp.min(jnp.where(kept, flat, jnp.inf), axis=0), jnp.max(jnp.where(kept, flat, -jnp.inf), axis=0)
 
 
 @functools.partial(jax.jit, static_argnames="bins")
-def _histogram(activations, lo, hi, bins: int):
+def _histogram(activations, keep, lo, hi, bins: int):
     flat = activations.reshape(-1, activations.shape[-1])
     width = jnp.where(hi > lo, hi - lo, 1.0)
     index = jnp.clip(jnp.floor((flat - lo) / width * bins).astype(jnp.int32), 0, bins - 1)
     flat_index = index + bins * jnp.arange(flat.shape[-1], dtype=jnp.int32)
-    return jnp.bincount(flat_index.reshape(-1), length=flat.shape[-1] * bins).reshape(flat.shape[-1], bins)
+    weights = jnp.broadcast_to(_pixel_keep(keep, activations.shape), flat.shape).astype(jnp.int32)
+    counts = jnp.bincount(flat_index.reshape(-1), weights.reshape(-1), length=flat.shape[-1] * bins)
+    return counts.reshape(flat.shape[-1], bins)
 
 
 @jax.jit
-def _tally(activations, masks, thresholds):
+def _tally(activations, masks, keep, thresholds):
     n, h, w, _ = masks.shape
     if activations.shape[1:3] != (h, w):
         activations = jax.image.resize(activations, (n, h, w, activations.shape[-1]), "bilinear")
-    on = (activations > thresholds).reshape(-1, activations.shape[-1]).astype(jnp.float32)
-    labels = masks.reshape(-1, masks.shape[-1]).astype(jnp.float32)
+    kept = _pixel_keep(keep, masks.shape).astype(jnp.float32)
+    on = (activations > thresholds).reshape(-1, activations.shape[-1]).astype(jnp.float32) * kept
+    labels = masks.reshape(-1, masks.shape[-1]).astype(jnp.float32) * kept
     return on.sum(axis=0), labels.sum(axis=0), on.T @ labels
 
 
@@ -117,8 +128,9 @@ def _histogram_quantile(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, leve
 def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: int = 4096,
             num_batches: int | None = None, progress: bool = True) -> Dissection:
     """Network Dissection over a streamed probe set. `batches()` returns a fresh iterable of
-    (activations [n, h, w, U], masks [n, H, W, C]) pairs, the same each call (it is read three times);
-    activations are upsampled bilinearly to (H, W) for the tallies."""
+    (activations [n, h, w, U], masks [n, H, W, C]) pairs, or triples with keep [n] (bool: the samples
+    that count, e.g. generated images that read back validly), the same each call (it is read three
+    times); activations are upsampled bilinearly to (H, W) for the tallies."""
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
     if not isinstance(bins, (int, np.integer)) or bins < 2:
@@ -127,36 +139,45 @@ def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: i
     def passes(desc):
         with Progress(num_batches, desc, "batches", enabled=None if progress else False) as bar:
             for i, batch in enumerate(batches()):
-                if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                    raise ValueError(f"batch {i}: expected a pair (activations, masks), got {type(batch).__name__}")
-                activations, masks = _check_batch(*batch, index=i)
-                yield activations, masks
+                if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+                    raise ValueError(f"batch {i}: expected a pair (activations, masks) or a triple (activations, "
+                                     f"masks, keep), got {type(batch).__name__}")
+                yield _check_batch(*batch, index=i)
                 bar.update()
 
     lo = hi = None
-    for activations, _ in passes("dissection: ranges"):
-        a, b = (np.asarray(v) for v in _range(activations))
+    samples = seen = 0
+    for activations, _, keep in passes("dissection: ranges"):
+        samples, seen = samples + int(np.sum(keep)), seen + len(keep)
+        a, b = (np.asarray(v) for v in _range(activations, keep))
         lo, hi = (a, b) if lo is None else (np.minimum(lo, a), np.maximum(hi, b))
     if lo is None:
         raise ValueError("batches() gave no batches")
+    if not np.all(np.isfinite(lo)):
+        raise ValueError("the batches keep no sample (every keep flag is False)")
     counts = None
-    for activations, _ in passes("dissection: histograms"):
-        c = np.asarray(_histogram(activations, lo, hi, int(bins)), np.int64)
+    for activations, _, keep in passes("dissection: histograms"):
+        c = np.asarray(_histogram(activations, keep, lo, hi, int(bins)), np.int64)
         counts = c if counts is None else counts + c
     thresholds = _histogram_quantile(counts, lo, hi, 1.0 - quantile).astype(np.float32)
     on = labels = both = 0.0
-    for activations, masks in passes("dissection: tallies"):
-        u, l, b = (np.asarray(v, np.float64) for v in _tally(activations, masks, thresholds))
+    for activations, masks, keep in passes("dissection: tallies"):
+        u, l, b = (np.asarray(v, np.float64) for v in _tally(activations, masks, keep, thresholds))
         on, labels, both = on + u, labels + l, both + b
     iou = both / (on[:, None] + labels[None, :] - both + 1e-10)
-    return Dissection(iou=iou, thresholds=thresholds, pixels=int(counts[0].sum()))
+    return Dissection(iou=iou, thresholds=thresholds, pixels=int(counts[0].sum()), samples=samples, seen=seen)
 
 
-def _check_batch(activations, masks, index: int):
+def _check_batch(activations, masks, keep=None, *, index: int):
     if getattr(activations, "ndim", None) != 4:
         raise ValueError(f"batch {index}: activations must be [n, h, w, units] (NHWC), got shape "
                          f"{getattr(activations, 'shape', None)}")
     if getattr(masks, "ndim", None) != 4 or masks.shape[0] != activations.shape[0]:
         raise ValueError(f"batch {index}: masks must be [n, H, W, concepts] with the activations' n "
                          f"{activations.shape[0]}, got shape {getattr(masks, 'shape', None)}")
-    return jnp.asarray(activations, jnp.float32), jnp.asarray(masks, jnp.bool_)
+    if keep is None:
+        keep = np.ones(activations.shape[0], bool)
+    if getattr(keep, "shape", None) != (activations.shape[0],):
+        raise ValueError(f"batch {index}: keep must be [n] = [{activations.shape[0]}] flags, got shape "
+                         f"{getattr(keep, 'shape', None)}")
+    return jnp.asarray(activations, jnp.float32), jnp.asarray(masks, jnp.bool_), jnp.asarray(keep, jnp.bool_)

@@ -6,20 +6,20 @@ the hue circle); the object's edge band (object pixels next to background, and b
 next to the object: a 3x3 dilation minus a 3x3 erosion). Image-level labels cover the whole
 image, as Network Dissection counts scene labels: each shape class, each hue bin, and the object
 centre's column and row in `position_bins` equal bins of the centre range. For generated images
-the factors come from reading the images back (`latentjax.shapes.readout`) and rendering them
-again; only valid samples have masks.
+(`generator_probe`) the factors come from reading the images back (`latentjax.shapes.readout`) and
+rendering them again; only valid samples count.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.shapes.reading import dilate, erode
-from latentjax.shapes.world import SHAPES, check_factors, render
+from latentjax.shapes.reading import dilate, erode, readout
+from latentjax.shapes.world import FACTOR_NAMES, SHAPES, check_factors, render
 
 
 def concept_names(hue_bins: int = 6, position_bins: int = 3) -> tuple[str, ...]:
@@ -56,3 +56,33 @@ def concept_masks(factors: Mapping[str, jax.Array], resolution: int, *, hue_bins
     image = jnp.broadcast_to(jnp.concatenate([shape, hue, x, y], axis=1)[:, None, None, :],
                              (n, resolution, resolution, labels.shape[1] + 2 * position_bins))
     return jnp.concatenate([pixel, image], axis=-1)
+
+
+def _as_factors(read: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Read-out factors as renderable ones: the shape index clipped to the classes, the rest to [0, 1)."""
+    out = {"shape": jnp.clip(read["shape"], 0, len(SHAPES) - 1).astype(jnp.int32)}
+    for name in FACTOR_NAMES[1:]:
+        out[name] = jnp.clip(read[name], 0.0, 1.0 - 1e-6).astype(jnp.float32)
+    return out
+
+
+def generator_probe(space, params, layer: str, key, *, num_samples: int, batch_size: int, valid_tol: float,
+                    hue_bins: int = 6, position_bins: int = 3,
+                    rotation=None) -> Callable[[], Iterator[tuple[jax.Array, jax.Array, jax.Array]]]:
+    """A probe for `latentjax.metrics.dissection.dissect` on a shapes generator: batches of
+    (activations of `layer` [n, h, w, U], concept masks of the images' read-out rendered again
+    [n, H, W, C], valid [n]: the samples whose read-out re-renders them within `valid_tol`), batch i
+    drawn from `fold_in(key, i)`, the same on every call. `rotation` [U, U] (orthogonal) rotates
+    the layer's basis, for Network Dissection's axis-alignment test."""
+    resolution = space.generator.img_resolution
+
+    @jax.jit
+    def batch(params, k):
+        features = space.features(params, space.sample(k, batch_size, params), [layer, "img"])
+        read = readout(features["img"], valid_tol)
+        masks = concept_masks(_as_factors(read), resolution, hue_bins=hue_bins, position_bins=position_bins)
+        activations = features[layer] if rotation is None else features[layer] @ rotation
+        return activations, masks, read["valid"]
+
+    num_batches = -(-num_samples // batch_size)
+    return lambda: (batch(params, jax.random.fold_in(key, i)) for i in range(num_batches))

@@ -1,0 +1,36 @@
+"""Network Dissection of a shapes generator: latentjax dissect --config configs/dissect.py --workdir out/dissect
+
+Every feature layer of `builtin:shapes` (`--config.generator=PATH` for another shapes generator)
+is dissected against the world's exact concepts (`latentjax.shapes.concepts`) on `num_samples`
+generated images, streamed in batches; a unit detects its best concept above IoU `iou_threshold`,
+and `rotate` repeats each layer after a random rotation of its basis. `valid_tol` is 0.2, not the
+read-out's strict 0.01, while the built-in generator is preliminary. `configs/dissect.py:smoke`:
+one layer, a few batches (seconds).
+"""
+
+from ml_collections import ConfigDict
+
+from latentjax.config import parse_arg, space_config
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg)
+    config = ConfigDict({
+        "generator": "builtin:shapes",
+        "space": space_config(),
+        "layers": "all",  # 'all' (every feature layer but the RGB outputs) or comma-separated names: 'b8,b16'
+        "num_samples": 2000,
+        "batch_size": 100,
+        "quantile": 0.005,  # NetDissect: the top 0.5% of each unit's activations
+        "bins": 4096,  # histogram bins of the streamed threshold
+        "iou_threshold": 0.04,  # NetDissect's detector threshold
+        "valid_tol": 0.2,  # read-out rerender error below which a generated image counts
+        "hue_bins": 6,
+        "position_bins": 3,
+        "rotate": True,  # the axis-alignment test
+        "heatmap_units": 24,  # units shown in each layer's heatmap
+        "seed": 0,
+    })
+    if arg.smoke:
+        config.update(layers="b8", num_samples=32, batch_size=16, heatmap_units=8)
+    return config

@@ -1,0 +1,38 @@
+"""`latentjax dissect` on the built-in generator (smoke config): the files it writes and their consistency."""
+
+import json
+
+import numpy as np
+
+from latentjax.cli import main
+from latentjax.programs.dissect import concept_family, layers_of
+
+
+def test_smoke_dissection_writes_tables_heatmaps_and_a_report(tmp_path, capsys):
+    assert main(["dissect", "--config", "configs/dissect.py:smoke", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "units/s" in out and "peak memory" in out
+    for name in ("summary.md", "units_b8.md", "iou_b8.png", "dissection.json", "report.html"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    record = json.loads((tmp_path / "dissection.json").read_text())
+    layer = record["layers"]["b8"]
+    iou = np.array(layer["iou"])
+    assert iou.shape == (64, len(record["concepts"])) and np.all((iou >= 0) & (iou <= 1))
+    assert layer["summary"]["detectors"] == int(np.sum(iou.max(axis=1) > 0.04))
+    assert sum(layer["summary"]["families"].values()) == layer["summary"]["detectors"]
+    assert layer["rotated_summary"]["units"] == 64 and 0 < layer["valid"] <= 1
+
+
+def test_layers_and_concept_families():
+    class G:
+        layer_names = ("b4", "b4.img", "b8")
+
+    assert layers_of(G, "all") == ["b4", "b8"] and layers_of(G, "b8, b4") == ["b8", "b4"]
+    try:
+        layers_of(G, "b16")
+    except ValueError as e:
+        assert "b16" in str(e) and "b4.img" in str(e)
+    else:
+        raise AssertionError("an unknown layer was accepted")
+    assert [concept_family(n) for n in ("object", "edge", "object:square", "image:hue3", "image:x0", "image:y2")] == \
+        ["region", "region", "shape", "hue", "position", "position"]

@@ -3,7 +3,8 @@
 Every feature layer of `builtin:shapes` (`--config.generator=PATH` for another shapes generator)
 is dissected against the world's exact concepts (`latentjax.shapes.concepts`) on `num_samples`
 generated images, streamed in batches; a unit detects its best concept above IoU `iou_threshold`,
-and `rotate` repeats each layer after a random rotation of its basis. `valid_tol` is 0.2, not the
+`rotate` repeats each layer after a random rotation of its basis, and each concept family's
+`causal_units` best detectors are ablated and inserted on `causal_samples` images. `valid_tol` is 0.2, not the
 read-out's strict 0.01, while the built-in generator is preliminary. `configs/dissect.py:smoke`:
 one layer, a few batches (seconds).
 """
@@ -29,8 +30,10 @@ def get_config(arg=None):
         "position_bins": 3,
         "rotate": True,  # the axis-alignment test
         "heatmap_units": 24,  # units shown in each layer's heatmap
+        "causal_units": 4,  # per layer and concept family, the best detectors ablated / inserted
+        "causal_samples": 256,
         "seed": 0,
     })
     if arg.smoke:
-        config.update(layers="b8", num_samples=32, batch_size=16, heatmap_units=8)
+        config.update(layers="b8", num_samples=32, batch_size=16, heatmap_units=8, causal_units=2, causal_samples=16)
     return config

@@ -12,7 +12,7 @@ def test_smoke_dissection_writes_tables_heatmaps_and_a_report(tmp_path, capsys):
     assert main(["dissect", "--config", "configs/dissect.py:smoke", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "units/s" in out and "peak memory" in out
-    for name in ("summary.md", "units_b8.md", "iou_b8.png", "dissection.json", "report.html"):
+    for name in ("summary.md", "causal.md", "units_b8.md", "iou_b8.png", "dissection.json", "report.html"):
         assert (tmp_path / name).stat().st_size > 0, name
     record = json.loads((tmp_path / "dissection.json").read_text())
     layer = record["layers"]["b8"]
@@ -21,6 +21,9 @@ def test_smoke_dissection_writes_tables_heatmaps_and_a_report(tmp_path, capsys):
     assert layer["summary"]["detectors"] == int(np.sum(iou.max(axis=1) > 0.04))
     assert sum(layer["summary"]["families"].values()) == layer["summary"]["detectors"]
     assert layer["rotated_summary"]["units"] == 64 and 0 < layer["valid"] <= 1
+    causal = layer["causal"]
+    assert {r["mode"] for r in causal} == {"ablate", "insert"} and all(len(r["units"]) <= 2 for r in causal)
+    assert all(set(r["change"]) == {"shape", "x", "y", "scale", "rotation", "hue", "background"} for r in causal)
 
 
 def test_layers_and_concept_families():

@@ -77,6 +77,7 @@ class Dissection(NamedTuple):
     pixels: int
     samples: int
     seen: int
+    present: np.ndarray  # [U] each unit's mean activation where it exceeds its threshold (GAN Dissection's insert value)
 
 
 def _pixel_keep(keep, shape):
@@ -108,9 +109,10 @@ def _tally(activations, masks, keep, thresholds):
     if activations.shape[1:3] != (h, w):
         activations = jax.image.resize(activations, (n, h, w, activations.shape[-1]), "bilinear")
     kept = _pixel_keep(keep, masks.shape).astype(jnp.float32)
-    on = (activations > thresholds).reshape(-1, activations.shape[-1]).astype(jnp.float32) * kept
+    flat = activations.reshape(-1, activations.shape[-1])
+    on = (flat > thresholds).astype(jnp.float32) * kept
     labels = masks.reshape(-1, masks.shape[-1]).astype(jnp.float32) * kept
-    return on.sum(axis=0), labels.sum(axis=0), on.T @ labels
+    return on.sum(axis=0), labels.sum(axis=0), on.T @ labels, jnp.sum(on * flat, axis=0)
 
 
 def _histogram_quantile(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
@@ -160,12 +162,14 @@ def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: i
         c = np.asarray(_histogram(activations, keep, lo, hi, int(bins)), np.int64)
         counts = c if counts is None else counts + c
     thresholds = _histogram_quantile(counts, lo, hi, 1.0 - quantile).astype(np.float32)
-    on = labels = both = 0.0
+    on = labels = both = total = 0.0
     for activations, masks, keep in passes("dissection: tallies"):
-        u, l, b = (np.asarray(v, np.float64) for v in _tally(activations, masks, keep, thresholds))
-        on, labels, both = on + u, labels + l, both + b
+        u, l, b, t = (np.asarray(v, np.float64) for v in _tally(activations, masks, keep, thresholds))
+        on, labels, both, total = on + u, labels + l, both + b, total + t
     iou = both / (on[:, None] + labels[None, :] - both + 1e-10)
-    return Dissection(iou=iou, thresholds=thresholds, pixels=int(counts[0].sum()), samples=samples, seen=seen)
+    present = np.where(on > 0, total / np.maximum(on, 1), thresholds).astype(np.float32)
+    return Dissection(iou=iou, thresholds=thresholds, pixels=int(counts[0].sum()), samples=samples, seen=seen,
+                      present=present)
 
 
 def _check_batch(activations, masks, keep=None, *, index: int):

@@ -4,9 +4,11 @@ detect which of the world's concepts.
 `dissect_layers(config)` streams a probe of generated images per layer (`latentjax.shapes.concepts.
 generator_probe`: activations, exact masks of each image's read-out rendered again, valid flags),
 runs Network Dissection on it (`latentjax.metrics.dissection.dissect`), and again after a random
-rotation of the layer's basis (the axis-alignment test). `main` writes per-layer unit tables and
-IoU heatmaps, `summary.md`, `dissection.json` and one `report.html`, and prints the summary with the
-peak memory and the units dissected per second.
+rotation of the layer's basis (the axis-alignment test); then, per layer and concept family, its
+best detector units are ablated and inserted (`latentjax.shapes.intervention`) and the factor
+changes read back. `main` writes per-layer unit tables and IoU heatmaps, `summary.md`,
+`causal.md`, `dissection.json` and one `report.html`, and prints the summaries with the peak
+memory and the units dissected per second.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from latentjax.metrics.dissection import Dissection, best_concepts, dissect
 from latentjax.programs.flags import parse_config_flags
 from latentjax.programs.outputs import output_dir
 from latentjax.shapes.concepts import concept_names, generator_probe
+from latentjax.shapes.intervention import unit_intervention
+from latentjax.shapes.world import FACTOR_NAMES
 from latentjax.viz import encode_png
 from latentjax.viz.heatmap import heatmap
 from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
@@ -89,9 +93,40 @@ def dissect_layers(config, progress: bool = True) -> dict:
             rotation = random_rotation(result.iou.shape[0], config.seed)
             entry["rotated"] = run(generator_probe(space, G.params, layer, key, rotation=rotation, **options))
             entry["rotated_summary"] = summarize(entry["rotated"], names, config.iou_threshold)
-        out[layer] = entry
         units += result.iou.shape[0] * (2 if config.rotate else 1)
+        entry["causal"] = causal_effects(space, G.params, layer, result, names, config, key)
+        out[layer] = entry
     return {"layers": out, "names": names, "seconds": time.perf_counter() - start, "units": units}
+
+
+def causal_effects(space, params, layer: str, result: Dissection, names, config, key) -> list[dict]:
+    """Per concept family with detectors in the layer: its `causal_units` best detectors (by IoU)
+    ablated, then inserted at their mean present value, and what that does to the factors."""
+    best, score, detector = best_concepts(result.iou, config.iou_threshold)
+    families = np.array([concept_family(names[b]) for b in best])
+    rows = []
+    for family in FAMILIES:
+        chosen = [int(u) for u in np.argsort(-score, kind="stable") if detector[u] and families[u] == family]
+        chosen = chosen[:config.causal_units]
+        if not chosen:
+            continue
+        for mode in ("ablate", "insert"):
+            effect = unit_intervention(space, params, layer, chosen, jax.random.fold_in(key, 1), mode=mode,
+                                       values=result.present[chosen] if mode == "insert" else None,
+                                       num_samples=config.causal_samples, batch_size=config.batch_size,
+                                       valid_tol=config.valid_tol)
+            rows.append({"layer": layer, "family": family, "concepts": sorted({names[best[u]] for u in chosen}),
+                         "units": chosen, "mode": mode, **effect})
+    return rows
+
+
+def causal_table(run: dict) -> tuple[list[str], list[list]]:
+    header = ["layer", "family", "units", "mode", "valid before", "valid after", "object removed",
+              *(f"d {f}" for f in FACTOR_NAMES)]
+    rows = [[r["layer"], r["family"], " ".join(map(str, r["units"])), r["mode"], round(r["valid_before"], 3),
+             round(r["valid_after"], 3), round(r["object_removed"], 3), *(round(r["change"][f], 3) for f in FACTOR_NAMES)]
+            for entry in run["layers"].values() for r in entry["causal"]]
+    return header, rows
 
 
 def summary_table(run: dict) -> tuple[list[str], list[list]]:
@@ -130,15 +165,21 @@ def write(run: dict, config, workdir: Path) -> Path:
                                        rows)], None, [(f"{layer}: IoU per unit and concept", image)]))
     header, rows = summary_table(run)
     (workdir / "summary.md").write_text(markdown_table(header, rows) + "\n")
+    causal_header, causal_rows = causal_table(run)
+    (workdir / "causal.md").write_text(markdown_table(causal_header, causal_rows) + "\n")
     record = {"generator": str(config.generator), "config": config.to_dict(), "concepts": list(names),
               "seconds": run["seconds"], "units": run["units"], "layers": {
                   layer: {"summary": e["summary"], "rotated_summary": e.get("rotated_summary"), "valid": e["valid"],
-                          "thresholds": e["result"].thresholds.tolist(), "iou": e["result"].iou.tolist()}
+                          "thresholds": e["result"].thresholds.tolist(), "present": e["result"].present.tolist(),
+                          "iou": e["result"].iou.tolist(), "causal": e["causal"]}
                   for layer, e in run["layers"].items()}}
     (workdir / "dissection.json").write_text(json.dumps(record, indent=1))
     overview = Section("Detectors per layer", {}, [Table(f"a unit detects its best concept above IoU "
                                                          f"{config.iou_threshold:g}; 'rotated': the same after a "
-                                                         f"random rotation of the layer's basis", header, rows)])
+                                                         f"random rotation of the layer's basis", header, rows),
+                                        Table("causal effects: each family's best detectors set to 0 (ablate) or to "
+                                              "their mean present value (insert); factor changes over the world's "
+                                              "spread", causal_header, causal_rows)])
     return save_sections_report(workdir / "report.html", f"Dissection of {config.generator}",
                                 {"concepts": len(names), "samples": config.num_samples,
                                  "valid_tol": config.valid_tol}, [overview, *sections])
@@ -152,8 +193,8 @@ def main(argv) -> int:
     report = write(run, values.config, workdir)
     header, rows = summary_table(run)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{markdown_table(header, rows)}\n{run['units']} units in {run['seconds']:.1f} s "
+    print(f"{markdown_table(header, rows)}\n\n{markdown_table(*causal_table(run))}\n{run['units']} units in {run['seconds']:.1f} s "
           f"({run['units'] / run['seconds']:.1f} units/s), peak memory {peak:.0f} MiB\n"
-          f"wrote {workdir / 'summary.md'}, units_<layer>.md, iou_<layer>.png, {workdir / 'dissection.json'}\n"
+          f"wrote {workdir / 'summary.md'}, {workdir / 'causal.md'}, units_<layer>.md, iou_<layer>.png, {workdir / 'dissection.json'}\n"
           f"report: {report}")
     return 0

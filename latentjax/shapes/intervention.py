@@ -59,8 +59,12 @@ def unit_intervention(space, params, layer: str, units, key, *, mode: str = "abl
     both = before["valid"] & after["valid"]
     apart = distances(before, after)
     spread = world_spread()
-    change = {name: float(np.nanmean(apart[name][both]) / spread[i]) if both.any() else float("nan")
-              for i, name in enumerate(world.FACTOR_NAMES)}
+    def mean_change(i, name):  # NaN where no pair measures it (rotation: no pair shows the same polygon)
+        values = apart[name][both]
+        values = values[~np.isnan(values)]
+        return float(values.mean() / spread[i]) if values.size else float("nan")
+
+    change = {name: mean_change(i, name) for i, name in enumerate(world.FACTOR_NAMES)}
     removed = before["valid"] & (after["num_objects"] == 0)
     return {"valid_before": float(before["valid"].mean()), "valid_after": float(after["valid"].mean()),
             "object_removed": float(removed.sum() / max(before["valid"].sum(), 1)), "change": change,

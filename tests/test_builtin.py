@@ -39,18 +39,3 @@ def test_unknown_name_and_missing_weights_are_clear_errors(tmp_path, monkeypatch
     monkeypatch.setattr(builtin, "path", lambda name: tmp_path / name)
     with pytest.raises(lj.CheckpointError, match=r"builtin:shapes: its weights are missing .*config.json and params/"):
         lj.load_generator("builtin:shapes")
-
-
-def test_discover_shapes_smoke_writes_one_report_with_the_ground_truth(tiny_dir, tmp_path, capsys):
-    from latentjax.cli import main as cli_main
-
-    workdir = tmp_path / "shapes"
-    assert cli_main(["discover", "--config", "configs/shapes.py:smoke", f"--config.generator={tiny_dir}",
-                     "--workdir", str(workdir)]) == 0
-    assert str(workdir / "report.html") in capsys.readouterr().out
-    methods = ("sefa", "ganspace", "jacobian", "voynov", "dplase")
-    for method in methods:
-        assert (workdir / method / "directions.npz").is_file()
-    report = (workdir / "report.html").read_text()
-    assert all(method in report for method in methods) and "purity" in report
-    assert (workdir / "ground_truth.json").is_file()

@@ -160,7 +160,7 @@ def test_styles_round_trip_and_protocol(generators):
     assert sizes[0] == 4 and sizes[1:] == tuple(s.in_channels for s in G.config.layers)
     ws = G.mapping(G.params, jax.random.normal(jax.random.key(2), (2, G.z_dim)))
     ws = ws.at[:, 3].add(0.5)  # distinct per-layer ws
-    s = G.styles(G.params, ws)
+    s = jax.jit(G.styles)(G.params, ws)
     assert s.shape == (2, sum(sizes))
     synth = jax.jit(lambda p, ws: G.synthesis(p, ws))
     from_styles = synth(G.with_styles(G.params, s[1]), jnp.zeros((1, G.num_ws, G.w_dim)))
@@ -171,7 +171,8 @@ def test_styles_round_trip_and_protocol(generators):
     mask[[1, 15]] = True
     assert G.input_weight(G.params, mask).shape == (sizes[1] + sizes[15], G.w_dim)
     assert G.default_feature_layer in G.layer_names
-    hooked = G.features(G.params, ws[:1], hooks={"L3_36_48": jnp.zeros_like}, layers=["L3_36_48", "img"])
+    hooked = jax.jit(lambda p, w: G.features(p, w, hooks={"L3_36_48": jnp.zeros_like}, layers=["L3_36_48", "img"]))(
+        G.params, ws[:1])
     assert float(jnp.abs(hooked["L3_36_48"]).max()) == 0.0
 
 

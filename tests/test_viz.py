@@ -76,3 +76,20 @@ def test_walk_images_centre_column_is_the_original():
     assert np.any(images[:, :, 0] != images[:, :, 1])
     with pytest.raises(ValueError, match="odd"):
         walk_images(space, G.params, vectors, None, seeds=(0,), num_steps=4, progress=False)
+
+
+def test_scatter_draws_each_point_where_its_values_say():
+    from latentjax.viz.scatter import scatter
+
+    image = scatter([0.0, 1.0], [0.0, 1.0], xlabel="a", ylabel="b", width=200, height=160)
+    assert image.shape == (160, 200, 3) and image.dtype == np.uint8
+    blue = np.all(image == (33, 110, 170), axis=-1)
+    ys, xs = np.nonzero(blue)
+    low, high = xs < 100, xs >= 100  # the first point bottom left, the second top right
+    assert low.any() and high.any() and ys[low].mean() > ys[high].mean()
+    with pytest.raises(ValueError, match="same length"):
+        scatter([0.0, 1.0], [0.0], xlabel="a", ylabel="b")
+    with pytest.raises(ValueError, match="finite"):
+        scatter([0.0, np.nan], [0.0, 1.0], xlabel="a", ylabel="b")
+    with pytest.raises(ValueError, match="labels"):
+        scatter([0.0], [0.0], xlabel="a", ylabel="b", labels=["x", "y"])

@@ -6,12 +6,14 @@
     lj.shapes.generator_quality(G, key)            # how well a generator renders the world
     lj.shapes.ground_truth(space, params, d)       # how well directions line up with the factors
     lj.shapes.concept_masks(factors, resolution)   # exact concept masks for unit dissection
+    lj.shapes.recognition.accuracy(net, params, key, heads=("shape",), bins=6)   # a recognizer's accuracy
 
 Modules: `world` (factors and renderer), `reading` (the analytic read-out), `quality`
-(generator quality), `scoring` (ground-truth scores of directions), `concepts` (dissection masks).
+(generator quality), `scoring` (ground-truth scores of directions), `concepts` (dissection masks),
+`recognition` (labels and accuracy of recognition networks).
 """
 
-from latentjax.shapes import concepts, quality, reading, scoring, world
+from latentjax.shapes import concepts, quality, reading, recognition, scoring, world
 from latentjax.shapes.concepts import concept_masks, concept_names
 from latentjax.shapes.quality import generator_quality, true_render_quality
 from latentjax.shapes.reading import is_valid, readout, rerender_error
@@ -24,5 +26,5 @@ from latentjax.shapes.world import (CENTER_RANGE, FACTOR_NAMES, GREY_RANGE, MIN_
 __all__ = ["CENTER_RANGE", "FACTOR_NAMES", "GREY_RANGE", "GroundTruth", "GroundTruthConfig", "MIN_RESOLUTION",
            "PERIODIC_FACTORS", "RADIUS_RANGE", "Render", "SATURATION", "SHAPES", "SYMMETRY_ORDER", "VALUE",
            "centre_pixels", "check_factors", "comparison", "concept_masks", "concept_names", "concepts", "generator_quality", "grey_level", "ground_truth",
-           "hsv_to_rgb", "is_valid", "quality", "radius_pixels", "reading", "readout", "render", "rerender_error",
+           "hsv_to_rgb", "is_valid", "quality", "radius_pixels", "reading", "readout", "recognition", "render", "rerender_error",
            "sample", "sample_factors", "scoring", "stream", "true_render_quality", "world"]

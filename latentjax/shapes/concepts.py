@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.shapes.reading import dilate, erode, readout
-from latentjax.shapes.world import FACTOR_NAMES, SHAPES, check_factors, render
+from latentjax.shapes.world import FACTOR_NAMES, SHAPES, check_factors, check_ranges, render, sample_factors
 
 
 def concept_names(hue_bins: int = 6, position_bins: int = 3) -> tuple[str, ...]:
@@ -83,6 +83,26 @@ def generator_probe(space, params, layer: str, key, *, num_samples: int, batch_s
         masks = concept_masks(_as_factors(read), resolution, hue_bins=hue_bins, position_bins=position_bins)
         activations = features[layer] if rotation is None else features[layer] @ rotation
         return activations, masks, read["valid"]
+
+    num_batches = -(-num_samples // batch_size)
+    return lambda: (batch(params, jax.random.fold_in(key, i)) for i in range(num_batches))
+
+
+def world_probe(features, params, layer: str, key, *, resolution: int, num_samples: int, batch_size: int,
+                hue_bins: int = 6, position_bins: int = 3, rotation=None,
+                ranges=None) -> Callable[[], Iterator[tuple[jax.Array, jax.Array]]]:
+    """A probe for `latentjax.metrics.dissection.dissect` on a network that looks at the world:
+    batches of (activations of `layer` [n, h, w, U] under `features(params, images, [layer])`,
+    exact concept masks [n, resolution, resolution, C]) of true renders (factors in `ranges`),
+    batch i drawn from `fold_in(key, i)`, the same on every call; `rotation` as `generator_probe`."""
+    check_ranges(ranges)
+
+    @jax.jit
+    def batch(params, k):
+        factors = sample_factors(k, batch_size, ranges)
+        activations = features(params, render(factors, resolution).images, [layer])[layer]
+        masks = concept_masks(factors, resolution, hue_bins=hue_bins, position_bins=position_bins)
+        return (activations if rotation is None else activations @ rotation), masks
 
     num_batches = -(-num_samples // batch_size)
     return lambda: (batch(params, jax.random.fold_in(key, i)) for i in range(num_batches))

@@ -39,13 +39,42 @@ class Render(NamedTuple):
     background_mask: jax.Array  # [n, H, W] float32, 1 - object_mask
 
 
-def sample_factors(key: jax.Array, n: int) -> dict[str, jax.Array]:
-    """`n` independent factor vectors: uniform shape index, every other factor uniform on [0, 1)."""
+def sample_factors(key: jax.Array, n: int, ranges: Mapping[str, tuple[float, float]] | None = None
+                   ) -> dict[str, jax.Array]:
+    """`n` independent factor vectors: uniform shape index, every other factor uniform on [0, 1),
+    or on [lo, hi) for the factors in `ranges` (e.g. {'scale': (0.0, 0.6)}: a world with a factor
+    range held out, for tests of generalisation to it). The same key gives the same draw with or
+    without ranges, moved into them."""
     n = _check_count(n, "n")
+    bounds = check_ranges(ranges)
     shape_key, value_key = jax.random.split(key)
     values = jax.random.uniform(value_key, (len(FACTOR_NAMES) - 1, n), jnp.float32)
-    return {"shape": jax.random.randint(shape_key, (n,), 0, len(SHAPES), dtype=jnp.int32),
-            **dict(zip(FACTOR_NAMES[1:], values))}
+    out = {"shape": jax.random.randint(shape_key, (n,), 0, len(SHAPES), dtype=jnp.int32)}
+    for name, value in zip(FACTOR_NAMES[1:], values):
+        lo, hi = bounds.get(name, (0.0, 1.0))
+        out[name] = lo + (hi - lo) * value
+    return out
+
+
+def check_ranges(ranges: Mapping[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]]:
+    """Factor ranges {name: (lo, hi)} with 0 <= lo < hi <= 1 for factors other than 'shape', or a
+    ValueError naming the bad entry."""
+    if ranges is None:
+        return {}
+    if not isinstance(ranges, Mapping):
+        raise ValueError(f"ranges must be a dict {{factor: (lo, hi)}}, got {type(ranges).__name__}")
+    out = {}
+    for name, bounds in ranges.items():
+        if name not in FACTOR_NAMES[1:]:
+            raise ValueError(f"ranges: {name!r} is not a continuous factor; expected names from {FACTOR_NAMES[1:]}")
+        try:
+            lo, hi = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"ranges[{name!r}] must be a pair (lo, hi), got {bounds!r}") from None
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"ranges[{name!r}] must satisfy 0 <= lo < hi <= 1, got ({lo}, {hi})")
+        out[name] = (lo, hi)
+    return out
 
 
 def render(factors: Mapping[str, jax.Array], resolution: int) -> Render:

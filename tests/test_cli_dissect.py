@@ -1,4 +1,5 @@
-"""`latentjax dissect` on the built-in generator (smoke config): the files it writes and their consistency."""
+"""`latentjax dissect` on the built-in generator and the built-in recognizer (smoke configs): the files it
+writes and their consistency."""
 
 import json
 
@@ -26,15 +27,31 @@ def test_smoke_dissection_writes_tables_heatmaps_and_a_report(tmp_path, capsys):
     assert all(set(r["change"]) == {"shape", "x", "y", "scale", "rotation", "hue", "background"} for r in causal)
 
 
+def test_recognizer_dissection_with_gan_dissection_thresholds(tmp_path, capsys):
+    """The shipped recognizer, IQR thresholds: true renders (every sample kept), no causal table."""
+    assert main(["dissect", "--config", "configs/dissect.py:recognizer,iqr,smoke", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "units/s" in out and not (tmp_path / "causal.md").exists()
+    record = json.loads((tmp_path / "dissection.json").read_text())
+    assert record["network"] == "builtin:shapes_recognizer" and set(record["layers"]) == {"conv1"}
+    layer = record["layers"]["conv1"]
+    iou, iqr = np.array(layer["iou"]), np.array(layer["iqr"])
+    assert iou.shape == iqr.shape == (16, len(record["concepts"])) and layer["valid"] == 1.0 and layer["causal"] == []
+    best = iqr.argmax(axis=1)
+    detectors = (iqr[np.arange(16), best] > 0.01) & (iou[np.arange(16), best] > 0.05)
+    assert layer["summary"]["detectors"] == int(detectors.sum())
+    assert "| IQR |" in (tmp_path / "units_conv1.md").read_text()
+
+
 def test_layers_and_concept_families():
     class G:
         layer_names = ("b4", "b4.img", "b8")
 
-    assert layers_of(G, "all") == ["b4", "b8"] and layers_of(G, "b8, b4") == ["b8", "b4"]
+    assert layers_of(G.layer_names, "all") == ["b4", "b8"] and layers_of(G.layer_names, "b8, b4") == ["b8", "b4"]
     try:
-        layers_of(G, "b16")
+        layers_of(G.layer_names, "b16")
     except ValueError as e:
-        assert "b16" in str(e) and "b4.img" in str(e)
+        assert "b16" in str(e) and "'b8'" in str(e)
     else:
         raise AssertionError("an unknown layer was accepted")
     assert [concept_family(n) for n in ("object", "edge", "object:square", "image:hue3", "image:x0", "image:y2")] == \

@@ -133,3 +133,71 @@ def test_samples_not_kept_do_not_count():
     assert got.pixels == keep.sum() * 36 and (got.samples, got.seen) == (keep.sum(), 10)
     with pytest.raises(ValueError, match="keep no sample"):
         dissect(lambda: iter([(activations, masks, np.zeros(10, bool))]), progress=False)
+
+
+def reference_iqr(activations, masks):
+    """gandissect's information-quality-ratio search written out: per unit, concept and level, MI
+    (scikit-learn) over joint entropy (H(on) + H(label) - MI, scipy) of the pixels, with its rules."""
+    from scipy.stats import entropy
+    from sklearn.metrics import mutual_info_score
+
+    fractions = np.logspace(-3, 0, 100)
+    units, concepts = activations.shape[-1], masks.shape[-1]
+    best = np.zeros((units, concepts))
+    level_of_best = np.zeros((units, concepts))
+    for u in range(units):
+        values = activations[..., u].reshape(-1)
+        levels = np.quantile(values, 1 - fractions)
+        for c in range(concepts):
+            label = masks[..., c].reshape(-1)
+            for i, level in enumerate(levels):
+                on = values > level
+                if i == len(levels) - 1 or label.mean() < 1e-3 or level <= 0 or np.mean(on == label) <= 0.8:
+                    continue
+                mi = mutual_info_score(label, on)
+                joint = entropy(np.bincount(on)) + entropy(np.bincount(label)) - mi
+                iqr = mi / joint if joint > 0 else 0.0
+                if iqr > best[u, c]:
+                    best[u, c], level_of_best[u, c] = iqr, level
+    return best, level_of_best
+
+
+def _planted(seed, n=12, size=8):
+    rng = np.random.default_rng(seed)
+    masks = rng.uniform(size=(n, size, size, 3)) < [0.05, 0.2, 0.5]
+    masks[:, 2:5, 2:6, 0] = True
+    activations = rng.gamma(2.0, size=(n, size, size, 4)).astype(np.float32)
+    activations[..., 0] += 4 * masks[..., 0]
+    activations[..., 1] = np.maximum(rng.normal(size=(n, size, size)) + 2 * masks[..., 1], 0)  # ReLU: levels <= 0
+    return activations, masks
+
+
+def test_unit_iqr_is_gan_dissections_search():
+    activations, masks = _planted(7)
+    got = lj.metrics.unit_iqr(activations, masks)
+    best, levels = reference_iqr(activations, masks)
+    np.testing.assert_allclose(got.iqr, best, rtol=1e-9, atol=1e-12)
+    chosen = best > 0
+    np.testing.assert_allclose(got.levels[chosen], levels[chosen], rtol=1e-6)
+    assert np.argmax(got.iqr[0]) == 0 and np.argmax(got.iqr[1]) == 1  # the planted units find their concepts
+    np.testing.assert_array_equal(got.thresholds, got.levels[np.arange(4), np.argmax(got.iqr, axis=1)])
+
+
+def test_streamed_iqr_dissection_matches_the_exact_search():
+    activations, masks = _planted(8, n=40, size=16)
+    exact = lj.metrics.unit_iqr(activations, masks)
+    streamed = dissect(_batches(activations, masks, 16), threshold="iqr", bins=1 << 16, progress=False)
+    np.testing.assert_allclose(streamed.search.iqr, exact.iqr, atol=2e-3)
+    np.testing.assert_array_equal(np.argmax(streamed.search.iqr, axis=1), np.argmax(exact.iqr, axis=1))
+    np.testing.assert_allclose(streamed.thresholds, exact.thresholds, rtol=0.02)
+    on = (activations > streamed.thresholds).reshape(-1, 4)
+    labels = masks.reshape(-1, 3)
+    both = on.T.astype(float) @ labels
+    np.testing.assert_allclose(streamed.iou, both / (on.sum(0)[:, None] + labels.sum(0) - both + 1e-10), rtol=1e-9)
+    best, score, detector = streamed.best_concepts()
+    units = np.arange(4)
+    np.testing.assert_array_equal(best, np.argmax(streamed.search.iqr, axis=1))
+    np.testing.assert_array_equal(detector, (streamed.search.iqr[units, best] > 0.01) & (score > 0.05))
+    assert detector[0] and detector[1] and streamed.pixels == 40 * 256
+    with pytest.raises(ValueError, match="threshold must be one of"):
+        dissect(_batches(activations, masks, 16), threshold="top", progress=False)

@@ -10,6 +10,15 @@ probe: each unit's range, a histogram of `bins` bins over it, then the tallies; 
 within one bin, (max - min) / bins, of the two values numpy's quantile interpolates between), and
 activations upsampled bilinearly to the masks' resolution before thresholding (the reference
 reads its threshold from a quantile sketch).
+
+GAN Dissection (Bau et al. 2019, gandissect) chooses each unit's threshold by the information
+quality ratio instead (`threshold='iqr'`, `unit_iqr`): for every unit and concept, over 100
+thresholds at the unit's quantiles 1 - logspace(-3, 0, 100) (of activations upsampled to the masks),
+the 2x2 table of (unit on, concept present) pixel fractions gives IQR = mutual information / joint
+entropy; levels where unit and concept agree on at most 80% of pixels, or whose threshold is not
+positive, are skipped, as are the last level and concepts on fewer than 1e-3 of pixels (MI 0). The
+unit's threshold is the best level of its best concept by IQR, its IoU is taken there, and it is a
+detector when IQR > 0.01 and IoU > 0.05.
 """
 
 from __future__ import annotations
@@ -25,20 +34,21 @@ import numpy as np
 from latentjax.progress import Progress
 
 DETECTOR_IOU = 0.04  # NetDissect-Lite's SEG_THRESHOLD / SCORE_THRESHOLD
+IQR_FRACTIONS = np.logspace(-3, 0, 100)  # gandissect's threshold search: quantiles 1 - these of each unit
+IQR_AGREEMENT = 0.8  # only levels where unit and concept agree on more than this fraction of pixels
+IQR_MIN_LABEL = 1e-3  # concepts on fewer pixels get MI 0 (too few samples to trust)
+IQR_DETECTOR = 0.01  # gandissect's iqr_threshold
+IQR_DETECTOR_IOU = 0.05  # gandissect's iou_threshold
 
 
-def _check(activations, masks) -> tuple[np.ndarray, np.ndarray]:
-    activations, masks = np.asarray(activations), np.asarray(masks)
-    if activations.ndim != 4:
-        raise ValueError(f"activations must be [N, H, W, units] (NHWC), got shape {activations.shape}")
-    if masks.ndim != 4 or masks.shape[:3] != activations.shape[:3]:
-        raise ValueError(f"masks must be [N, H, W, concepts] at the activations' resolution {activations.shape[:3]}, "
-                         f"got shape {masks.shape}")
-    if masks.dtype != bool and not np.all((masks == 0) | (masks == 1)):
+def _check_arrays(activations, masks) -> tuple[np.ndarray, np.ndarray]:
+    """In-memory (activations, masks) at one resolution: binary masks, finite activations."""
+    if np.ndim(masks) == 4 and np.asarray(masks).dtype != bool and not np.all(np.isin(np.asarray(masks), (0, 1))):
         raise ValueError("masks must be binary (bool or 0/1)")
+    activations, masks = (np.asarray(v) for v in _check_batch(activations, masks, same_resolution=True)[:2])
     if not np.all(np.isfinite(activations)):
         raise ValueError("activations must be finite")
-    return activations, masks.astype(bool)
+    return activations, masks
 
 
 def unit_thresholds(activations, quantile: float = 0.005) -> np.ndarray:
@@ -53,7 +63,7 @@ def unit_thresholds(activations, quantile: float = 0.005) -> np.ndarray:
 def unit_iou(activations, masks, quantile: float = 0.005) -> np.ndarray:
     """IoU [U, C] of each unit's map `activations > threshold` (`unit_thresholds`) with each concept
     mask, over the whole set: activations [N, H, W, U], masks [N, H, W, C] (bool)."""
-    activations, masks = _check(activations, masks)
+    activations, masks = _check_arrays(activations, masks)
     on = (activations > unit_thresholds(activations, quantile)).reshape(-1, activations.shape[-1])
     labels = masks.reshape(-1, masks.shape[-1])
     both = on.T.astype(np.float64) @ labels.astype(np.float64)
@@ -68,9 +78,26 @@ def best_concepts(iou, threshold: float = DETECTOR_IOU) -> tuple[np.ndarray, np.
     return best, score, score > threshold
 
 
+class IQRSearch(NamedTuple):
+    """GAN Dissection's threshold search, per unit and concept [U, C]: the best IQR, its threshold
+    level, the quantile fraction of that level (the unit is on above it on this share of pixels),
+    the IoU and the agreement there."""
+
+    iqr: np.ndarray
+    levels: np.ndarray
+    fractions: np.ndarray
+    iou: np.ndarray
+    agreement: np.ndarray
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """[U] each unit's level for its best concept by IQR."""
+        return self.levels[np.arange(len(self.levels)), np.argmax(self.iqr, axis=1)]
+
+
 class Dissection(NamedTuple):
-    """A streamed dissection: IoU [U, C], per-unit thresholds [U], the pixel count at the activations'
-    resolution the thresholds were taken over, and the samples kept out of those seen."""
+    """A streamed dissection: IoU [U, C], per-unit thresholds [U], the pixel count the thresholds were
+    taken over, the samples kept out of those seen, and with `threshold='iqr'` the IQR search."""
 
     iou: np.ndarray
     thresholds: np.ndarray
@@ -78,6 +105,60 @@ class Dissection(NamedTuple):
     samples: int
     seen: int
     present: np.ndarray  # [U] each unit's mean activation where it exceeds its threshold (GAN Dissection's insert value)
+    search: IQRSearch | None = None
+
+    def best_concepts(self, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(best concept [U], its IoU [U], detector flag [U]). Quantile thresholds: NetDissect's rule
+        (`best_concepts`; IoU `threshold`, default 0.04). IQR thresholds: gandissect's (the concept of
+        the best IQR; a detector above IQR 0.01 and IoU `threshold`, default 0.05)."""
+        if self.search is None:
+            return best_concepts(self.iou, DETECTOR_IOU if threshold is None else threshold)
+        units = np.arange(len(self.iou))
+        best = np.argmax(self.search.iqr, axis=1)
+        score = self.iou[units, best]
+        limit = IQR_DETECTOR_IOU if threshold is None else threshold
+        return best, score, (self.search.iqr[units, best] > IQR_DETECTOR) & (score > limit)
+
+
+def _information_quality_ratio(isects, preds, truth):
+    """(IQR, agreement) of 2x2 tables given by pixel fractions: both on, unit on, concept present
+    (broadcasting arrays); MI and joint entropy in nats, 0 log 0 = 0, 0 / 0 = 0."""
+    table = np.clip(np.stack([np.stack([isects, preds - isects]),
+                              np.stack([truth - isects, 1.0 - (truth + preds - isects)])]), 0.0, 1.0)
+    rows, cols = table.sum(axis=1, keepdims=True), table.sum(axis=0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mi = np.nan_to_num(table * np.log(table / (rows * cols)), nan=0.0, posinf=0.0, neginf=0.0).sum(axis=(0, 1))
+        je = -np.nan_to_num(table * np.log(table), nan=0.0).sum(axis=(0, 1))
+        return np.maximum(mi, 0.0), np.maximum(je, 0.0), table[0, 0] + table[1, 1]
+
+
+def _iqr_search(isects, preds, truth, levels) -> IQRSearch:
+    """The search over levels from pixel fractions: isects [U, C, L], preds [U, L], truth [C],
+    levels [U, L] (at the quantiles 1 - IQR_FRACTIONS)."""
+    preds, truth, lv = preds[:, None, :], truth[None, :, None], levels[:, None, :]
+    mi, je, agreement = _information_quality_ratio(isects, preds, truth)
+    mi[..., -1] = 0.0  # the last level is the minimum: no information
+    mi[:, truth[0, :, 0] < IQR_MIN_LABEL, :] = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iqr = np.nan_to_num(mi / je, nan=0.0)
+        iou = np.nan_to_num(isects / (truth + preds - isects), nan=0.0)
+    iqr[(agreement <= IQR_AGREEMENT) | np.broadcast_to(lv <= 0, iqr.shape)] = 0.0
+    best = np.argmax(iqr, axis=2)[..., None]
+    pick = lambda a: np.take_along_axis(np.broadcast_to(a, iqr.shape), best, axis=2)[..., 0]  # noqa: E731
+    return IQRSearch(iqr=pick(iqr), levels=pick(lv), fractions=pick(IQR_FRACTIONS[None, None, :]), iou=pick(iou),
+                     agreement=pick(agreement))
+
+
+def unit_iqr(activations, masks) -> IQRSearch:
+    """GAN Dissection's IQR threshold search (module docstring) for arrays in memory at the masks'
+    resolution: activations [N, H, W, U], masks [N, H, W, C]; levels are numpy's exact quantiles."""
+    activations, masks = _check_arrays(activations, masks)
+    flat = activations.reshape(-1, activations.shape[-1]).astype(np.float64)
+    labels = masks.reshape(-1, masks.shape[-1]).astype(np.float64)
+    levels = np.quantile(flat, 1.0 - IQR_FRACTIONS, axis=0).T  # [U, L]
+    on = flat[:, :, None] > levels[None]  # [P, U, L]
+    isects = np.einsum("pul,pc->ucl", on, labels) / len(flat)
+    return _iqr_search(isects, on.mean(axis=0), labels.mean(axis=0), levels)
 
 
 def _pixel_keep(keep, shape):
@@ -85,15 +166,24 @@ def _pixel_keep(keep, shape):
     return jnp.broadcast_to(keep[:, None, None], shape[:3]).reshape(-1, 1)
 
 
-@jax.jit
-def _range(activations, keep):
+def _upsampled(activations, size):
+    """Activations bilinearly resized to `size` (h, w) (None: as they are)."""
+    if size is None or activations.shape[1:3] == tuple(size):
+        return activations
+    return jax.image.resize(activations, (activations.shape[0], *size, activations.shape[-1]), "bilinear")
+
+
+@functools.partial(jax.jit, static_argnames="size")
+def _range(activations, keep, size=None):
+    activations = _upsampled(activations, size)
     flat = activations.reshape(-1, activations.shape[-1])
     kept = _pixel_keep(keep, activations.shape)
     return jnp.min(jnp.where(kept, flat, jnp.inf), axis=0), jnp.max(jnp.where(kept, flat, -jnp.inf), axis=0)
 
 
-@functools.partial(jax.jit, static_argnames="bins")
-def _histogram(activations, keep, lo, hi, bins: int):
+@functools.partial(jax.jit, static_argnames=("bins", "size"))
+def _histogram(activations, keep, lo, hi, bins: int, size=None):
+    activations = _upsampled(activations, size)
     flat = activations.reshape(-1, activations.shape[-1])
     width = jnp.where(hi > lo, hi - lo, 1.0)
     index = jnp.clip(jnp.floor((flat - lo) / width * bins).astype(jnp.int32), 0, bins - 1)
@@ -105,9 +195,7 @@ def _histogram(activations, keep, lo, hi, bins: int):
 
 @jax.jit
 def _tally(activations, masks, keep, thresholds):
-    n, h, w, _ = masks.shape
-    if activations.shape[1:3] != (h, w):
-        activations = jax.image.resize(activations, (n, h, w, activations.shape[-1]), "bilinear")
+    activations = _upsampled(activations, masks.shape[1:3])
     kept = _pixel_keep(keep, masks.shape).astype(jnp.float32)
     flat = activations.reshape(-1, activations.shape[-1])
     on = (flat > thresholds).astype(jnp.float32) * kept
@@ -115,24 +203,58 @@ def _tally(activations, masks, keep, thresholds):
     return on.sum(axis=0), labels.sum(axis=0), on.T @ labels, jnp.sum(on * flat, axis=0)
 
 
-def _histogram_quantile(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
-    """Per unit, the value at `level` of numpy's linear quantile, read from its histogram (uniform within a bin)."""
+@jax.jit
+def _level_tally(activations, masks, keep, levels):
+    """Per unit, pixel counts by how many of its levels [U, L] the (upsampled) activation exceeds
+    (0..L): all kept pixels [U, L + 1] and those of each concept [U, C, L + 1]; and the concept counts [C]."""
+    activations = _upsampled(activations, masks.shape[1:3])
+    kept = _pixel_keep(keep, masks.shape)
+    flat = activations.reshape(-1, activations.shape[-1])
+    labels = (masks.reshape(-1, masks.shape[-1]) & kept).astype(jnp.float32)
+    ascending = levels[:, ::-1]  # the levels fall with their index (quantiles 1 - fractions)
+    above = jax.vmap(lambda a, lv: jnp.searchsorted(lv, a, side="left"), in_axes=(1, 0), out_axes=1)(
+        flat, ascending)  # [P, U]: how many levels lie strictly below each activation
+    num_levels = levels.shape[1] + 1
+
+    def one_unit(above_u):
+        return (jax.ops.segment_sum(kept[:, 0].astype(jnp.float32), above_u, num_segments=num_levels),
+                jax.ops.segment_sum(labels, above_u, num_segments=num_levels).T)
+
+    counts, joint = jax.lax.map(one_unit, above.T)
+    return counts, joint, labels.sum(axis=0)
+
+
+def _histogram_quantile(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, level) -> np.ndarray:
+    """Per unit, the value at `level` (a number, or [L] levels: then [U, L]) of numpy's linear
+    quantile, read from its histogram [U, bins] (uniform within a bin)."""
+    level = np.asarray(level, np.float64)
     total = counts.sum(axis=1)
-    rank = level * (total - 1) + 0.5  # the (0-based) rank, as a position on the cumulative count
+    rank = level[..., None] * (total - 1) + 0.5  # the (0-based) rank, as a position on the cumulative count
     cumulative = np.cumsum(counts, axis=1)
-    b = np.argmax(cumulative >= rank[:, None], axis=1)
-    before = np.where(b > 0, cumulative[np.arange(len(b)), b - 1], 0)
-    inside = (rank - before) / np.maximum(counts[np.arange(len(b)), b], 1)
+    units = np.arange(len(counts))
+    b = np.sum(cumulative[None] < rank.reshape(-1, len(counts))[..., None], axis=2)  # first bin reaching the rank
+    before = np.where(b > 0, cumulative[units, np.maximum(b - 1, 0)], 0)
+    inside = (rank.reshape(-1, len(counts)) - before) / np.maximum(counts[units, b], 1)
     width = (hi - lo) / counts.shape[1]
-    return lo + (b + inside) * width
+    value = lo + (b + inside) * width
+    return value.reshape(level.shape + (len(counts),)).T if level.ndim else value[0]
 
 
-def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: int = 4096,
-            num_batches: int | None = None, progress: bool = True) -> Dissection:
+THRESHOLDS = ("quantile", "iqr")
+
+
+def dissect(batches: Callable[[], Iterable], *, threshold: str = "quantile", quantile: float = 0.005,
+            bins: int = 4096, num_batches: int | None = None, progress: bool = True) -> Dissection:
     """Network Dissection over a streamed probe set. `batches()` returns a fresh iterable of
     (activations [n, h, w, U], masks [n, H, W, C]) pairs, or triples with keep [n] (bool: the samples
     that count, e.g. generated images that read back validly), the same each call (it is read three
-    times); activations are upsampled bilinearly to (H, W) for the tallies."""
+    or four times); activations are upsampled bilinearly to (H, W) for the tallies.
+
+    `threshold`: 'quantile' (NetDissect: each unit's top-`quantile` value over its activations at
+    their own resolution) or 'iqr' (GAN Dissection's information-quality-ratio search over the
+    upsampled activations; `Dissection.search` holds it). Quantiles come from `bins`-bin histograms."""
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"threshold must be one of {THRESHOLDS}, got {threshold!r}")
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
     if not isinstance(bins, (int, np.integer)) or bins < 2:
@@ -144,14 +266,16 @@ def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: i
                 if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
                     raise ValueError(f"batch {i}: expected a pair (activations, masks) or a triple (activations, "
                                      f"masks, keep), got {type(batch).__name__}")
-                yield _check_batch(*batch, index=i)
+                yield _check_batch(*batch, where=f"batch {i}")
                 bar.update()
 
+    size = None  # the resolution quantiles are taken at: the activations' own (NetDissect) or the masks' (IQR)
     lo = hi = None
     samples = seen = 0
-    for activations, _, keep in passes("dissection: ranges"):
+    for activations, masks, keep in passes("dissection: ranges"):
+        size = tuple(masks.shape[1:3]) if threshold == "iqr" else None
         samples, seen = samples + int(np.sum(keep)), seen + len(keep)
-        a, b = (np.asarray(v) for v in _range(activations, keep))
+        a, b = (np.asarray(v) for v in _range(activations, keep, size))
         lo, hi = (a, b) if lo is None else (np.minimum(lo, a), np.maximum(hi, b))
     if lo is None:
         raise ValueError("batches() gave no batches")
@@ -159,9 +283,24 @@ def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: i
         raise ValueError("the batches keep no sample (every keep flag is False)")
     counts = None
     for activations, _, keep in passes("dissection: histograms"):
-        c = np.asarray(_histogram(activations, keep, lo, hi, int(bins)), np.int64)
+        c = np.asarray(_histogram(activations, keep, lo, hi, int(bins), size), np.int64)
         counts = c if counts is None else counts + c
-    thresholds = _histogram_quantile(counts, lo, hi, 1.0 - quantile).astype(np.float32)
+    search = None
+    if threshold == "iqr":
+        levels = _histogram_quantile(counts, lo, hi, 1.0 - IQR_FRACTIONS).astype(np.float32)  # [U, L]
+        above = joint = truth = 0.0
+        for activations, masks, keep in passes("dissection: IQR tallies"):
+            a, j, t = (np.asarray(v, np.float64) for v in _level_tally(activations, masks, keep, levels))
+            above, joint, truth = above + a, joint + j, truth + t
+        # on at level l: the activation exceeds level l, i.e. more than the L - 1 - l levels below it
+        total = above.sum(axis=1, keepdims=True)
+        on = np.cumsum(above[:, ::-1], axis=1)[:, ::-1][:, 1:]  # [U, L + 1] -> exceeding at least k + 1 levels
+        both = np.cumsum(joint[..., ::-1], axis=2)[..., ::-1][..., 1:]
+        order = np.arange(len(IQR_FRACTIONS))[::-1]  # level l (descending) is exceeded by those above L - l levels
+        search = _iqr_search(both[..., order] / total[:, :, None], on[:, order] / total, truth / total[0, 0], levels)
+        thresholds = search.thresholds.astype(np.float32)
+    else:
+        thresholds = _histogram_quantile(counts, lo, hi, 1.0 - quantile).astype(np.float32)
     on = labels = both = total = 0.0
     for activations, masks, keep in passes("dissection: tallies"):
         u, l, b, t = (np.asarray(v, np.float64) for v in _tally(activations, masks, keep, thresholds))
@@ -169,19 +308,23 @@ def dissect(batches: Callable[[], Iterable], *, quantile: float = 0.005, bins: i
     iou = both / (on[:, None] + labels[None, :] - both + 1e-10)
     present = np.where(on > 0, total / np.maximum(on, 1), thresholds).astype(np.float32)
     return Dissection(iou=iou, thresholds=thresholds, pixels=int(counts[0].sum()), samples=samples, seen=seen,
-                      present=present)
+                      present=present, search=search)
 
 
-def _check_batch(activations, masks, keep=None, *, index: int):
+def _check_batch(activations, masks, keep=None, *, where: str = "", same_resolution: bool = False):
+    """(activations float32, masks bool, keep bool [n]) after checking their shapes; `where` prefixes errors."""
+    prefix = f"{where}: " if where else ""
     if getattr(activations, "ndim", None) != 4:
-        raise ValueError(f"batch {index}: activations must be [n, h, w, units] (NHWC), got shape "
+        raise ValueError(f"{prefix}activations must be [n, h, w, units] (NHWC), got shape "
                          f"{getattr(activations, 'shape', None)}")
-    if getattr(masks, "ndim", None) != 4 or masks.shape[0] != activations.shape[0]:
-        raise ValueError(f"batch {index}: masks must be [n, H, W, concepts] with the activations' n "
-                         f"{activations.shape[0]}, got shape {getattr(masks, 'shape', None)}")
+    expected = tuple(activations.shape[:3] if same_resolution else activations.shape[:1])
+    if getattr(masks, "ndim", None) != 4 or tuple(masks.shape[:len(expected)]) != expected:
+        raise ValueError(f"{prefix}masks must be [n, H, W, concepts] with the activations' "
+                         f"{'resolution [n, h, w]' if same_resolution else 'n'} {expected}, got shape "
+                         f"{getattr(masks, 'shape', None)}")
     if keep is None:
         keep = np.ones(activations.shape[0], bool)
     if getattr(keep, "shape", None) != (activations.shape[0],):
-        raise ValueError(f"batch {index}: keep must be [n] = [{activations.shape[0]}] flags, got shape "
+        raise ValueError(f"{prefix}keep must be [n] = [{activations.shape[0]}] flags, got shape "
                          f"{getattr(keep, 'shape', None)}")
     return jnp.asarray(activations, jnp.float32), jnp.asarray(masks, jnp.bool_), jnp.asarray(keep, jnp.bool_)

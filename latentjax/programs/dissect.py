@@ -1,14 +1,16 @@
-"""The dissection program behind `latentjax dissect`: which units of a shapes generator's layers
-detect which of the world's concepts.
+"""The dissection program behind `latentjax dissect`: which units of a shapes generator's or a
+recognition network's layers detect which of the world's concepts.
 
-`dissect_layers(config)` streams a probe of generated images per layer (`latentjax.shapes.concepts.
-generator_probe`: activations, exact masks of each image's read-out rendered again, valid flags),
-runs Network Dissection on it (`latentjax.metrics.dissection.dissect`), and again after a random
-rotation of the layer's basis (the axis-alignment test); then, per layer and concept family, its
-best detector units are ablated and inserted (`latentjax.shapes.intervention`) and the factor
-changes read back. `main` writes per-layer unit tables and IoU heatmaps, `summary.md`,
-`causal.md`, `dissection.json` and one `report.html`, and prints the summaries with the peak
-memory and the units dissected per second.
+`dissect_layers(config)` streams a probe per layer: for a generator, generated images
+(`latentjax.shapes.concepts.generator_probe`: activations, exact masks of each image's read-out
+rendered again, valid flags); for a recognizer (`latentjax.nn.recognizer`), true renders and their
+exact masks (`world_probe`). It runs Network Dissection on each (`latentjax.metrics.dissection.
+dissect`), and again after a random rotation of the layer's basis (the axis-alignment test);
+then, for a generator, per layer and concept family, its best detector units are ablated and
+inserted (`latentjax.shapes.intervention`) and the factor changes read back. `main` writes
+per-layer unit tables and IoU heatmaps, `summary.md`, `causal.md` (generators), `dissection.json`
+and one `report.html`, and prints the summaries with the peak memory and the units dissected per
+second.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import numpy as np
 
 from latentjax.latent import space_from_spec
 from latentjax.load import load_generator
-from latentjax.metrics.dissection import Dissection, best_concepts, dissect
+from latentjax.metrics.dissection import IQR_DETECTOR, Dissection, dissect
 from latentjax.programs.flags import parse_config_flags
 from latentjax.programs.outputs import output_dir
-from latentjax.shapes.concepts import concept_names, generator_probe
+from latentjax.nn.recognizer import load_recognizer
+from latentjax.shapes.concepts import concept_names, generator_probe, world_probe
 from latentjax.shapes.intervention import unit_intervention
+from latentjax.shapes.scoring import world_spread
 from latentjax.shapes.world import FACTOR_NAMES
 from latentjax.viz import encode_png
 from latentjax.viz.heatmap import heatmap
@@ -46,16 +50,16 @@ def concept_family(name: str) -> str:
     return "region" if label in ("object", "background", "edge") else "shape"
 
 
-def layers_of(G, spec: str) -> list[str]:
+def layers_of(available, spec: str) -> list[str]:
     """The layers to dissect: 'all' (every feature layer but the RGB outputs) or comma-separated names."""
-    names = [n for n in G.layer_names if not n.endswith(".img")]
+    names = [n for n in available if not n.endswith(".img") and n != "img"]
     if spec == "all":
         return names
     spec = [n.strip() for n in str(spec).split(",") if n.strip()]
-    unknown = [n for n in spec if n not in G.layer_names]
+    unknown = [n for n in spec if n not in names]
     if unknown or not spec:
         raise ValueError(f"config.layers: unknown layers {unknown or 'none given'}; expected 'all' or names from "
-                         f"{list(G.layer_names)}")
+                         f"{names}")
     return list(spec)
 
 
@@ -66,45 +70,66 @@ def random_rotation(units: int, seed: int) -> np.ndarray:
 
 
 def summarize(result: Dissection, names, threshold: float) -> dict:
-    best, score, detector = best_concepts(result.iou, threshold)
+    best, score, detector = result.best_concepts(threshold)
     families = {f: int(sum(detector & (np.array([concept_family(names[b]) for b in best]) == f))) for f in FAMILIES}
     return {"units": len(best), "detectors": int(detector.sum()), "detector_fraction": float(detector.mean()),
             "mean_best_iou": float(score.mean()), "families": families}
 
 
+def network_probes(config):
+    """(the network's name, its feature layers, probe(layer, key, rotation), causal(layer, result, names, key))
+    for `config.network`: a shapes 'generator' (generated images, masks of their read-out, valid
+    samples only, causal effects through its hooks) or a 'recognizer' (true renders, exact masks;
+    no causal effects)."""
+    options = dict(num_samples=config.num_samples, batch_size=config.batch_size, hue_bins=config.hue_bins,
+                   position_bins=config.position_bins)
+    if config.network == "generator":
+        G = load_generator(config.generator)
+        space = space_from_spec(G, config.space)
+        return (str(config.generator), G.layer_names,
+                lambda layer, key, rotation: generator_probe(space, G.params, layer, key, rotation=rotation,
+                                                             valid_tol=config.valid_tol, **options),
+                lambda layer, result, names, key: causal_effects(space, G.params, layer, result, names, config, key))
+    if config.network == "recognizer":
+        net = load_recognizer(config.recognizer)
+        return (str(config.recognizer), net.layer_names,
+                lambda layer, key, rotation: world_probe(net.features, net.params, layer, key, rotation=rotation,
+                                                         resolution=net.config.img_resolution, **options),
+                lambda *_: [])
+    raise ValueError(f"config.network must be 'generator' or 'recognizer', got {config.network!r}")
+
+
 def dissect_layers(config, progress: bool = True) -> dict:
-    """{layer: {'result': Dissection, 'rotated': Dissection or None, 'summary', 'rotated_summary', 'valid'}}
-    and the run's 'names', 'seconds' and 'units'."""
-    G = load_generator(config.generator)
-    space = space_from_spec(G, config.space)
+    """{layer: {'result': Dissection, 'rotated': Dissection or None, 'summary', 'rotated_summary', 'valid',
+    'causal'}} and the run's 'network', 'names', 'seconds' and 'units'."""
+    network, available, probe, causal = network_probes(config)
     names = concept_names(config.hue_bins, config.position_bins)
     key = jax.random.key(config.seed)
+    batches = -(-config.num_samples // config.batch_size)
     out, units, start = {}, 0, time.perf_counter()
-    for layer in layers_of(G, config.layers):
-        options = dict(num_samples=config.num_samples, batch_size=config.batch_size, valid_tol=config.valid_tol,
-                       hue_bins=config.hue_bins, position_bins=config.position_bins)
-        batches = -(-config.num_samples // config.batch_size)
-        run = lambda probe: dissect(probe, quantile=config.quantile, bins=config.bins,  # noqa: E731
-                                    num_batches=batches, progress=progress)
-        result = run(generator_probe(space, G.params, layer, key, **options))
+    for layer in layers_of(available, config.layers):
+        run = lambda rotation: dissect(probe(layer, key, rotation), threshold=config.threshold,  # noqa: E731
+                                       quantile=config.quantile, bins=config.bins, num_batches=batches,
+                                       progress=progress)
+        result = run(None)
         entry = {"result": result, "summary": summarize(result, names, config.iou_threshold),
                  "valid": result.samples / result.seen}
         if config.rotate:
-            rotation = random_rotation(result.iou.shape[0], config.seed)
-            entry["rotated"] = run(generator_probe(space, G.params, layer, key, rotation=rotation, **options))
+            entry["rotated"] = run(random_rotation(result.iou.shape[0], config.seed))
             entry["rotated_summary"] = summarize(entry["rotated"], names, config.iou_threshold)
         units += result.iou.shape[0] * (2 if config.rotate else 1)
-        entry["causal"] = causal_effects(space, G.params, layer, result, names, config, key)
+        entry["causal"] = causal(layer, result, names, key)
         out[layer] = entry
-    return {"layers": out, "names": names, "seconds": time.perf_counter() - start, "units": units}
+    return {"network": network, "layers": out, "names": names, "seconds": time.perf_counter() - start,
+            "units": units}
 
 
 def causal_effects(space, params, layer: str, result: Dissection, names, config, key) -> list[dict]:
     """Per concept family with detectors in the layer: its `causal_units` best detectors (by IoU)
     ablated, then inserted at their mean present value, and what that does to the factors."""
-    best, score, detector = best_concepts(result.iou, config.iou_threshold)
+    best, score, detector = result.best_concepts(config.iou_threshold)
     families = np.array([concept_family(names[b]) for b in best])
-    rows = []
+    rows, spread = [], world_spread()
     for family in FAMILIES:
         chosen = [int(u) for u in np.argsort(-score, kind="stable") if detector[u] and families[u] == family]
         chosen = chosen[:config.causal_units]
@@ -114,7 +139,7 @@ def causal_effects(space, params, layer: str, result: Dissection, names, config,
             effect = unit_intervention(space, params, layer, chosen, jax.random.fold_in(key, 1), mode=mode,
                                        values=result.present[chosen] if mode == "insert" else None,
                                        num_samples=config.causal_samples, batch_size=config.batch_size,
-                                       valid_tol=config.valid_tol)
+                                       valid_tol=config.valid_tol, spread=spread)
             rows.append({"layer": layer, "family": family, "concepts": sorted({names[best[u]] for u in chosen}),
                          "units": chosen, "mode": mode, **effect})
     return rows
@@ -141,11 +166,14 @@ def summary_table(run: dict) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def unit_rows(result: Dissection, names, threshold: float) -> list[list]:
-    best, score, detector = best_concepts(result.iou, threshold)
+def unit_rows(result: Dissection, names, threshold: float) -> tuple[list[str], list[list]]:
+    """The unit table, best IoU first (with IQR thresholds, also each unit's IQR for its concept)."""
+    best, score, detector = result.best_concepts(threshold)
     order = np.argsort(-score, kind="stable")
-    return [[int(u), names[best[u]], round(float(score[u]), 4), round(float(result.thresholds[u]), 4),
-             "yes" if detector[u] else ""] for u in order]
+    iqr = None if result.search is None else result.search.iqr[np.arange(len(best)), best]
+    header = ["unit", "best concept", "IoU", *([] if iqr is None else ["IQR"]), "threshold", "detector"]
+    return header, [[int(u), names[best[u]], round(float(score[u]), 4), *([] if iqr is None else [round(float(iqr[u]), 4)]),
+                     round(float(result.thresholds[u]), 4), "yes" if detector[u] else ""] for u in order]
 
 
 def write(run: dict, config, workdir: Path) -> Path:
@@ -153,36 +181,38 @@ def write(run: dict, config, workdir: Path) -> Path:
     names, sections = run["names"], []
     for layer, entry in run["layers"].items():
         result = entry["result"]
-        rows = unit_rows(result, names, config.iou_threshold)
-        (workdir / f"units_{layer}.md").write_text(markdown_table(["unit", "best concept", "IoU", "threshold",
-                                                                   "detector"], rows) + "\n")
+        unit_header, rows = unit_rows(result, names, config.iou_threshold)
+        (workdir / f"units_{layer}.md").write_text(markdown_table(unit_header, rows) + "\n")
         top = [r[0] for r in rows[:config.heatmap_units]]
         image = encode_png(heatmap(result.iou[top], [f"unit {u}" for u in top], names, vmin=0.0,
                                    title=f"{layer}: IoU of the {len(top)} best units"))
         (workdir / f"iou_{layer}.png").write_bytes(image)
         sections.append(Section(f"layer {layer}", entry["summary"]["families"],
-                                [Table("units by best IoU", ("unit", "best concept", "IoU", "threshold", "detector"),
-                                       rows)], None, [(f"{layer}: IoU per unit and concept", image)]))
+                                [Table("units by best IoU", unit_header, rows)], None, [(f"{layer}: IoU per unit and concept", image)]))
     header, rows = summary_table(run)
     (workdir / "summary.md").write_text(markdown_table(header, rows) + "\n")
     causal_header, causal_rows = causal_table(run)
-    (workdir / "causal.md").write_text(markdown_table(causal_header, causal_rows) + "\n")
-    record = {"generator": str(config.generator), "config": config.to_dict(), "concepts": list(names),
+    rule = (f"IoU {config.iou_threshold:g}" if config.threshold == "quantile" else
+            f"IQR {IQR_DETECTOR:g} and IoU {config.iou_threshold:g} (GAN Dissection's thresholds)")
+    tables = [Table(f"a unit detects its best concept above {rule}; 'rotated': the same after a random rotation of "
+                    f"the layer's basis", header, rows)]
+    if causal_rows:
+        (workdir / "causal.md").write_text(markdown_table(causal_header, causal_rows) + "\n")
+        tables.append(Table("causal effects: each family's best detectors set to 0 (ablate) or to their mean present "
+                            "value (insert); factor changes over the world's spread", causal_header, causal_rows))
+    record = {"network": run["network"], "config": config.to_dict(), "concepts": list(names),
               "seconds": run["seconds"], "units": run["units"], "layers": {
                   layer: {"summary": e["summary"], "rotated_summary": e.get("rotated_summary"), "valid": e["valid"],
                           "thresholds": e["result"].thresholds.tolist(), "present": e["result"].present.tolist(),
-                          "iou": e["result"].iou.tolist(), "causal": e["causal"]}
+                          "iou": e["result"].iou.tolist(), "causal": e["causal"],
+                          **({} if e["result"].search is None else {"iqr": e["result"].search.iqr.tolist()})}
                   for layer, e in run["layers"].items()}}
     (workdir / "dissection.json").write_text(json.dumps(record, indent=1))
-    overview = Section("Detectors per layer", {}, [Table(f"a unit detects its best concept above IoU "
-                                                         f"{config.iou_threshold:g}; 'rotated': the same after a "
-                                                         f"random rotation of the layer's basis", header, rows),
-                                        Table("causal effects: each family's best detectors set to 0 (ablate) or to "
-                                              "their mean present value (insert); factor changes over the world's "
-                                              "spread", causal_header, causal_rows)])
-    return save_sections_report(workdir / "report.html", f"Dissection of {config.generator}",
-                                {"concepts": len(names), "samples": config.num_samples,
-                                 "valid_tol": config.valid_tol}, [overview, *sections])
+    summary = {"network": config.network, "concepts": len(names), "samples": config.num_samples}
+    if config.network == "generator":
+        summary["valid_tol"] = config.valid_tol
+    return save_sections_report(workdir / "report.html", f"Dissection of {run['network']}", summary,
+                                [Section("Detectors per layer", {}, tables), *sections])
 
 
 def main(argv) -> int:
@@ -193,8 +223,10 @@ def main(argv) -> int:
     report = write(run, values.config, workdir)
     header, rows = summary_table(run)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{markdown_table(header, rows)}\n\n{markdown_table(*causal_table(run))}\n{run['units']} units in {run['seconds']:.1f} s "
+    causal = causal_table(run)
+    causal = f"\n{markdown_table(*causal)}\n" if causal[1] else ""
+    print(f"{markdown_table(header, rows)}\n{causal}\n{run['units']} units in {run['seconds']:.1f} s "
           f"({run['units'] / run['seconds']:.1f} units/s), peak memory {peak:.0f} MiB\n"
-          f"wrote {workdir / 'summary.md'}, {workdir / 'causal.md'}, units_<layer>.md, iou_<layer>.png, {workdir / 'dissection.json'}\n"
-          f"report: {report}")
+          f"wrote {workdir / 'summary.md'}{', causal.md' if causal else ''}, units_<layer>.md, iou_<layer>.png, "
+          f"{workdir / 'dissection.json'}\nreport: {report}")
     return 0

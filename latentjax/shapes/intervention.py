@@ -23,9 +23,12 @@ MODES = ("ablate", "insert")
 
 
 def unit_intervention(space, params, layer: str, units, key, *, mode: str = "ablate", values=None,
-                      num_samples: int = 256, batch_size: int = 64, valid_tol: float = reading.VALID_TOL) -> dict:
+                      num_samples: int = 256, batch_size: int = 64, valid_tol: float = reading.VALID_TOL,
+                      spread=None) -> dict:
     """{'valid_before', 'valid_after', 'object_removed', 'change': {factor: normalised mean change}, 'pairs'}
-    for setting `units` (channel indices) of `layer` on `num_samples` samples of `space`."""
+    for setting `units` (channel indices) of `layer` on `num_samples` samples of `space`. `spread`:
+    the world's spread per factor (`latentjax.shapes.scoring.world_spread()`, computed when None;
+    pass it in when intervening many times)."""
     units = np.asarray(units, np.int64).reshape(-1)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -58,7 +61,10 @@ def unit_intervention(space, params, layer: str, units, key, *, mode: str = "abl
                      for reads in (before, after))
     both = before["valid"] & after["valid"]
     apart = distances(before, after)
-    spread = world_spread()
+    spread = world_spread() if spread is None else np.asarray(spread, np.float64)
+    if spread.shape != (len(world.FACTOR_NAMES),):
+        raise ValueError(f"spread must have one value per factor {world.FACTOR_NAMES}, got shape {spread.shape}")
+
     def mean_change(i, name):  # NaN where no pair measures it (rotation: no pair shows the same polygon)
         values = apart[name][both]
         values = values[~np.isnan(values)]

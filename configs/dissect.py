@@ -5,14 +5,15 @@
 Every feature layer of `builtin:shapes` (`--config.generator=PATH` for another shapes generator),
 or with `network='recognizer'` (the `recognizer` variant) of a recognition network
 (`builtin:shapes_recognizer`; `--config.recognizer=WORKDIR/recognizer` for one trained with
-`configs/train_recognizer.py`, probed with true renders), is dissected against the world's exact concepts (`latentjax.shapes.concepts`) on `num_samples`
-generated images, streamed in batches; a unit detects its best concept above IoU `iou_threshold`,
-`rotate` repeats each layer after a random rotation of its basis, and each concept family's
-`causal_units` best detectors are ablated and inserted on `causal_samples` images. `valid_tol` is 0.2, not the
-read-out's strict 0.01, while the built-in generator is preliminary (generators only; causal
-effects too). `iqr`: GAN Dissection's thresholds (information quality ratio; a detector above IQR
-0.01 and IoU 0.05) instead of NetDissect's top quantile. `smoke`: one layer, a few batches
-(seconds). Variants combine: `recognizer,iqr,smoke`.
+`configs/train_recognizer.py`, probed with true renders), is dissected against the world's exact
+concepts (`latentjax.shapes.concepts`) on `num_samples` images, streamed in batches; a unit
+detects its best concept above IoU `iou_threshold`, `rotate` repeats each layer after a random
+rotation of its basis, and for a generator each concept family's `causal_units` best detectors
+are ablated and inserted on `causal_samples` images. `valid_tol` (generators) is 0.2, not the
+read-out's strict 0.01, while the built-in generator is preliminary. `iqr`: GAN Dissection's
+thresholds (information quality ratio; a detector above IQR 0.01 and IoU 0.05) instead of
+NetDissect's top quantile. `smoke`: one layer, a few batches (seconds). Variants combine:
+`recognizer,iqr,smoke`.
 """
 
 from ml_collections import ConfigDict

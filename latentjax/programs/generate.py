@@ -12,6 +12,7 @@ import numpy as np
 from latentjax.latent import class_vectors, num_classes, sample_classes
 from latentjax.load import load_generator
 from latentjax.programs.outputs import output_file
+from latentjax.sharding import batched_map
 from latentjax.viz import image_grid, save_png, to_uint8
 
 
@@ -42,16 +43,19 @@ def main(args) -> int:
              else sample_classes(G, k_c, args.num))
     elif args.class_index is not None:
         raise SystemExit(f"error: {args.checkpoint} is unconditional; --class-index does not apply")
-    generate = jax.jit(functools.partial(G.generate, **_generate_options(G, args)))
+    options = _generate_options(G, args)
     noise_key = G.style_based and args.noise_mode == "random"
+
+    @jax.jit
+    def generate(params, batch):  # a batch's noise from fold_in(k_noise, index of its first sample)
+        extra = {"key": jax.random.fold_in(k_noise, batch["index"][0])} if noise_key else {}
+        return G.generate(params, batch["z"], batch.get("c"), **options, **extra)
+
+    batches = {"z": z, "index": np.arange(args.num), **({} if c is None else {"c": c})}
     start = time.perf_counter()
-    images = []
-    for lo in range(0, args.num, args.batch_size):
-        sl = slice(lo, lo + args.batch_size)
-        extra = {"key": jax.random.fold_in(k_noise, lo)} if noise_key else {}
-        images.append(np.asarray(generate(G.params, z[sl], None if c is None else c[sl], **extra)))
+    images = batched_map(functools.partial(generate, G.params), batches, args.batch_size)
     seconds = time.perf_counter() - start
-    grid = image_grid(to_uint8(np.concatenate(images)), cols=args.cols)
+    grid = image_grid(to_uint8(images), cols=args.cols)
     save_png(out, grid)
     print(f"{G}\nwrote {args.num} samples to {out} ({seconds:.1f} s, seed {args.seed}, "
           f"truncation_psi {args.truncation_psi})")

@@ -5,7 +5,7 @@ inversion takes a `LatentSpace`, so none of them needs to know a model family. T
 (`density`), streaming statistics (`stats`) and class vectors (`classes`) live beside it.
 """
 
-from latentjax.latent.base import LatentSpace, layer_mask, parse_layers
+from latentjax.latent.base import LatentSpace, compiled_decode, layer_mask, parse_layers
 from latentjax.latent.classes import category_blocks, class_indices, class_vectors, num_classes, sample_classes
 from latentjax.latent.density import Gaussian, standard_normal
 from latentjax.latent.spaces import (SPACES, BigGANSpace, PGGANSpace, StyleSpace, as_space, default_space,
@@ -14,7 +14,7 @@ from latentjax.latent.stats import (PCA, Moments, PCAState, fit_gaussian, moment
                                     pca_update, stream, streaming_pca)
 
 __all__ = ["PCA", "PCAState", "SPACES", "BigGANSpace", "Gaussian", "LatentSpace", "Moments",
-           "PGGANSpace", "StyleSpace", "as_space", "default_space", "category_blocks", "class_indices", "class_vectors",
+           "PGGANSpace", "StyleSpace", "as_space", "default_space", "category_blocks", "compiled_decode", "class_indices", "class_vectors",
            "fit_gaussian", "latent_space", "layer_mask", "moments_init", "moments_update", "num_classes",
            "parse_layers", "pca_init", "pca_update", "sample_classes", "space_from_spec", "space_option_names",
            "standard_normal", "stream", "streaming_pca"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -169,3 +170,11 @@ def layer_mask(space, spec, k: int) -> np.ndarray | None:
             raise ValueError(f"a layer range ({spec!r}) needs the 'w+' space, not {space.name!r}")
         return None
     return np.broadcast_to(parse_layers(spec, space.num_layers), (k, space.num_layers)).copy()
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def compiled_decode(space: LatentSpace, params, latent):
+    """`space.decode(params, latent)`, jitted once per space and latent shape. Params are an argument
+    (not baked into the program), so every caller decoding in the same space shares one compiled
+    program: walks, ground-truth scores and reports of several methods in one run."""
+    return space.decode(params, latent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import jax
 import numpy as np
 
 from latentjax.directions import Directions
+from latentjax.latent import compiled_decode
 from latentjax.load import load_generator
 from latentjax.programs.outputs import output_dir
 from latentjax.progress import Progress
@@ -23,7 +25,7 @@ def render(space, params, latents, batch_size: int = 8, drange=(-1.0, 1.0), prog
     latents = np.asarray(latents)
     lead = latents.shape[:latents.ndim - len(space.shape)]
     flat = latents.reshape((-1,) + space.shape)
-    decode = jax.jit(lambda x: space.decode(params, x))
+    decode = functools.partial(compiled_decode, space, params)
     with Progress(len(flat), "rendering", unit="img", enabled=None if progress else False) as bar:
         images = to_uint8(batched_map(decode, flat, batch_size, progress=bar), drange)
     return images.reshape(lead + images.shape[1:])

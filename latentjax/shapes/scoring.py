@@ -18,6 +18,7 @@ coordinates against the read-out factors speak the field's language beside purit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -26,6 +27,7 @@ import numpy as np
 
 from latentjax import walks
 from latentjax.config import ConfigMixin, configure
+from latentjax.latent import compiled_decode
 from latentjax.metrics.disentanglement import dci, mig
 from latentjax.shapes import reading, world
 from latentjax.sharding import batched_map
@@ -160,9 +162,11 @@ def normalise(change: np.ndarray, floor: np.ndarray, spread: np.ndarray) -> np.n
     return above / spread
 
 
-def _walker(space, walk, vectors, layers):
-    """A jitted function (latents [n, *shape], steps [K]) -> ends [n, K, 2, *shape]: each latent walked
-    along each direction k to -steps[k] and +steps[k]."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _walk_ends(space, walk, vectors, layers, latents, steps):
+    """(latents [n, *shape], steps [K]) -> ends [n, K, 2, *shape]: each latent walked along each
+    direction k to -steps[k] and +steps[k]. Compiled once per space, walk and shapes: the
+    directions are arguments, so every method and baseline scored in a space shares the program."""
     signs = jnp.asarray([-1.0, 1.0], jnp.float32)
 
     def one(latent, steps):
@@ -170,7 +174,12 @@ def _walker(space, walk, vectors, layers):
             return jax.vmap(lambda s: walk(space, latent, v, s * t, m))(signs)
         return jax.vmap(along, (0, None if layers is None else 0, 0))(vectors, layers, steps)
 
-    return jax.jit(jax.vmap(one, (0, None)))
+    return jax.vmap(one, (0, None))(latents, steps)
+
+
+def _walker(space, walk, vectors, layers):
+    """`_walk_ends` for these directions: a function (latents, steps) -> ends."""
+    return functools.partial(_walk_ends, space, walk, vectors, layers)
 
 
 def _flat(latents, space) -> np.ndarray:
@@ -204,13 +213,19 @@ def matched_steps(decode, walker, latents, num_directions: int, config: GroundTr
     return steps, reached
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _decode_read(space, readout, tol, params, latents):
+    """The read-out of decoded latents; params are an argument, so calls for other directions reuse the program."""
+    return readout(space.decode(params, latents), tol)
+
+
 class _Decoder:
     """Flat latents -> images (and read-outs), in padded, sharded batches of one compiled size."""
 
     def __init__(self, space, params, batch_size: int, tol: float, readout):
         self.space, self.batch_size = space, batch_size
-        self._images = jax.jit(lambda x: space.decode(params, x))
-        self._read = jax.jit(lambda x: readout(space.decode(params, x), tol))
+        self._images = functools.partial(compiled_decode, space, params)
+        self._read = functools.partial(_decode_read, space, readout, float(tol), params)
 
     def __call__(self, latents) -> np.ndarray:
         return batched_map(self._images, latents, self.batch_size)

@@ -113,19 +113,19 @@ def test_config_and_layer_names_come_from_init_kwargs(generators):
 
 
 # --- the user transform ------------------------------------------------------------------------
-def test_transform_is_per_sample_traceable_and_differentiable(generators):
+def test_transform_is_per_sample_traceable(generators):
+    """One compiled batch of 2: per-sample transforms equal each transform applied to its sample alone
+    (differentiability: `test_jit_vmap_grad_of_generate`)."""
     G = generators["sg3t_s32", "snapshot"]
     io = np.load(SG3 / "sg3t_s32_io.npz")
     ws = G.mapping(G.params, jnp.asarray(io["z"][:2]))
     synth = jax.jit(lambda ws, t: G.synthesis(G.params, ws, transform=t))
     transforms = G.make_transform(jnp.asarray([[0.0, 0.0], [0.1, -0.05]]), jnp.asarray([0.0, 10.0]))
     both = synth(ws, transforms)
-    np.testing.assert_allclose(both[0], synth(ws[:1], jnp.eye(3))[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(both[1], synth(ws[1:], transforms[1])[0], rtol=1e-5, atol=1e-6)
-    assert relative_error(both[1], synth(ws[1:], jnp.eye(3))[0]) > 1e-2  # it moves the image
-    loss = lambda angle: jnp.mean(G.synthesis(G.params, ws[:1], transform=G.make_transform(jnp.zeros(2), angle)))
-    grad = jax.jit(jax.grad(loss))(jnp.float32(5.0))
-    assert np.isfinite(grad) and grad != 0
+    identity, moved = (synth(ws, jnp.stack([t, t])) for t in (jnp.eye(3), transforms[1]))
+    np.testing.assert_allclose(both[0], identity[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(both[1], moved[1], rtol=1e-5, atol=1e-6)
+    assert relative_error(both[1], identity[1]) > 1e-2  # it moves the image
     with pytest.raises(ValueError, match="transform"):
         G.synthesis(G.params, ws, transform=jnp.eye(2))
 
@@ -139,17 +139,23 @@ def test_make_transform_inverts_gen_images():
 
 # --- transforms of the generator, StyleSpace, precision --------------------------------------------
 def test_jit_vmap_grad_of_generate(generators):
+    """vmap of generate equals the batched program of the parity test; reverse mode (in z and in the
+    transform's angle) agrees with forward mode, in one compiled program."""
     G = generators["sg3t_s32", "snapshot"]
-    z = jax.random.normal(jax.random.key(0), (3, G.z_dim))
-    gen = jax.jit(lambda p, z: G.generate(p, z, truncation_psi=0.7))
-    batched = gen(G.params, z)
-    per_sample = jax.jit(jax.vmap(lambda zi: G.generate(G.params, zi[None], truncation_psi=0.7)[0]))(z)
-    np.testing.assert_allclose(per_sample, batched, rtol=1e-5, atol=1e-6)
-    loss = lambda z: jnp.mean(jnp.square(G.generate(G.params, z, truncation_psi=0.7)))
-    v = jax.random.normal(jax.random.key(1), z[:1].shape)
-    g, (_, forward) = jax.jit(lambda z: (jax.grad(loss)(z), jax.jvp(loss, (z,), (v,))))(z[:1])
-    assert np.isfinite(g).all() and float(jnp.abs(g).max()) > 0
-    assert float(jnp.sum(g * v)) == pytest.approx(float(forward), rel=1e-4)  # reverse mode = forward mode
+    io = np.load(SG3 / "sg3t_s32_io.npz")
+    z = jnp.asarray(io["z"])
+    batched = _outputs(G, G.params, z, G.make_transform(io["transform_translate"], io["transform_angle_deg"]))
+    per_sample = jax.jit(jax.vmap(lambda zi: G.generate(G.params, zi[None], truncation_psi=0.6)[0]))(z)
+    np.testing.assert_allclose(per_sample, batched["img06"], rtol=1e-5, atol=1e-6)
+
+    def loss(z, angle):
+        transform = G.make_transform(jnp.zeros(2), angle)
+        return jnp.mean(jnp.square(G.generate(G.params, z, truncation_psi=0.7, transform=transform)))
+
+    args, tangents = (z[:1], jnp.float32(5.0)), (jax.random.normal(jax.random.key(1), z[:1].shape), jnp.float32(1.0))
+    (gz, ga), (_, forward) = jax.jit(lambda *a: (jax.grad(loss, (0, 1))(*a), jax.jvp(loss, a, tangents)))(*args)
+    assert np.isfinite(gz).all() and float(jnp.abs(gz).max()) > 0 and np.isfinite(ga) and ga != 0
+    assert float(jnp.sum(gz * tangents[0]) + ga) == pytest.approx(float(forward), rel=1e-4)  # reverse = forward
 
 
 def test_styles_round_trip_and_protocol(generators):
@@ -178,9 +184,11 @@ def test_styles_round_trip_and_protocol(generators):
 
 def test_bfloat16_compute(generators):
     G = generators["sg3r_s32", "snapshot"]
-    z = jax.random.normal(jax.random.key(3), (2, G.z_dim))
-    img32, img16 = (jax.jit(lambda z, d=d: G.generate(G.params, z, compute_dtype=d))(z)
-                    for d in (jnp.float32, jnp.bfloat16))
+    io = np.load(SG3 / "sg3r_s32_io.npz")
+    z = jnp.asarray(io["z"])
+    transform = G.make_transform(io["transform_translate"], io["transform_angle_deg"])
+    img32 = _outputs(G, G.params, z, transform)["img06"]  # the parity test's compiled program
+    img16 = jax.jit(lambda z: G.generate(G.params, z, truncation_psi=0.6, compute_dtype=jnp.bfloat16))(z)
     assert img16.dtype == jnp.float32
     peak = float(jnp.abs(img32).max())
     psnr = 10 * np.log10(peak ** 2 / float(jnp.mean(jnp.square(img16 - img32))))

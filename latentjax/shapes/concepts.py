@@ -66,6 +66,12 @@ def _as_factors(read: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return out
 
 
+def _replayable(batch, params, key, num_samples: int, batch_size: int) -> Callable[[], Iterator]:
+    """A probe: each call iterates `batch(params, fold_in(key, i))` over the batches covering `num_samples`."""
+    num_batches = -(-num_samples // batch_size)
+    return lambda: (batch(params, jax.random.fold_in(key, i)) for i in range(num_batches))
+
+
 def generator_probe(space, params, layer: str, key, *, num_samples: int, batch_size: int, valid_tol: float,
                     hue_bins: int = 6, position_bins: int = 3,
                     rotation=None) -> Callable[[], Iterator[tuple[jax.Array, jax.Array, jax.Array]]]:
@@ -84,8 +90,7 @@ def generator_probe(space, params, layer: str, key, *, num_samples: int, batch_s
         activations = features[layer] if rotation is None else features[layer] @ rotation
         return activations, masks, read["valid"]
 
-    num_batches = -(-num_samples // batch_size)
-    return lambda: (batch(params, jax.random.fold_in(key, i)) for i in range(num_batches))
+    return _replayable(batch, params, key, num_samples, batch_size)
 
 
 def world_probe(features, params, layer: str, key, *, resolution: int, num_samples: int, batch_size: int,
@@ -104,5 +109,4 @@ def world_probe(features, params, layer: str, key, *, resolution: int, num_sampl
         masks = concept_masks(factors, resolution, hue_bins=hue_bins, position_bins=position_bins)
         return (activations if rotation is None else activations @ rotation), masks
 
-    num_batches = -(-num_samples // batch_size)
-    return lambda: (batch(params, jax.random.fold_in(key, i)) for i in range(num_batches))
+    return _replayable(batch, params, key, num_samples, batch_size)

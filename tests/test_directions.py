@@ -2,7 +2,6 @@
 (SeFa), planted principal directions (GANSpace), jax.jacrev / finite differences (Jacobian), and a
 protected region that a null-space edit leaves alone."""
 
-import os
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.directions import Directions, forward_jacobian, ganspace, jacobian, sefa
 from latentjax.io.torch_pickle import load as load_checkpoint
 from latentjax.latent import latent_space
-from conftest import FIXTURES, relative_error
+from conftest import FIXTURES, device_env, relative_error
 
 SG2 = FIXTURES / "stylegan2"
 
@@ -174,7 +173,7 @@ np.savez(sys.argv[2], vectors=d.vectors, scores=d.scores)
 
 def test_ganspace_sharded_over_devices_equals_one_device(tmp_path):
     path = SG2 / "ada_gray_s16.pt"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = device_env(4)
     result = subprocess.run([sys.executable, "-c", SHARDED, str(path), str(tmp_path / "d.npz")], env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 from PIL import Image
-from conftest import FIXTURES, relative_error
+from conftest import FIXTURES, device_env, relative_error
 
 from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.inversion import (Inverter, decode, invert, latent_noise_schedule, noise_regularization,
@@ -299,8 +299,7 @@ def test_batched_and_sharded_inversion_equals_single_inversions_on_one_device(ge
     with open(tmp_path / "case.pkl", "wb") as f:  # our own arrays, read back by the subprocess below
         pickle.dump((G.config.to_dict(), jax.tree.map(np.asarray, G.params), targets, jax.random.key_data(keys),
                      batched), f)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    env = device_env(4, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path / "case.pkl")], capture_output=True,
                             text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -349,3 +349,14 @@ def test_invert_classes_file_errors_are_one_line(tmp_path, capsys):
                   "--classes", path])
         assert str(done.value.code).startswith("error: --classes") and message in str(done.value.code)
         assert "\n" not in str(done.value.code)
+
+
+def test_pixel_norm_gradient_is_the_reference_formulas():
+    """The overflow guard adds no gradient: d/dz equals that of x * rsqrt(mean(x^2) + eps), finite."""
+    x = 2 * jax.random.normal(jax.random.key(0), (256, 8))
+    w = jax.random.normal(jax.random.key(1), (8, 8))
+    ours = jax.vmap(jax.grad(lambda x: jnp.sum(jnp.tanh(normalize_2nd_moment(x) @ w))))(x)
+    reference = jax.vmap(jax.grad(lambda x: jnp.sum(jnp.tanh(
+        x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-8) @ w))))(x)
+    assert np.all(np.isfinite(ours))
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6)

@@ -1,9 +1,10 @@
 """The generator gives the same numbers with its batch sharded over several (simulated) devices."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import device_env
 
 SCRIPT = r"""
 import jax, jax.numpy as jnp, numpy as np
@@ -29,7 +30,7 @@ print("ok", err)
 
 def test_sharded_batch_matches_single_device():
     fixture = Path(__file__).parent / "fixtures" / "stylegan2" / "ada_s32.pt"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = device_env(4)
     result = subprocess.run([sys.executable, "-c", f"FIXTURE = {str(fixture)!r}\n" + SCRIPT],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -28,6 +28,7 @@ from latentjax.train.trainer import HARNESS_DEFAULTS, harness_config
 from latentjax.train.checkpoint import open_manager
 from latentjax.train.metrics import MetricWriter, read_metrics
 from latentjax.sharding import make_mesh, tree_shardings
+from conftest import device_env
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -84,12 +85,8 @@ def run_python(script: str, devices: int = 1, env: dict | None = None, cache: Pa
                wait: bool = True, timeout: float = 300):
     """Run `script` in a fresh interpreter with `devices` simulated CPU devices, the repo and tests
     importable, and compiled programs cached in `cache`; returns stdout (or the Popen if not `wait`).
-
-    Programs are compiled without LLVM optimisation, which halves compile times; every comparison
-    is between runs compiled this way.
     """
-    full_env = {**os.environ, "JAX_PLATFORMS": "cpu",
-                "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0",
+    full_env = {**device_env(devices),
                 "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")]),
                 **({"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
                    if cache else {}),

@@ -13,9 +13,11 @@ from latentjax.ops.bias_act import bias_act
 def normalize_2nd_moment(x, eps: float = 1e-8):
     """x * rsqrt(mean(x^2) + eps) over the feature axis (StyleGAN's pixel norm of z). Where mean(x^2)
     overflows, the same on x divided by its largest magnitude (z = 1e30 gives the image of z = 1,
-    not of z = 0); elsewhere the reference's formula, to the bit."""
+    not of z = 0); elsewhere the reference's formula, to the bit. The result does not depend on the
+    divisor, so no gradient flows through it (the max's gradient, 0/0 where the compiled max and the
+    compiled |x| disagree in the last bit, would otherwise leak NaN through the branch not taken)."""
     mean_square = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
-    scale = jnp.maximum(jnp.max(jnp.abs(x), axis=-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
+    scale = jax.lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(x), axis=-1, keepdims=True), jnp.finfo(jnp.float32).tiny))
     y = x / scale
     rescaled = y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=-1, keepdims=True) + eps / jnp.square(scale))
     return jnp.where(jnp.isfinite(mean_square), x * jax.lax.rsqrt(mean_square + eps), rescaled)

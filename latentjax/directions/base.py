@@ -22,7 +22,8 @@ UNIT_TOLERANCE = 1e-4
 
 @dataclasses.dataclass(frozen=True)
 class Directions:
-    """K directions (unit rows of `vectors`), ordered by `scores` (higher first) by every method.
+    """K directions (unit rows of `vectors`), ordered by `scores` (higher first) by every unsupervised
+    method; guided methods keep the order of the attributes they were asked for.
 
     `space` is the `LatentSpace.spec` they live in (rebuild it with `space_for(G)`); `layers` is a
     [K, num_layers] boolean mask for `w+` directions (None: all layers); `channels` is a [K, C]

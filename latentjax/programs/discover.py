@@ -23,9 +23,11 @@ import ml_collections
 import numpy as np
 
 from latentjax.config import configure, space_config
-from latentjax.directions import LEARNED_METHODS, METHODS, Directions
+from latentjax.directions import GUIDED_METHODS, LEARNED_METHODS, METHODS, Directions
+from latentjax.metrics.scorer import Scorer
 from latentjax.latent import space_from_spec
 from latentjax.load import load_generator
+from latentjax.shapes.reading import VALID_TOL, readout_scorer
 from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth, random_baseline
 from latentjax.viz import encode_png
 from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
@@ -105,14 +107,35 @@ def discover(config, workdir, progress: bool = True) -> Directions | MultiRun:
     return directions
 
 
+def scorer_from_spec(spec: str) -> Scorer:
+    """The `Scorer` a guided method's `scorer` setting names: 'readout' (the shapes world's
+    read-out, `VALID_TOL`) or 'readout:TOL' (valid renders at tolerance TOL)."""
+    name, _, option = str(spec).partition(":")
+    if name == "readout":
+        try:
+            tol = float(option) if option else VALID_TOL
+        except ValueError:
+            tol = None
+        if tol is None or not tol > 0:
+            raise ValueError(f"scorer {spec!r}: the read-out's tolerance must be a positive number ('readout:0.2')")
+        return readout_scorer(tol)
+    raise ValueError(f"unknown scorer {spec!r}; expected 'readout' or 'readout:TOL'")
+
+
 def _find(config, method: str, settings, space, progress: bool, workdir: Path) -> tuple[Directions, dict]:
-    """Run one method (a learned one trains in `workdir / "train"`, resuming what is there); its
-    directions and the summary that goes with them."""
+    """Run one method (a learned one trains in `workdir / "train"`, resuming what is there; a guided
+    one gets the scorer its `scorer` setting names); its directions and the summary that goes with them."""
     function, config_cls = METHODS[method]
+    settings = dict(settings.to_dict() if isinstance(settings, ml_collections.ConfigDict) else settings)
+    guide = ()
+    if method in GUIDED_METHODS:
+        if "scorer" not in settings:
+            raise ValueError(f"method {method!r} is guided: its settings need a scorer (e.g. scorer='readout')")
+        guide = (scorer_from_spec(settings.pop("scorer")),)
     settings = configure(config_cls, settings)
     extra = {"workdir": workdir / "train"} if method in LEARNED_METHODS else {}
     start = time.perf_counter()
-    directions = function(space, settings, jax.random.key(config.seed), progress=progress, **extra)
+    directions = function(space, *guide, settings, jax.random.key(config.seed), progress=progress, **extra)
     seconds = time.perf_counter() - start
     summary = {"generator": str(config.generator), "method": method, "space": directions.space,
                "settings": directions.settings, "seconds": round(seconds, 3), "walk": config.walk.to_dict()}

@@ -3,6 +3,7 @@
     lj.shapes.render(factors, resolution)          # factors -> images (and masks)
     images, factors = lj.shapes.sample(key, n, resolution)
     lj.shapes.readout(images)                      # images -> factors, exact on clean renders
+    lj.shapes.readout_scorer()                     # the read-out as a Scorer (guided directions)
     lj.shapes.generator_quality(G, key)            # how well a generator renders the world
     lj.shapes.ground_truth(space, params, d)       # how well directions line up with the factors
     lj.shapes.concept_masks(factors, resolution)   # exact concept masks for unit dissection
@@ -16,7 +17,7 @@ Modules: `world` (factors and renderer), `reading` (the analytic read-out), `qua
 from latentjax.shapes import concepts, quality, reading, recognition, scoring, world
 from latentjax.shapes.concepts import concept_masks, concept_names
 from latentjax.shapes.quality import generator_quality, true_render_quality
-from latentjax.shapes.reading import is_valid, readout, rerender_error
+from latentjax.shapes.reading import is_valid, readout, readout_scorer, rerender_error
 from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth
 from latentjax.shapes.world import (CENTER_RANGE, FACTOR_NAMES, GREY_RANGE, MIN_RESOLUTION, PERIODIC_FACTORS,
                                     RADIUS_RANGE, SATURATION, SHAPES, SYMMETRY_ORDER, VALUE, Render, centre_pixels,
@@ -26,5 +27,5 @@ from latentjax.shapes.world import (CENTER_RANGE, FACTOR_NAMES, GREY_RANGE, MIN_
 __all__ = ["CENTER_RANGE", "FACTOR_NAMES", "GREY_RANGE", "GroundTruth", "GroundTruthConfig", "MIN_RESOLUTION",
            "PERIODIC_FACTORS", "RADIUS_RANGE", "Render", "SATURATION", "SHAPES", "SYMMETRY_ORDER", "VALUE",
            "centre_pixels", "check_factors", "comparison", "concept_masks", "concept_names", "concepts", "generator_quality", "grey_level", "ground_truth",
-           "hsv_to_rgb", "is_valid", "quality", "radius_pixels", "reading", "readout", "recognition", "render", "rerender_error",
+           "hsv_to_rgb", "is_valid", "quality", "radius_pixels", "reading", "readout", "readout_scorer", "recognition", "render", "rerender_error",
            "sample", "sample_factors", "scoring", "stream", "true_render_quality", "world"]

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.metrics.scorer import Scorer
 from latentjax.shapes import world
 
 VALID_TOL = 0.01         # rerender error below which an image counts as a clean render
@@ -42,6 +43,23 @@ def readout(images: jax.Array, tol: float = VALID_TOL) -> dict[str, jax.Array]:
     `rerender_error` (float32) and `valid` (bool: one object and rerender_error < tol).
     """
     return _readout(_check_images(images), tol)
+
+
+def readout_scorer(tol: float = VALID_TOL) -> Scorer:
+    """The read-out as a `Scorer`: x, y, scale, rotation, hue, background in [0, 1), and one 0/1
+    column per shape ('circle', 'square', 'triangle'); NaN rows for images that are not clean
+    renders at `tol`. Rotation and hue are periodic (0 and 1 are the same image): a method that
+    ranks by them ranks by the angle from 0. Not differentiable (thresholds and an argmax)."""
+    continuous = tuple(n for n in world.FACTOR_NAMES if n != "shape")
+
+    def apply(_, images):
+        out = readout(images, tol)
+        columns = [out[n].astype(jnp.float32) for n in continuous]
+        columns += [(out["shape"] == k).astype(jnp.float32) for k in range(len(world.SHAPES))]
+        scores = jnp.stack(columns, axis=-1)
+        return jnp.where(out["valid"][:, None], scores, jnp.nan)
+
+    return Scorer(apply, continuous + world.SHAPES)
 
 
 def rerender_error(images: jax.Array) -> jax.Array:

@@ -4,7 +4,8 @@
 
 Runs SeFa, GANSpace, the Jacobian directions, the learned Voynov & Babenko and DP-LaSE (short
 CPU budgets; they train in `out/shapes/<method>/train/`, where a second run resumes) and the
-guided InterFaceGAN (its scorer: the world's read-out, so it shows what knowing the factors buys) on
+guided InterFaceGAN and linear-encoded semantics (their scorer: the world's read-out, so they show
+what knowing the factors buys) on
 `builtin:shapes` (`--config.generator=PATH` for another shapes generator), writes each method's
 directions, grids and GIFs to `out/shapes/<method>/`, scores every direction by the factor changes
 it causes (each walked to the same image change, beside random directions scored the same way:
@@ -33,6 +34,7 @@ def get_config(arg=None):
         # guided by the read-out itself: one boundary per factor (and per shape), trained on w
         "interfacegan": {"scorer": "readout:0.2", "num_samples": 20_000, "chosen_num_or_ratio": 0.05,
                          "batch_size": 500},
+        "linear_semantics": {"scorer": "readout:0.2", "num_samples": 10_000, "batch_size": 500},
     }, ground_truth={"num_samples": 64, "image_change": 0.1, "walk": "linear", "batch_size": 64, "threshold": 0.8,
                      "min_change": 0.1, "min_valid": 0.5, "baseline_seeds": 3, "valid_tol": 0.2, "seed": 0})
     config.generator = "builtin:shapes"
@@ -40,7 +42,7 @@ def get_config(arg=None):
     if arg.smoke:
         config = smoke(config)
         for method, settings in config.methods.items():
-            if method != "interfacegan":
+            if method not in ("interfacegan", "linear_semantics"):
                 settings.k = 3
         config.methods.ganspace.num_samples = 1000
         config.methods.ganspace.num_components = 8
@@ -51,5 +53,6 @@ def get_config(arg=None):
         config.methods.dplase.update(steps=4, batch_size=8, subspace_steps=2, score_samples=4, num_groups=2)
         config.methods.interfacegan.update(num_samples=256, chosen_num_or_ratio=0.25, batch_size=64,
                                            attributes=("x", "hue", "square"))
+        config.methods.linear_semantics.update(num_samples=128, batch_size=64, attributes=("x", "hue", "square"))
         config.ground_truth.update(num_samples=8, batch_size=16, search_samples=4, baseline_seeds=1)
     return config

@@ -148,7 +148,7 @@ def _config(arg):
 
 
 def test_shapes_config_runs_every_method_into_one_report(tmp_path):
-    every = {"sefa", "ganspace", "jacobian", "voynov", "dplase", "interfacegan"}
+    every = {"sefa", "ganspace", "jacobian", "voynov", "dplase", "interfacegan", "linear_semantics"}
     assert _config(None).generator == "builtin:shapes" and set(_config(None).methods) == every
     with pytest.raises(ValueError, match="unknown variant"):
         _config("huge")
@@ -159,7 +159,8 @@ def test_shapes_config_runs_every_method_into_one_report(tmp_path):
     values = parse_config_flags(["--config", f"{CONFIGS / 'shapes.py'}:smoke", f"--config.generator={generator}",
                                  "--config.ground_truth.num_samples=4", "--workdir", str(out),
                                  # a random generator draws no clean renders: its read-out is scored at any error
-                                 "--config.methods.interfacegan.scorer=readout:1e9"], "discover")
+                                 "--config.methods.interfacegan.scorer=readout:1e9",
+                                 "--config.methods.linear_semantics.scorer=readout:1e9"], "discover")
     run = discover(values.config, values.workdir, progress=False)
     assert isinstance(run, MultiRun) and set(run.directions) == every
     np.testing.assert_array_equal(Directions.load(out / "sefa" / "directions.npz").vectors,
@@ -171,8 +172,8 @@ def test_shapes_config_runs_every_method_into_one_report(tmp_path):
         assert np.asarray(Image.open(out / method / "purity.png")).shape[2] == 3
         assert ("train" in files) == (method in ("voynov", "dplase"))  # learned methods keep their run to resume
     report = (out / "report.html").read_text()
-    assert report.count("<h2>") == 7 and all(f"{m} directions in w+" in report for m in run.directions)
-    assert report.count('<img src="data:') == 6 * (2 + 1 + 3)  # per method: 2 heatmaps, 1 grid, 3 GIFs
+    assert report.count("<h2>") == 8 and all(f"{m} directions in w+" in report for m in run.directions)
+    assert report.count('<img src="data:') == 7 * (2 + 1 + 3)  # per method: 2 heatmaps, 1 grid, 3 GIFs
     scores = json.loads((out / "ground_truth.json").read_text())
     assert set(scores) == set(run.directions) | {"baselines"} and scores["sefa"]["settings"]["num_samples"] == 4
     assert len(run.baselines) == 1 and len(scores["baselines"]) == 1  # every method has 3 directions in w+

@@ -6,6 +6,7 @@
     d = lj.directions.voynov(G, steps=2000)  # learned: direction matrix + reconstructor (Voynov & Babenko)
     d = lj.directions.dplase(G, steps=2200, subspace_steps=200)  # learned: density-preserving, with channel groups
     d = lj.directions.interfacegan(G, lj.shapes.readout_scorer())  # guided: an SVM boundary per scored attribute
+    d = lj.directions.linear_semantics(G, scorer)                   # guided: regression coefficients per attribute
     d.vectors                                # (k, direction dim), unit rows, best first
 """
 
@@ -15,6 +16,7 @@ from latentjax.directions.dplase import DPLaSEConfig, dplase
 from latentjax.directions.ganspace import GANSpaceConfig, ganspace
 from latentjax.directions.interfacegan import (BoundaryFit, InterFaceGANConfig, fit_boundary, interfacegan,
                                                project_boundary, train_boundary)
+from latentjax.directions.regression import LinearSemanticsConfig, Regression, linear_semantics, regress
 from latentjax.directions.jacobian import JacobianConfig, forward_jacobian, jacobian
 from latentjax.directions.sefa import SefaConfig, sefa
 from latentjax.directions.voynov import VoynovConfig, trained_shift, voynov
@@ -22,13 +24,15 @@ from latentjax.directions.voynov import VoynovConfig, trained_shift, voynov
 # method name (as in configs and saved files) -> (function, config class)
 METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "jacobian": (jacobian, JacobianConfig),
            "voynov": (voynov, VoynovConfig), "dplase": (dplase, DPLaSEConfig),
-           "interfacegan": (interfacegan, InterFaceGANConfig)}
+           "interfacegan": (interfacegan, InterFaceGANConfig),
+           "linear_semantics": (linear_semantics, LinearSemanticsConfig)}
 # methods trained on the harness: `discover` gives them a work dir (`<workdir>/[<method>/]train`) to resume from
 LEARNED_METHODS = ("voynov", "dplase")
 # methods guided by a `Scorer`: `discover` builds it from the settings' `scorer` and passes it second
-GUIDED_METHODS = ("interfacegan",)
+GUIDED_METHODS = ("interfacegan", "linear_semantics")
 
 __all__ = ["BoundaryFit", "DPLaSEConfig", "Directions", "GANSpaceConfig", "GUIDED_METHODS", "InterFaceGANConfig",
-           "JacobianConfig", "LEARNED_METHODS", "METHODS", "SefaConfig", "VoynovConfig", "dplase", "fit_boundary",
-           "forward_jacobian", "ganspace", "interfacegan", "jacobian", "parse_layers", "project_boundary", "sefa",
+           "JacobianConfig", "LEARNED_METHODS", "LinearSemanticsConfig", "METHODS", "Regression", "SefaConfig", "VoynovConfig", "dplase", "fit_boundary",
+           "forward_jacobian", "ganspace", "interfacegan", "jacobian", "linear_semantics", "parse_layers",
+           "project_boundary", "regress", "sefa",
            "train_boundary", "trained_shift", "voynov"]

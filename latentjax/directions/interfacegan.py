@@ -15,10 +15,13 @@ Follows genforce/interfacegan `utils/manipulator.py`:
 - Edits: `latentjax.walks.boundary` (the signed distance to the hyperplane through the origin set
   to each step in z / w; a plain shift in w+).
 
-Differences, all explicit: the shuffle takes a `seed` (the reference uses NumPy's global state);
-non-finite scores (a scorer's "cannot measure") are dropped and counted (the reference would rank
-NaN as lowest). `interfacegan` runs the whole recipe on a generator: score samples with a `Scorer`,
-train one boundary per attribute, optionally condition each on the others' boundaries.
+Differences, all explicit: non-finite scores (a scorer's "cannot measure") are dropped and counted
+(the reference would rank NaN as lowest); `invalid_value` filters rows (the reference's filter
+fails on [N, 1] scores). The shuffle draws from NumPy's global state as the reference's does, in
+the same order, unless a `seed` is given (the `interfacegan` method always gives one).
+
+`interfacegan` runs the whole recipe on a generator: score samples with a `Scorer`, train one
+boundary per attribute, optionally condition each on the others' boundaries.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class BoundaryFit:
 
 
 def fit_boundary(latents, scores, chosen_num_or_ratio: float = 0.02, split_ratio: float = 0.7,
-                 invalid_value=None, *, seed: int = 0, C: float = 1.0, tol: float = 1e-3) -> BoundaryFit:
+                 invalid_value=None, *, seed: int | None = None, C: float = 1.0, tol: float = 1e-3) -> BoundaryFit:
     """The boundary of the reference's `train_boundary`, with its diagnostics (see the module docstring)."""
     latents = np.asarray(latents)
     if latents.ndim != 2:
@@ -73,7 +76,7 @@ def fit_boundary(latents, scores, chosen_num_or_ratio: float = 0.02, split_ratio
         raise ValueError("latents have NaN or infinite entries")
     dropped = int(np.sum(~keep))
     latents, scores = latents[keep], scores[keep]
-    order = np.argsort(scores, kind="stable")[::-1]
+    order = np.argsort(scores)[::-1]  # the reference's sort (ties included)
     latents, scores = latents[order], scores[order]
     n = latents.shape[0]
     chosen = int(n * chosen_num_or_ratio) if chosen_num_or_ratio <= 1 else int(chosen_num_or_ratio)
@@ -83,8 +86,10 @@ def fit_boundary(latents, scores, chosen_num_or_ratio: float = 0.02, split_ratio
         raise ValueError(f"no training samples: {n} valid samples ({dropped} dropped), chosen_num_or_ratio "
                          f"{chosen_num_or_ratio} and split_ratio {split_ratio} leave {train_num} per side")
     val_num = chosen - train_num
-    rng = np.random.default_rng(seed)
-    positive, negative = rng.permutation(chosen), rng.permutation(chosen)
+    positive, negative = np.arange(chosen), np.arange(chosen)
+    shuffle = np.random.shuffle if seed is None else np.random.default_rng(seed).shuffle
+    shuffle(positive)
+    shuffle(negative)
     top, bottom = latents[:chosen], latents[n - chosen:]
     train = np.concatenate([top[positive[:train_num]], bottom[negative[:train_num]]])
     labels = np.concatenate([np.ones(train_num, np.int64), np.zeros(train_num, np.int64)])
@@ -106,7 +111,7 @@ def fit_boundary(latents, scores, chosen_num_or_ratio: float = 0.02, split_ratio
 
 
 def train_boundary(latents, scores, chosen_num_or_ratio: float = 0.02, split_ratio: float = 0.7,
-                   invalid_value=None, *, seed: int = 0) -> np.ndarray:
+                   invalid_value=None, *, seed: int | None = None) -> np.ndarray:
     """The unit normal [d] of the boundary between high and low scores (the reference's `train_boundary`)."""
     return fit_boundary(latents, scores, chosen_num_or_ratio, split_ratio, invalid_value, seed=seed).normal
 

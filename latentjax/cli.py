@@ -57,6 +57,12 @@ def _dissect(args) -> int:
     return dissect.main(args.flags)
 
 
+def _score(args) -> int:
+    from latentjax.programs import score
+
+    return score.main(args.flags)
+
+
 def _walk(args) -> int:
     from latentjax.programs import walk
 
@@ -105,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="latentjax dissect --config configs/dissect.py[:smoke] [--config.<field>=VALUE ...] "
                                    "--workdir DIR")
     p.set_defaults(func=_dissect, takes_config_flags=True)
+
+    p = sub.add_parser("score", help="a table of sampled latents and their scores, in resumable shards",
+                       description="latentjax score --config configs/score.py[:smoke] [--config.<field>=VALUE ...] "
+                                   "--workdir DIR")
+    p.set_defaults(func=_score, takes_config_flags=True)
 
     from latentjax.programs.invert import add_invert_arguments
 

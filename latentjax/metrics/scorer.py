@@ -14,6 +14,7 @@ the (latents, scores) table that InterFaceGAN and linear regression methods trai
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -57,30 +58,35 @@ class Scorer:
         return [self.names.index(a) for a in attributes]
 
 
-def score_samples(source, scorer: Scorer, num_samples: int, *, batch_size: int = 256, key=None,
+def score_samples(source, scorer: Scorer, num_samples: int, *, batch_size: int = 256, key=None, start: int = 0,
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(latents [N, *shape], scores [N, A]) of N samples of a space (or a generator's default space).
+    """(latents [N, *shape], scores [N, A]) of samples start .. start + N - 1 of a space (or of a
+    generator's default space).
 
-    Sample i is drawn with `fold_in(key, i)`, so the table does not depend on the batch size or the
-    number of devices; batches are split over all devices.
+    Sample i is drawn with `fold_in(key, i)`, so the table does not depend on the batch size, the
+    number of devices, or how it is split into calls (`start`); batches are split over all devices.
     """
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an int >= 0, got {start!r}")
     space = as_space(source)
     key = jax.random.key(0) if key is None else key
-
-    @jax.jit
-    def run(params, scorer_params, index):
-        latents = jax.vmap(lambda i: space.sample(jax.random.fold_in(key, i), 1, params)[0])(index)
-        images = space.decode(params, latents)
-        return latents, scorer.apply(scorer_params, images).astype(jnp.float32)
-
+    params = space.generator.params
     with Progress(num_samples, "score samples", unit="samples", enabled=None if progress else False) as bar:
-        latents, scores = batched_map(lambda index: run(space.generator.params, scorer.params, index),
-                                      np.arange(num_samples), batch_size, progress=bar)
-    if scores.shape != (num_samples, len(scorer.names)):
-        raise ValueError(f"scorer returned scores of shape {scores.shape[1:]} per batch, expected "
-                         f"[{len(scorer.names)}] for attributes {scorer.names}")
+        latents, scores = batched_map(lambda index: _score_batch(space, scorer, params, scorer.params, key, index),
+                                      np.arange(start, start + num_samples), batch_size, progress=bar)
     return latents, scores
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _score_batch(space, scorer, params, scorer_params, key, index):
+    """Latents and scores of the samples with these indices (one program per space and scorer)."""
+    latents = jax.vmap(lambda i: space.sample(jax.random.fold_in(key, i), 1, params)[0])(index)
+    scores = scorer.apply(scorer_params, space.decode(params, latents))
+    if scores.shape != (index.shape[0], len(scorer.names)):
+        raise ValueError(f"scorer returned shape {scores.shape}, expected [N={index.shape[0]}, "
+                         f"A={len(scorer.names)}] for attributes {scorer.names}")
+    return latents, scores.astype(jnp.float32)

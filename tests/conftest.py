@@ -66,3 +66,11 @@ def pggan():
 def biggan_tiny():
     """The 128x128 BigGAN-deep with width 8."""
     return lj.load_generator(FIXTURES / "biggan" / "deep_tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_dir(tmp_path_factory):
+    """A random 16x16 RGB StyleGAN2 (8-d z and w) saved in the native format."""
+    config = lj.StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(16, 16, 16),
+                                mapping_layers=1)
+    return lj.save_generator(lj.StyleGAN2.init(config, jax.random.key(1)), tmp_path_factory.mktemp("tiny"))

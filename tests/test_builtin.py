@@ -8,19 +8,11 @@ import pytest
 
 import latentjax as lj
 from latentjax import builtin
-from latentjax.models import StyleGAN2, StyleGAN2Config
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    config = StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(16, 16, 16),
-                             mapping_layers=1)
-    return lj.save_generator(StyleGAN2.init(config, jax.random.key(1)), tmp_path_factory.mktemp("shapes"))
-
-
-def test_builtin_loads_the_registered_directory(tiny_dir, monkeypatch):
-    monkeypatch.setattr(builtin, "path", lambda name: tiny_dir if name == "shapes" else pytest.fail(name))
-    G, expected = lj.load_generator("builtin:shapes"), lj.load_generator(tiny_dir)
+def test_builtin_loads_the_registered_directory(tiny_generator_dir, monkeypatch):
+    monkeypatch.setattr(builtin, "path", lambda name: tiny_generator_dir if name == "shapes" else pytest.fail(name))
+    G, expected = lj.load_generator("builtin:shapes"), lj.load_generator(tiny_generator_dir)
     assert G.config == expected.config
     jax.tree.map(np.testing.assert_array_equal, G.params, expected.params)
     z = jax.random.normal(jax.random.key(0), (2, 8))

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import latentjax as lj
-from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.cli import main as cli_main
 from latentjax.latent import space_from_spec
 from latentjax.metrics.scorer import score_samples
@@ -30,19 +29,12 @@ def _config(generator):
     return config
 
 
-@pytest.fixture(scope="module")
-def generator(tmp_path_factory):
-    config = StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(8, 8, 8),
-                             mapping_layers=1)
-    return lj.save_generator(StyleGAN2.init(config, jax.random.key(4)), tmp_path_factory.mktemp("g"))
-
-
-def test_the_table_on_disk_is_the_table_in_memory_and_resumes(generator, tmp_path):
-    config = _config(generator)
+def test_the_table_on_disk_is_the_table_in_memory_and_resumes(tiny_generator_dir, tmp_path):
+    config = _config(tiny_generator_dir)
     score(config, tmp_path, progress=False)
     latents, scores, names = load_table(tmp_path)
     assert latents.shape == (40, 8) and scores.shape == (40, 9) and names[0] == "x"
-    space = space_from_spec(lj.load_generator(generator), config.space)
+    space = space_from_spec(lj.load_generator(tiny_generator_dir), config.space)
     expected = score_samples(space, scorer_from_spec(config.scorer), 40, batch_size=40, key=jax.random.key(0),
                              progress=False)
     np.testing.assert_allclose(latents, expected[0], rtol=1e-5, atol=1e-6)
@@ -62,9 +54,10 @@ def test_the_table_on_disk_is_the_table_in_memory_and_resumes(generator, tmp_pat
         score(config, tmp_path, progress=False)
 
 
-def test_cli_writes_the_table(generator, tmp_path, capsys):
-    code = cli_main(["score", "--config", f"{CONFIGS / 'score.py'}:smoke", f"--config.generator={generator}",
-                     "--config.scorer=readout:1e9", "--workdir", str(tmp_path)])
+def test_cli_writes_the_table(tiny_generator_dir, tmp_path, capsys):
+    code = cli_main(["score", "--config", f"{CONFIGS / 'score.py'}:smoke",
+                     f"--config.generator={tiny_generator_dir}", "--config.scorer=readout:1e9",
+                     "--workdir", str(tmp_path)])
     assert code == 0
     assert "64 samples x 9 scores" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores-00000.npz", "scores-00001.npz", "scores.json"]

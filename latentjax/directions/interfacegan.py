@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
 from latentjax.config import ConfigMixin, configure
 from latentjax.directions.base import Directions
 from latentjax.directions.svm import LinearSVM, linear_svm
-from latentjax.latent import as_space
-from latentjax.metrics.scorer import Scorer, score_samples
+from latentjax.metrics.scorer import Scorer, attribute_names, scored_codes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,29 +163,23 @@ def interfacegan(source, scorer: Scorer, config: InterFaceGANConfig | dict | Non
     """One boundary normal per attribute of `scorer`, trained on the space's direction coordinates
     (`space.pool`): the codes themselves in `z` / `w`; in `w+`, whose samples repeat one w on every
     layer, that w, so each direction is a w boundary applied to all layers (the reference's w+ use).
-    Directions come in attribute order. Scores are the boundaries' validation accuracies; `settings` holds the attribute of each
-    direction, the accuracies on the remaining samples and the counts. A condition's own boundary
-    is not projected against itself.
+    Directions come in attribute order. Scores are the boundaries' validation accuracies;
+    `settings` holds the attribute of each direction, the accuracies on the remaining samples and
+    the counts. A condition's own boundary is not projected against itself.
     """
     config = configure(InterFaceGANConfig, config, overrides)
-    if not isinstance(scorer, Scorer):
-        raise TypeError(f"scorer must be a latentjax.metrics.scorer.Scorer, got {type(scorer).__name__}")
-    space = as_space(source)
-    attributes = [scorer.names[i] for i in scorer.columns(config.attributes)]
-    condition_columns = scorer.columns(config.conditions) if config.conditions else []
-    key = jax.random.key(0) if key is None else key
-    latents, scores = score_samples(space, scorer, config.num_samples, batch_size=config.batch_size, key=key,
-                                    progress=progress)
-    latents = np.asarray(space.pool(latents))
+    attributes = attribute_names(scorer, config.attributes)
+    conditions = attribute_names(scorer, config.conditions) if config.conditions else []
+    space, latents, scores = scored_codes(source, scorer, config.num_samples, batch_size=config.batch_size, key=key,
+                                          progress=progress)
     fits = {}
-    for name in dict.fromkeys(attributes + [scorer.names[i] for i in condition_columns]):
+    for name in dict.fromkeys(attributes + conditions):
         column = scores[:, scorer.names.index(name)]
         fits[name] = fit_boundary(latents, column, config.chosen_num_or_ratio, config.split_ratio, seed=config.seed,
                                   C=config.C, tol=config.tol)
     vectors = []
     for name in attributes:
-        conditions = [fits[c].normal for c in config.conditions if c != name]
-        vectors.append(project_boundary(fits[name].normal, *conditions))
+        vectors.append(project_boundary(fits[name].normal, *(fits[c].normal for c in conditions if c != name)))
     settings = {**config.to_dict(), "scorer": list(scorer.names), "directions": attributes,
                 "remaining_accuracy": [fits[a].remaining_accuracy for a in attributes],
                 "train_num": [fits[a].train_num for a in attributes], "val_num": [fits[a].val_num for a in attributes],

@@ -21,8 +21,7 @@ import numpy as np
 
 from latentjax.config import ConfigMixin, configure
 from latentjax.directions.base import Directions
-from latentjax.latent import as_space
-from latentjax.metrics.scorer import Scorer, score_samples
+from latentjax.metrics.scorer import Scorer, attribute_names, scored_codes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +107,9 @@ def linear_semantics(source, scorer: Scorer, config: LinearSemanticsConfig | dic
                      progress: bool = True, **overrides) -> Directions:
     """One regression direction per attribute of `scorer` (in attribute order), scored by held-out R²."""
     config = configure(LinearSemanticsConfig, config, overrides)
-    if not isinstance(scorer, Scorer):
-        raise TypeError(f"scorer must be a latentjax.metrics.scorer.Scorer, got {type(scorer).__name__}")
-    space = as_space(source)
-    attributes = [scorer.names[i] for i in scorer.columns(config.attributes)]
-    key = jax.random.key(0) if key is None else key
-    latents, scores = score_samples(space, scorer, config.num_samples, batch_size=config.batch_size, key=key,
-                                    progress=progress)
-    latents = np.asarray(space.pool(latents))
+    attributes = attribute_names(scorer, config.attributes)
+    space, latents, scores = scored_codes(source, scorer, config.num_samples, batch_size=config.batch_size, key=key,
+                                          progress=progress)
     fits = [regress(latents, scores[:, scorer.names.index(a)], ridge=config.ridge, l1=config.l1,
                     holdout=config.holdout, iterations=config.iterations) for a in attributes]
     norms = [np.linalg.norm(f.coef) for f in fits]

@@ -7,8 +7,9 @@ through it mean anything (an assessor network: yes; an analytic read-out with th
 A NaN score marks a sample the scorer cannot measure (e.g. an invalid render); methods drop it
 and say how many they dropped.
 
-`score_samples` draws latents of a space, decodes and scores them in one jitted, sharded program:
-the (latents, scores) table that InterFaceGAN and linear regression methods train on.
+`score_samples` draws latents of a space, decodes and scores them in one jitted, sharded program;
+`scored_codes` gives the same table in direction coordinates, which InterFaceGAN and the linear
+regression methods train on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.latent import as_space
+from latentjax.latent import LatentSpace, as_space
 from latentjax.progress import Progress
 from latentjax.sharding import batched_map
 
@@ -79,6 +80,23 @@ def score_samples(source, scorer: Scorer, num_samples: int, *, batch_size: int =
         latents, scores = batched_map(lambda index: _score_batch(space, scorer, params, scorer.params, key, index),
                                       np.arange(start, start + num_samples), batch_size, progress=bar)
     return latents, scores
+
+
+def attribute_names(scorer, attributes: Sequence[str] | None) -> list[str]:
+    """The names of `attributes` (None or empty: all) of `scorer`, checked to be a Scorer that has them."""
+    if not isinstance(scorer, Scorer):
+        raise TypeError(f"scorer must be a latentjax.metrics.scorer.Scorer, got {type(scorer).__name__}")
+    return [scorer.names[i] for i in scorer.columns(attributes)]
+
+
+def scored_codes(source, scorer: Scorer, num_samples: int, *, batch_size: int = 256, key=None,
+                 progress: bool = True) -> tuple[LatentSpace, np.ndarray, np.ndarray]:
+    """(space, codes [N, direction_dim], scores [N, A]): `score_samples`' table with each latent
+    pooled to its direction coordinates (`space.pool`: itself in z / w / s, the repeated w in w+),
+    the table guided direction methods learn from."""
+    space = as_space(source)
+    latents, scores = score_samples(space, scorer, num_samples, batch_size=batch_size, key=key, progress=progress)
+    return space, np.asarray(space.pool(latents)), scores
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

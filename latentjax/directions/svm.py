@@ -7,8 +7,8 @@ JMLR 2005), stopping when the maximal KKT violation is below `tol` (libsvm's `ep
 
 One jitted `lax.while_loop`. Each step reads two columns of the Gram matrix: from the whole
 matrix, computed once, when it fits in `gram_bytes` (N = 10^4 points take 0.4 GB in float32), else
-computed on the fly (X x_i, O(N d) per step). No shrinking: the iterates are libsvm's, only each
-step touches all N points.
+computed on the fly (X x_i, O(N d) per step). No shrinking: libsvm's shrinking changes the path
+(the iteration counts differ), not the optimum; each of our steps touches all N points.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def linear_svm(x, labels, *, C: float = 1.0, tol: float = 1e-3, max_iter: int = 
     if violation >= tol:
         raise RuntimeError(f"the SVM solver stopped after max_iter={max_iter} steps with KKT violation "
                            f"{float(violation):.3g} >= tol={tol}")
-    alpha, grad, y64 = np.asarray(alpha, np.float64), np.asarray(grad, np.float64), y
-    coef = (alpha * y64) @ np.asarray(x, np.float64)
-    return LinearSVM(coef=coef, intercept=-_rho(alpha, grad, y64, C), iterations=int(iterations),
+    alpha, grad = np.asarray(alpha, np.float64), np.asarray(grad, np.float64)
+    coef = (alpha * y) @ np.asarray(x, np.float64)
+    return LinearSVM(coef=coef, intercept=-_rho(alpha, grad, y, C), iterations=int(iterations),
                      violation=float(violation))
 
 

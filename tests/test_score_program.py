@@ -48,6 +48,13 @@ def test_the_table_on_disk_is_the_table_in_memory_and_resumes(tiny_generator_dir
     score(config, tmp_path, progress=False)
     assert first.stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(load_table(tmp_path)[1], scores)
+    # a grown table keeps the whole shards and recomputes the short last one
+    config.num_samples = 70
+    score(config, tmp_path, progress=False)
+    assert first.stat().st_mtime_ns == stamp
+    grown = load_table(tmp_path)[1]
+    assert grown.shape == (70, 9)
+    np.testing.assert_array_equal(grown[:40], scores)
     # another config in the same workdir is refused
     config.seed = 1
     with pytest.raises(ValueError, match="another config \\(differs in \\['seed'\\]\\)"):

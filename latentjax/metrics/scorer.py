@@ -43,7 +43,11 @@ class Scorer:
         object.__setattr__(self, "names", names)
 
     def __call__(self, images) -> jax.Array:
-        scores = self.apply(self.params, images)
+        return self.score(self.params, images)
+
+    def score(self, params, images) -> jax.Array:
+        """`apply(params, images)`, checked to be [N, A] (params as an argument, for compiled programs)."""
+        scores = self.apply(params, images)
         if scores.shape != (images.shape[0], len(self.names)):
             raise ValueError(f"scorer returned shape {scores.shape}, expected [N={images.shape[0]}, "
                              f"A={len(self.names)}] for attributes {self.names}")
@@ -103,8 +107,4 @@ def scored_codes(source, scorer: Scorer, num_samples: int, *, batch_size: int = 
 def _score_batch(space, scorer, params, scorer_params, key, index):
     """Latents and scores of the samples with these indices (one program per space and scorer)."""
     latents = jax.vmap(lambda i: space.sample(jax.random.fold_in(key, i), 1, params)[0])(index)
-    scores = scorer.apply(scorer_params, space.decode(params, latents))
-    if scores.shape != (index.shape[0], len(scorer.names)):
-        raise ValueError(f"scorer returned shape {scores.shape}, expected [N={index.shape[0]}, "
-                         f"A={len(scorer.names)}] for attributes {scorer.names}")
-    return latents, scores.astype(jnp.float32)
+    return latents, scorer.score(scorer_params, space.decode(params, latents)).astype(jnp.float32)

@@ -36,6 +36,17 @@ def shard_path(workdir: Path, shard: int) -> Path:
     return Path(workdir) / f"scores-{shard:05d}.npz"
 
 
+def shard_index(shard: int, shard_size: int, num_samples: int) -> np.ndarray:
+    """The sample indices shard `shard` holds in a table of `num_samples`."""
+    return np.arange(shard * shard_size, min((shard + 1) * shard_size, num_samples))
+
+
+def _holds(path: Path, index: np.ndarray) -> bool:
+    """Whether the shard file at `path` holds exactly the samples `index`."""
+    with np.load(path) as data:
+        return np.array_equal(data["index"], index)
+
+
 def score(config, workdir, progress: bool = True) -> Path:
     """Write (or complete) the table `config` describes under `workdir`; returns `workdir`."""
     for name in ("num_samples", "shard_size", "batch_size"):
@@ -63,16 +74,15 @@ def score(config, workdir, progress: bool = True) -> Path:
     num_shards = -(-config.num_samples // config.shard_size)
     for shard in range(num_shards):
         path = shard_path(workdir, shard)
-        if path.exists():
+        index = shard_index(shard, config.shard_size, config.num_samples)
+        if path.exists() and _holds(path, index):  # a grown table recomputes its last, short shard
             continue
-        start = shard * config.shard_size
-        count = min(config.shard_size, config.num_samples - start)
         if progress:
-            print(f"shard {shard + 1}/{num_shards}: samples {start}..{start + count - 1}")
-        latents, scores = score_samples(space, scorer, count, batch_size=config.batch_size, key=key, start=start,
-                                        progress=progress)
+            print(f"shard {shard + 1}/{num_shards}: samples {index[0]}..{index[-1]}")
+        latents, scores = score_samples(space, scorer, len(index), batch_size=config.batch_size, key=key,
+                                        start=int(index[0]), progress=progress)
         partial = path.with_suffix(".tmp.npz")
-        np.savez(partial, latents=latents, scores=scores, index=np.arange(start, start + count))
+        np.savez(partial, latents=latents, scores=scores, index=index)
         os.replace(partial, path)
     return workdir
 
@@ -91,12 +101,11 @@ def load_table(workdir) -> tuple[np.ndarray, np.ndarray, list[str]]:
         path = shard_path(workdir, shard)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run `latentjax score` with the same config to complete the table")
+        expected = shard_index(shard, manifest["shard_size"], manifest["num_samples"])
+        if not _holds(path, expected):
+            raise ValueError(f"{path}: does not hold samples {expected[0]}..{expected[-1]}; run `latentjax score` "
+                             "with the same config to complete the table")
         with np.load(path) as data:
-            expected = np.arange(shard * manifest["shard_size"],
-                                 min((shard + 1) * manifest["shard_size"], manifest["num_samples"]))
-            if not np.array_equal(data["index"], expected):
-                raise ValueError(f"{path}: holds samples {data['index'][:1]}..{data['index'][-1:]}, expected "
-                                 f"{expected[0]}..{expected[-1]}")
             latents.append(data["latents"])
             scores.append(data["scores"])
     return np.concatenate(latents), np.concatenate(scores), manifest["attributes"]

@@ -1,5 +1,6 @@
 """The recognition network and its training task: architecture checks, pure functions, the directory
-format, the shapes labels and accuracy, a short training run that must learn, and the world probe."""
+format, the shapes labels, regression targets, accuracy and errors, short training runs that must
+learn (a class head, a value head), the assessor as a scorer, and the world probe."""
 
 import importlib.util
 from pathlib import Path
@@ -13,7 +14,8 @@ from latentjax.errors import CheckpointError
 from latentjax.nn.recognizer import Recognizer, RecognizerConfig, load_recognizer, save_recognizer
 from latentjax.shapes import world
 from latentjax.shapes.concepts import concept_masks, world_probe
-from latentjax.shapes.recognition import accuracy, factor_labels, head_classes
+from latentjax.shapes.recognition import (VALUE_HEADS, accuracy, assessor_scorer, factor_labels, head_classes,
+                                          value_errors, value_targets)
 from latentjax.tasks.recognizer import make_task
 
 _spec = importlib.util.spec_from_file_location(
@@ -33,7 +35,7 @@ def net():
 @pytest.mark.parametrize("changes, message", [
     (dict(head_names=("shape",)), "one per entry"),
     (dict(head_names=("a", "a")), "distinct"),
-    (dict(head_classes=(3, 1)), "at least 2 classes"),
+    (dict(head_classes=(3, 0)), "outputs per head"),
     (dict(width=0), "width"),
     (dict(img_resolution=12), "power of two"),
     (dict(depth=6), "poolings"),
@@ -158,3 +160,52 @@ def test_world_probe_gives_the_network_activations_and_exact_masks(net):
     rotated = world_probe(net.features, net.params, "conv2", key, resolution=16, num_samples=10, batch_size=4,
                           hue_bins=3, position_bins=2, rotation=rotation)
     np.testing.assert_allclose(list(rotated())[1][0], activations @ rotation, rtol=1e-4, atol=1e-5)
+
+
+def test_value_targets_regress_values_and_periodic_angles():
+    factors = {"shape": jnp.array([0, 1]), "hue": jnp.array([0.0, 0.25]), "x": jnp.array([0.1, 0.9]),
+               **{k: jnp.full(2, 0.5) for k in ("y", "scale", "rotation", "background")}}
+    targets = value_targets(factors, ("x", "hue_cos", "hue_sin"))
+    np.testing.assert_allclose(targets["x"], [0.1, 0.9])
+    np.testing.assert_allclose(targets["hue_cos"], [1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(targets["hue_sin"], [0.0, 1.0], atol=1e-6)
+    assert "hue" not in VALUE_HEADS and "shape" not in VALUE_HEADS and "rotation_sin" in VALUE_HEADS
+    with pytest.raises(ValueError, match="hue"):
+        value_targets(factors, ("hue",))  # periodic: only as its cosine and sine
+
+
+def test_assessor_scorer_is_the_value_heads_and_differentiable():
+    config = RecognizerConfig(img_resolution=16, img_channels=3, head_names=("shape", "x", "scale"),
+                              head_classes=(3, 1, 1), width=4, depth=2)
+    net = Recognizer.init(config, jax.random.key(0))
+    assert config.value_heads == ("x", "scale")
+    scorer = assessor_scorer(net)
+    assert scorer.names == ("x", "scale") and scorer.differentiable
+    images = world.sample(jax.random.key(1), 4, 16)[0]
+    outputs = net.logits(net.params, images)
+    np.testing.assert_array_equal(scorer(images), jnp.concatenate([outputs["x"], outputs["scale"]], -1))
+    grad = jax.grad(lambda x: scorer.score(scorer.params, x)[:, 0].sum())(images)
+    assert float(jnp.abs(grad).sum()) > 0
+    errors = value_errors(net, net.params, jax.random.key(2), heads=("x",), num_samples=8, batch_size=8)
+    f = world.sample_factors(jax.random.fold_in(jax.random.key(2), 0), 8)
+    expected = jnp.mean(jnp.abs(net.logits(net.params, world.render(f, 16).images)["x"][:, 0] - f["x"]))
+    assert errors["x"] == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="no value head"):
+        assessor_scorer(Recognizer.init(CONFIG, jax.random.key(0)))
+
+
+def test_a_short_training_run_learns_to_regress_x():
+    config = train_recognizer.get_config("smoke")
+    config.update(heads=(), value_heads=("x",), width=8, lr=3e-3, batch_size=32, eval_size=256)
+    config.shifted_ranges = None
+    task = make_task(config)
+    state = task.init(jax.random.key(0))
+    step = jax.jit(lambda s, k, i: task.step(s, task.batch(k), k, i))
+    evaluate = jax.jit(task.evaluate)
+    before = float(evaluate(state, jax.random.key(9))["error/x"])
+    for i in range(150):
+        state, metrics = step(state, jax.random.key(i + 1), i)
+    after = evaluate(state, jax.random.key(9))
+    assert set(after) == {"error/x"}  # no shifted ranges: no shifted evaluation
+    assert float(after["error/x"]) < 0.5 * before, (before, after)  # x uniform on [0, 1): mean error 0.25 at best
+    assert task.result({"step": 150, "state": state}).config.value_heads == ("x",)

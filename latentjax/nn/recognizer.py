@@ -1,9 +1,10 @@
-"""A small convolutional recognition network: images [N, R, R, C] -> logits of each labelled head.
+"""A small convolutional recognition network: images [N, R, R, C] -> outputs of each named head.
 
 The network the disentanglement study trains on the shapes world and dissects
 (`latentjax.tasks.recognizer`, `latentjax dissect`): `depth` stages, stage i a 3x3 conv at
 `width * 2**i` channels and a ReLU, every stage but the last followed by a 2x2 average pool;
-global average pooling; one dense head per label. Each stage's output (after the ReLU, before
+global average pooling; one dense head per label: a class head (>= 2 classes: logits) or a value
+head (1 output: a regressed real, e.g. the assessor's factor estimates). Each stage's output (after the ReLU, before
 pooling) is a named feature layer, 'conv1' ... 'conv<depth>': the units dissection probes. The
 module owns the network's directory format (`save_recognizer` / `load_recognizer`);
 'builtin:shapes_recognizer' names the one shipped with the package.
@@ -29,7 +30,7 @@ FORMAT = "latentjax.recognizer"
 @dataclasses.dataclass(frozen=True)
 class RecognizerConfig(ConfigMixin):
     """The architecture: image size, one head per label (`head_names`, each with `head_classes`
-    classes), `depth` conv stages at widths `width * 2**i`."""
+    outputs: >= 2 classes, or 1 for a value head), `depth` conv stages at widths `width * 2**i`."""
 
     config_name = "recognizer config"
 
@@ -43,7 +44,7 @@ class RecognizerConfig(ConfigMixin):
     def __post_init__(self):
         check_resolution(self.img_resolution, 8, "recognizer img_resolution")
         check_positive(self, "img_channels", "width", "depth")
-        check_positive(self, "head_classes", minimum=2, what="at least 2 classes per head")
+        check_positive(self, "head_classes", what="outputs per head (>= 2 classes, or 1 for a value head)")
         if not self.head_names or len(self.head_names) != len(self.head_classes) \
                 or len(set(self.head_names)) != len(self.head_names):
             raise ValueError(f"recognizer head_names must be distinct names, one per entry of head_classes "
@@ -55,6 +56,11 @@ class RecognizerConfig(ConfigMixin):
     @property
     def layer_names(self) -> tuple[str, ...]:
         return tuple(f"conv{i + 1}" for i in range(self.depth))
+
+    @property
+    def value_heads(self) -> tuple[str, ...]:
+        """The heads with one output: regressed values, not class logits."""
+        return tuple(name for name, classes in zip(self.head_names, self.head_classes) if classes == 1)
 
 
 class RecognizerNetwork(nn.Module):
@@ -114,7 +120,7 @@ class Recognizer:
         return self._net.apply({"params": params}, images)
 
     def logits(self, params, images) -> dict[str, jax.Array]:
-        """{head: logits [N, classes]} of images [N, R, R, C] in [-1, 1]."""
+        """{head: logits [N, classes]} of images [N, R, R, C] in [-1, 1] (a value head: its value [N, 1])."""
         return self._apply(params, images)[0]
 
     def features(self, params, images, layers: Sequence[str]) -> dict[str, jax.Array]:

@@ -8,10 +8,11 @@
     lj.shapes.ground_truth(space, params, d)       # how well directions line up with the factors
     lj.shapes.concept_masks(factors, resolution)   # exact concept masks for unit dissection
     lj.shapes.recognition.accuracy(net, params, key, heads=("shape",), bins=6)   # a recognizer's accuracy
+    lj.shapes.recognition.assessor_scorer(net)     # a network's value heads as a differentiable Scorer
 
 Modules: `world` (factors and renderer), `reading` (the analytic read-out), `quality`
 (generator quality), `scoring` (ground-truth scores of directions), `concepts` (dissection masks),
-`recognition` (labels and accuracy of recognition networks).
+`recognition` (labels, regression targets, accuracy and errors of recognition networks, the assessor).
 """
 
 from latentjax.shapes import concepts, quality, reading, recognition, scoring, world

@@ -83,6 +83,14 @@ def test_builtin_recognizer_loads_and_recognises_the_world():
     assert acc["hue"] > 0.9 and acc["shape"] > 0.6, acc  # chance: 1/6 and 1/3
 
 
+def test_builtin_assessor_loads_and_estimates_the_world():
+    net = load_recognizer("builtin:shapes_assessor")
+    heads = net.config.value_heads
+    assert heads == ("x", "y", "scale", "background", "hue_cos", "hue_sin") == assessor_scorer(net).names
+    errors = value_errors(net, net.params, jax.random.key(3), heads=heads, num_samples=256)
+    assert max(errors.values()) < 0.05, errors  # a constant guess: 0.25 for x (uniform on [0, 1))
+
+
 def test_sample_factors_in_ranges_moves_the_same_draw():
     key = jax.random.key(4)
     free = world.sample_factors(key, 200)

@@ -36,7 +36,7 @@ from latentjax.tasks.recognizer import EXPORT_DIR, recognizer_config  # noqa: E4
 from latentjax.train import train  # noqa: E402
 from latentjax.viz import encode_png  # noqa: E402
 from latentjax.viz.report import markdown_table  # noqa: E402
-from latentjax.viz.scatter import scatter  # noqa: E402
+from latentjax.viz.plot import scatter  # noqa: E402
 from timing import describe_environment, write_record  # noqa: E402
 
 import dissect as dissect_config  # noqa: E402

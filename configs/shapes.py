@@ -5,7 +5,9 @@
 Runs SeFa, GANSpace, the Jacobian directions, the learned Voynov & Babenko and DP-LaSE (short
 CPU budgets; they train in `out/shapes/<method>/train/`, where a second run resumes) and the
 guided InterFaceGAN and linear-encoded semantics (their scorer: the world's read-out, so they show
-what knowing the factors buys) on
+what knowing the factors buys) and GANalyze (guided and learned: through the differentiable
+`builtin:shapes_assessor`, 1,000 steps at lr 1e-2, not the reference's 100K at 2e-4; a plain
+shift, as w+ is not Gaussian) on
 `builtin:shapes` (`--config.generator=PATH` for another shapes generator), writes each method's
 directions, grids and GIFs to `out/shapes/<method>/`, scores every direction by the factor changes
 it causes (each walked to the same image change, beside random directions scored the same way:
@@ -35,6 +37,8 @@ def get_config(arg=None):
         "interfacegan": {"scorer": "readout:0.2", "num_samples": 20_000, "chosen_num_or_ratio": 0.05,
                          "batch_size": 500},
         "linear_semantics": {"scorer": "readout:0.2", "num_samples": 10_000, "batch_size": 500},
+        # guided through the assessor's gradient: one direction per assessed factor
+        "ganalyze": {"scorer": "assessor", "steps": 1000, "batch_size": 8, "lr": 1e-2, "normalize": "none"},
     }, ground_truth={"num_samples": 64, "image_change": 0.1, "walk": "linear", "batch_size": 64, "threshold": 0.8,
                      "min_change": 0.1, "min_valid": 0.5, "baseline_seeds": 3, "valid_tol": 0.2, "seed": 0})
     config.generator = "builtin:shapes"
@@ -42,7 +46,7 @@ def get_config(arg=None):
     if arg.smoke:
         config = smoke(config)
         for method, settings in config.methods.items():
-            if method not in ("interfacegan", "linear_semantics"):
+            if method not in ("interfacegan", "linear_semantics", "ganalyze"):
                 settings.k = 3
         config.methods.ganspace.num_samples = 1000
         config.methods.ganspace.num_components = 8
@@ -54,5 +58,6 @@ def get_config(arg=None):
         config.methods.interfacegan.update(num_samples=256, chosen_num_or_ratio=0.25, batch_size=64,
                                            attributes=("x", "hue", "square"))
         config.methods.linear_semantics.update(num_samples=128, batch_size=64, attributes=("x", "hue", "square"))
+        config.methods.ganalyze.update(steps=4, batch_size=4, eval_samples=4, attributes=("x", "y", "hue_cos"))
         config.ground_truth.update(num_samples=8, batch_size=16, search_samples=4, baseline_seeds=1)
     return config

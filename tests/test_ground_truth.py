@@ -21,6 +21,7 @@ from latentjax.programs.discover import MultiRun, describe, discover
 from latentjax.shapes.scoring import (GroundTruthConfig, distances, ground_truth, purities, random_baseline,
                                      world_spread)
 from latentjax.models import StyleGAN2, StyleGAN2Config
+from latentjax.nn.recognizer import Recognizer, RecognizerConfig, save_recognizer
 from latentjax.viz.heatmap import colours, heatmap
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -148,19 +149,22 @@ def _config(arg):
 
 
 def test_shapes_config_runs_every_method_into_one_report(tmp_path):
-    every = {"sefa", "ganspace", "jacobian", "voynov", "dplase", "interfacegan", "linear_semantics"}
+    every = {"sefa", "ganspace", "jacobian", "voynov", "dplase", "interfacegan", "linear_semantics", "ganalyze"}
     assert _config(None).generator == "builtin:shapes" and set(_config(None).methods) == every
     with pytest.raises(ValueError, match="unknown variant"):
         _config("huge")
     config = StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(16, 16, 16),
                              mapping_layers=1)
     generator = lj.save_generator(StyleGAN2.init(config, jax.random.key(2)), tmp_path / "g")
+    assessor = save_recognizer(Recognizer.init(RecognizerConfig(16, 3, ("x", "y", "hue_cos"), (1, 1, 1), width=4, depth=2),
+                                               jax.random.key(3)), tmp_path / "assessor")
     out = tmp_path / "out"
     values = parse_config_flags(["--config", f"{CONFIGS / 'shapes.py'}:smoke", f"--config.generator={generator}",
                                  "--config.ground_truth.num_samples=4", "--workdir", str(out),
                                  # a random generator draws no clean renders: its read-out is scored at any error
                                  "--config.methods.interfacegan.scorer=readout:1e9",
-                                 "--config.methods.linear_semantics.scorer=readout:1e9"], "discover")
+                                 "--config.methods.linear_semantics.scorer=readout:1e9",
+                                 f"--config.methods.ganalyze.scorer=assessor:{assessor}"], "discover")
     run = discover(values.config, values.workdir, progress=False)
     assert isinstance(run, MultiRun) and set(run.directions) == every
     np.testing.assert_array_equal(Directions.load(out / "sefa" / "directions.npz").vectors,
@@ -170,10 +174,12 @@ def test_shapes_config_runs_every_method_into_one_report(tmp_path):
         assert {"directions.npz", "walk_seed0.png", "direction02.gif", "purity.png", "change.png",
                 "summary.json"} <= files and "report.html" not in files
         assert np.asarray(Image.open(out / method / "purity.png")).shape[2] == 3
-        assert ("train" in files) == (method in ("voynov", "dplase"))  # learned methods keep their run to resume
+        assert ("train" in files) == (method in ("voynov", "dplase", "ganalyze"))  # learned: kept to resume
     report = (out / "report.html").read_text()
-    assert report.count("<h2>") == 8 and all(f"{m} directions in w+" in report for m in run.directions)
-    assert report.count('<img src="data:') == 7 * (2 + 1 + 3)  # per method: 2 heatmaps, 1 grid, 3 GIFs
+    assert report.count("<h2>") == 9 and all(f"{m} directions in w+" in report for m in run.directions)
+    # per method: 2 heatmaps, 1 grid, 3 GIFs; GANalyze also its score-against-alpha plot and table
+    assert report.count('<img src="data:') == 8 * (2 + 1 + 3) + 1 and "mean score on held-out latents" in report
+    assert "mean score on held-out latents against alpha" in (out / "ground_truth.md").read_text()
     scores = json.loads((out / "ground_truth.json").read_text())
     assert set(scores) == set(run.directions) | {"baselines"} and scores["sefa"]["settings"]["num_samples"] == 4
     assert len(run.baselines) == 1 and len(scores["baselines"]) == 1  # every method has 3 directions in w+

@@ -79,7 +79,7 @@ def test_walk_images_centre_column_is_the_original():
 
 
 def test_scatter_draws_each_point_where_its_values_say():
-    from latentjax.viz.scatter import scatter
+    from latentjax.viz.plot import scatter
 
     image = scatter([0.0, 1.0], [0.0, 1.0], xlabel="a", ylabel="b", width=200, height=160)
     assert image.shape == (160, 200, 3) and image.dtype == np.uint8
@@ -93,3 +93,19 @@ def test_scatter_draws_each_point_where_its_values_say():
         scatter([0.0, np.nan], [0.0, 1.0], xlabel="a", ylabel="b")
     with pytest.raises(ValueError, match="labels"):
         scatter([0.0], [0.0], xlabel="a", ylabel="b", labels=["x", "y"])
+
+
+def test_line_plot_draws_each_series_in_its_colour_rising_where_it_rises():
+    from latentjax.viz.plot import line_plot
+
+    image = line_plot([0.0, 1.0], {"up": [0.0, 1.0], "down": [1.0, 0.0]}, xlabel="alpha", ylabel="score",
+                      width=200, height=160)
+    assert image.shape == (160, 200, 3) and image.dtype == np.uint8
+    for colour, rises in (((33, 110, 170), True), ((214, 96, 39), False)):
+        ys, xs = np.nonzero(np.all(image[:, :140] == colour, axis=-1))  # left of the legend
+        left, right = xs < 100, xs >= 100
+        assert left.any() and right.any() and (ys[left].mean() > ys[right].mean()) == rises
+    with pytest.raises(ValueError, match="series of its length"):
+        line_plot([0.0, 1.0], {"a": [0.0]}, xlabel="a", ylabel="b")
+    with pytest.raises(ValueError, match="finite"):
+        line_plot([0.0, 1.0], {"a": [0.0, np.inf]}, xlabel="a", ylabel="b")

@@ -27,9 +27,12 @@ from latentjax.directions import GUIDED_METHODS, LEARNED_METHODS, METHODS, Direc
 from latentjax.metrics.scorer import Scorer
 from latentjax.latent import space_from_spec
 from latentjax.load import load_generator
+from latentjax.nn.recognizer import load_recognizer
 from latentjax.shapes.reading import VALID_TOL, readout_scorer
+from latentjax.shapes.recognition import assessor_scorer
 from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth, random_baseline
 from latentjax.viz import encode_png
+from latentjax.viz.plot import line_plot
 from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
 from latentjax.programs.flags import parse_config_flags
 from latentjax.programs.outputs import output_dir
@@ -107,10 +110,16 @@ def discover(config, workdir, progress: bool = True) -> Directions | MultiRun:
     return directions
 
 
+ASSESSOR = "builtin:shapes_assessor"
+
+
 def scorer_from_spec(spec: str) -> Scorer:
     """The `Scorer` a guided method's `scorer` setting names: 'readout' (the shapes world's
-    read-out, `VALID_TOL`) or 'readout:TOL' (valid renders at tolerance TOL)."""
+    read-out, `VALID_TOL`), 'readout:TOL' (valid renders at tolerance TOL), 'assessor' (the shipped
+    shapes assessor, differentiable) or 'assessor:PATH' (the value heads of a recognizer directory)."""
     name, _, option = str(spec).partition(":")
+    if name == "assessor":
+        return assessor_scorer(load_recognizer(option or ASSESSOR))
     if name == "readout":
         try:
             tol = float(option) if option else VALID_TOL
@@ -119,7 +128,7 @@ def scorer_from_spec(spec: str) -> Scorer:
         if tol is None or not tol > 0:
             raise ValueError(f"scorer {spec!r}: the read-out's tolerance must be a positive number ('readout:0.2')")
         return readout_scorer(tol)
-    raise ValueError(f"unknown scorer {spec!r}; expected 'readout' or 'readout:TOL'")
+    raise ValueError(f"unknown scorer {spec!r}; expected 'readout', 'readout:TOL', 'assessor' or 'assessor:PATH'")
 
 
 def _find(config, method: str, settings, space, progress: bool, workdir: Path) -> tuple[Directions, dict]:
@@ -140,6 +149,21 @@ def _find(config, method: str, settings, space, progress: bool, workdir: Path) -
     summary = {"generator": str(config.generator), "method": method, "space": directions.space,
                "settings": directions.settings, "seconds": round(seconds, 3), "walk": config.walk.to_dict()}
     return directions, summary
+
+
+def score_curves(directions: Directions) -> tuple[list[Table], list[tuple[str, bytes]]]:
+    """The score-against-alpha curves of a method that records them (GANalyze's `settings["curve"]`) as
+    a table and a plot; nothing for other methods."""
+    curves = directions.settings.get("curve")
+    if not curves:
+        return [], []
+    alphas = directions.settings["curve_alphas"]
+    rows = [(name, *(round(v, 4) for v in values), round(float(slope), 3), monotone) for (name, values), slope, monotone
+            in zip(curves.items(), directions.scores, directions.settings["monotone"])]
+    table = Table("mean score on held-out latents against alpha (slope 1: the score moves by alpha)",
+                  ("attribute", *(f"alpha {a:g}" for a in alphas), "slope", "monotone"), rows)
+    plot = line_plot(alphas, curves, xlabel="alpha", ylabel="mean score", title=f"{directions.method}: score vs alpha")
+    return [table], [(f"{directions.method}: mean score against alpha", encode_png(plot))]
 
 
 def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
@@ -165,12 +189,15 @@ def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
         found[method], scores[method], seconds[method] = directions, result, summary["seconds"]
         change = Table("factor change / prior spread (rows = directions)", ("direction",) + result.factor_names,
                        [(k, *row) for k, row in enumerate(result.normalised.tolist())])
+        curve_tables, curve_figures = score_curves(directions)
         sections.append(Section(f"{method} directions in {directions.space['name']}",
                                 {k: v for k, v in summary.items() if k not in ("generator", "walk", "ground_truth")},
-                                [change], directions.scores, heatmaps + figures))
+                                [change] + curve_tables, directions.scores, heatmaps + curve_figures + figures))
     header, rows = comparison(scores, seconds, baselines)
+    curve_md = {method: "".join(f"\n{t.caption}\n\n{markdown_table(t.header, t.rows)}"
+                                for t in score_curves(found[method])[0]) for method in found}
     (workdir / "ground_truth.md").write_text(markdown_table(header, rows) + "\n" + "\n".join(
-        f"## {method}\n\n{result.to_table()}" for method, result in scores.items()))
+        f"## {method}\n\n{result.to_table()}{curve_md[method]}" for method, result in scores.items()))
     records = {method: {**result.to_dict(), "seconds": seconds[method]} for method, result in scores.items()}
     records["baselines"] = {label: [r.to_dict() for r in runs] for label, runs in baselines.items()}
     (workdir / "ground_truth.json").write_text(json.dumps(records, indent=1) + "\n")

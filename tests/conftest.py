@@ -1,5 +1,5 @@
 """Shared test set-up: float32 at highest matmul precision, programs compiled without LLVM's
-optimisation passes, and the fixture folder."""
+optimisation passes, files with slow tests scheduled first, and the fixture folder."""
 
 import os
 from pathlib import Path
@@ -19,6 +19,14 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARITY_RTOL = 1e-4  # relative L2 error allowed against reference outputs (float32)
+
+
+def pytest_collection_modifyitems(items):
+    """Files that hold `slow` tests run first. pytest-xdist hands whole files to workers in this
+    order (`--dist loadfile`), so the long files start early and the run does not end with one
+    worker busy on a long file while the others idle."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within a file is kept
 
 
 def device_env(devices: int, **extra) -> dict:

@@ -145,6 +145,7 @@ def test_sample_z_is_truncated_scaled_and_keyed(G):
 
 # --- transforms -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_jit_and_vmap_match_eager(G):
     z, c = _inputs(G)
     truncations = (0.3, 0.45, 1.0)  # 0.3 / 0.1 rounds below the grid point in float64

@@ -148,6 +148,7 @@ def _config(arg):
     return module.get_config(arg)
 
 
+@pytest.mark.slow
 def test_shapes_config_runs_every_method_into_one_report(tmp_path):
     every = {"sefa", "ganspace", "jacobian", "voynov", "dplase", "interfacegan", "linear_semantics", "ganalyze"}
     assert _config(None).generator == "builtin:shapes" and set(_config(None).methods) == every

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from conftest import FIXTURES, relative_error
@@ -22,7 +21,6 @@ from latentjax.metrics.lpips import load_lpips
 from latentjax.metrics.vgg import TORCHVISION_TO_CAFFE_SCALE, load_vgg16, resize_nearest, trunk_features
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
-from latentjax.train.trainer import train
 from latentjax.viz import save_png
 from test_inversion import make_generator
 
@@ -121,27 +119,29 @@ def test_save_and_load_encoder_round_trip(gen, tmp_path):
 # Encoder training
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.slow  # compiles an E + G + D step with R1 (about 30 s of CPU)
-def test_training_on_the_harness_runs_exports_and_reloads(gen, tmp_path):
-    G = gen[0]
-    encoder_config = config_for(G, channel_base=64, channel_max=8)
-    settings = TrainSettings(lr=1e-3, d_lr=1e-3, grid_size=2, eval_size=4)
-    task = build_task(G, encoder_config, settings, data="generator", batch_size=4, total_steps=2)
-    config = ml_collections.ConfigDict(dict(task="latentjax.tasks.encoder", total_steps=2, batch_size=4,
-                                            mesh=(("data", 1),), log_every=1, ckpt_every=2, keep_ckpts=1,
-                                            eval_every=2, sample_every=2))
-    train(config, tmp_path, task=task)
+@pytest.mark.slow  # compiles the 32x32 snapshot's E + G + D step with R1 (about a minute of CPU)
+def test_config_smoke_variant_trains_on_the_harness_from_the_snapshot_discriminator(tmp_path):
+    """`latentjax train --config configs/train_encoder.py:stylegan2,smoke`: the documented loss, an
+    evaluation, an export equal to the train state, G frozen, D started from the snapshot's."""
+    from latentjax.io.torch_pickle import load
+    from latentjax.nn.discriminator import from_nvidia
+    from latentjax.programs.train import main
 
+    generator = FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl"
+    assert main(["--config", "configs/train_encoder.py:stylegan2,smoke", f"--config.generator={generator}",
+                 "--workdir", str(tmp_path)]) == 0
     records = read_metrics(tmp_path)
     steps = [r for r in records if "loss_E" in r]
-    assert len(steps) == 2 and all(np.isfinite(r[k]) for r in steps for k in ("loss_E", "mse", "loss_D"))
+    assert len(steps) == 3 and all(np.isfinite(r[k]) for r in steps for k in ("loss_E", "mse", "loss_D"))
     for r in steps:  # E's loss is its documented sum (no VGG: no feature term; the reference's 0.08 adversarial)
         np.testing.assert_allclose(r["loss_E"], r["mse"] + 0.08 * r["adversarial"], rtol=1e-5)
     assert any("eval/latent_mse" in r for r in records)
 
+    G = latentjax.load_generator(generator)
     state = read_state(tmp_path)["state"]
     encoder = load_encoder(tmp_path / "encoder")
-    assert encoder.config == encoder_config and encoder.metadata["step"] == 2
+    assert (encoder.config.img_resolution, encoder.config.num_ws, encoder.config.w_dim) == (32, 8, 64)
+    assert encoder.metadata["step"] == 3
     jax.tree.map(np.testing.assert_array_equal, encoder.params, state["encoder"])
     jax.tree.map(np.testing.assert_array_equal, state["generator"], G.params)  # G stays frozen
     # The encoder moved away from its zero head, starting from the mean of G's w.
@@ -151,22 +151,9 @@ def test_training_on_the_harness_runs_exports_and_reloads(gen, tmp_path):
     w_avg = np.mean(np.concatenate([G.mapping(G.params, z)[:, 0] for z in zs]), axis=0)
     np.testing.assert_allclose(encoder.params["w_avg"], w_avg, rtol=1e-5, atol=1e-6)
 
-
-@pytest.mark.slow  # compiles the 32x32 snapshot's E + G + D step (about a minute of CPU)
-def test_config_smoke_variant_trains_from_the_snapshot_discriminator(tmp_path):
-    """`latentjax train --config configs/train_encoder.py:stylegan2,smoke`: D starts from the snapshot's."""
-    from latentjax.io.torch_pickle import load
-    from latentjax.nn.discriminator import from_nvidia
-    from latentjax.programs.train import main
-
-    generator = FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl"
-    assert main(["--config", "configs/train_encoder.py:stylegan2,smoke", f"--config.generator={generator}",
-                 "--workdir", str(tmp_path)]) == 0
-    encoder = load_encoder(tmp_path / "encoder")
-    assert (encoder.config.img_resolution, encoder.config.num_ws, encoder.config.w_dim) == (32, 8, 64)
     snapshot = load(FIXTURES / "stylegan2" / "ada_s32_snapshot.pkl")["D"]
     _, d_snapshot = from_nvidia(snapshot.state_dict(), snapshot.init_kwargs)
-    d_trained = read_state(tmp_path)["state"]["d"]
+    d_trained = state["d"]
     assert jax.tree.map(np.shape, d_trained) == jax.tree.map(np.shape, d_snapshot)
     moved = [float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(d_trained), jax.tree.leaves(d_snapshot))]
     assert 0 < max(moved) < 0.1  # three Adam steps of lr 1e-3 from the snapshot's weights

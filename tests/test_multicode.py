@@ -255,6 +255,7 @@ def test_inversion_loss_decreases_and_results_are_consistent(sg2, spaces, sg2_ca
     np.testing.assert_allclose(images, result.images, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batched_inversion_equals_per_target_inversion(sg2, sg2_case):
     targets, keys, batched = sg2_case
     for i in range(2):
@@ -265,6 +266,7 @@ def test_batched_inversion_equals_per_target_inversion(sg2, sg2_case):
             assert relative_error(a, b) < 1e-3
 
 
+@pytest.mark.slow
 def test_pggan_inversion_loss_decreases(pggan, spaces):
     targets = generated_targets(spaces["pggan"], 1, seed=13)
     config = MultiCodeConfig(num_codes=3, steps=1, optimizer="adam", lr=0.05, loss="mse")

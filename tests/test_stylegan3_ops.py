@@ -65,6 +65,7 @@ def test_reference_path_is_the_documented_recipe():
                                rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_gradients_agree():
     fu, fd, up, down, padding, _ = CASES["sg3_up2"]
     x = jax.random.normal(jax.random.key(2), (1, 10, 10, 2))

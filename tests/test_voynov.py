@@ -388,13 +388,11 @@ def test_config_refuses_two_models():
         get_config("biggan,pggan")
 
 
-@pytest.mark.slow  # compiles the step of a 32x32 StyleGAN2 fixture
-def test_cli_trains_the_stylegan2_smoke_config(tmp_path):
-    fixture = REPO / "tests/fixtures/stylegan2/ada_s32_snapshot.pkl"
-    assert cli_main(["train", "--config", f"{REPO}/configs/voynov.py:stylegan2,smoke", f"--config.generator={fixture}",
-                     "--workdir", str(tmp_path)]) == 0
+def test_cli_trains_the_stylegan2_smoke_config(tmp_path, tiny_generator_dir):
+    assert cli_main(["train", "--config", f"{REPO}/configs/voynov.py:stylegan2,smoke",
+                     f"--config.generator={tiny_generator_dir}", "--workdir", str(tmp_path)]) == 0
     directions = Directions.load(tmp_path / DIRECTIONS_FILE)
-    G = lj.load_generator(fixture)
+    G = lj.load_generator(tiny_generator_dir)
     assert directions.vectors.shape == (4, G.w_dim) and directions.space["name"] == "w"
     assert json.loads((tmp_path / "config.json").read_text())["task"] == "latentjax.directions.voynov"
 

@@ -1,4 +1,5 @@
-"""A source state dict as the key maps read it: each key used once, leftovers and mismatches reported."""
+"""State dicts: read from a torch file (`read_state_dict`), and as the key maps read them (`Source`):
+each key used once, leftovers and mismatches reported."""
 
 from __future__ import annotations
 
@@ -7,7 +8,24 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from latentjax.errors import ConversionError
+from latentjax.errors import CheckpointError, ConversionError
+from latentjax.io.torch_pickle import load
+
+
+def read_state_dict(path, key: str | None = None) -> dict[str, np.ndarray]:
+    """{name: array} of a `torch.save` file (read through the allow-list reader, no torch): a state
+    dict, or with `key` also a dict that holds one under that key (e.g. {'state_dict': ...,
+    'epoch': ...}). DataParallel's 'module.' prefix is dropped when every name has it."""
+    obj = load(path)
+    if key is not None and isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+        obj = obj[key]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, np.ndarray) for v in obj.values()):
+        found = type(obj).__name__ if not isinstance(obj, Mapping) else f"a dict with keys {sorted(map(str, obj))[:6]}"
+        raise CheckpointError(f"{path}: expected a state dict of tensors{f' (or a dict with one under {key!r})' if key else ''}, "
+                              f"got {found}")
+    if all(str(k).startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
 
 
 class Source:

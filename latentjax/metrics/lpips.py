@@ -26,7 +26,8 @@ import numpy as np
 
 from latentjax.errors import CheckpointError
 from latentjax.metrics.image import check_float_images
-from latentjax.metrics.vgg import STAGES, TAPS, VGG16, state_dict, trunk_features, trunk_params
+from latentjax.io.state_dict import read_state_dict
+from latentjax.metrics.vgg import STAGES, TAPS, VGG16, trunk_features, trunk_params
 
 __all__ = ["EPS", "LPIPS", "MIN_SIZE", "SCALE", "SHIFT", "STAGES", "TAPS", "from_state_dicts", "load_lpips"]
 
@@ -129,7 +130,7 @@ def load_lpips(vgg16_path, lin_path) -> LPIPS:
     Both torch.save formats (zip and legacy) are read without torch. Raises `CheckpointError`
     naming the file and key for missing, unexpected or inconsistently shaped tensors.
     """
-    return from_state_dicts(state_dict(vgg16_path), state_dict(lin_path), vgg16_source=str(vgg16_path),
+    return from_state_dicts(read_state_dict(vgg16_path), read_state_dict(lin_path), vgg16_source=str(vgg16_path),
                             lin_source=str(lin_path))
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.errors import CheckpointError
-from latentjax.io.torch_pickle import load
+from latentjax.io.state_dict import read_state_dict
 
 TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 # torchvision VGG16 `features` indices of the convolutions (the caffe file's `layer<i>` indices are the same),
@@ -141,7 +141,7 @@ def load_vgg16(path, convention: str | None = None) -> VGG16:
     tell (e.g. caffe weights saved under torchvision's key names). Raises `CheckpointError` naming
     the file and key for missing, unexpected or inconsistently shaped tensors.
     """
-    return from_state_dict(state_dict(path), convention, source=str(path))
+    return from_state_dict(read_state_dict(path), convention, source=str(path))
 
 
 def from_state_dict(state: dict, convention: str | None = None, *, source: str = "vgg16 state dict") -> VGG16:
@@ -151,13 +151,6 @@ def from_state_dict(state: dict, convention: str | None = None, *, source: str =
         raise ValueError(f"convention must be one of {CONVENTIONS} or None (from the key names), got {convention!r}")
     return VGG16(trunk_params(state, source, layout), convention or layout)
 
-
-
-def state_dict(path) -> dict:
-    obj = load(path)
-    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
-    return obj
 
 
 def trunk_params(state: dict, path: str, layout: str = "torchvision") -> tuple:

@@ -7,7 +7,9 @@ CPU budgets; they train in `out/shapes/<method>/train/`, where a second run resu
 guided InterFaceGAN and linear-encoded semantics (their scorer: the world's read-out, so they show
 what knowing the factors buys) and GANalyze (guided and learned: through the differentiable
 `builtin:shapes_assessor`, 1,000 steps at lr 1e-2, not the reference's 100K at 2e-4; a plain
-shift, as w+ is not Gaussian) on
+shift, as w+ is not Gaussian) and Plumerault et al.'s continuous factors (guided by known image
+transforms: translation, zoom, brightness; fewer trajectories and inversion steps than the
+reference) on
 `builtin:shapes` (`--config.generator=PATH` for another shapes generator), writes each method's
 directions, grids and GIFs to `out/shapes/<method>/`, scores every direction by the factor changes
 it causes (each walked to the same image change, beside random directions scored the same way:
@@ -39,6 +41,9 @@ def get_config(arg=None):
         "linear_semantics": {"scorer": "readout:0.2", "num_samples": 10_000, "batch_size": 500},
         # guided through the assessor's gradient: one direction per assessed factor
         "ganalyze": {"scorer": "assessor", "steps": 1000, "batch_size": 8, "lr": 1e-2, "normalize": "none"},
+        # guided by known image transforms: 20 trajectories of 30 inversion steps per t (the reference: 50 and 50)
+        "continuous_factors": {"transforms": ("translate_x", "translate_y", "zoom", "brightness"),
+                               "num_trajectories": 20, "inversion_steps": 30},
     }, ground_truth={"num_samples": 64, "image_change": 0.1, "walk": "linear", "batch_size": 64, "threshold": 0.8,
                      "min_change": 0.1, "min_valid": 0.5, "baseline_seeds": 3, "valid_tol": 0.2, "seed": 0})
     config.generator = "builtin:shapes"
@@ -46,7 +51,7 @@ def get_config(arg=None):
     if arg.smoke:
         config = smoke(config)
         for method, settings in config.methods.items():
-            if method not in ("interfacegan", "linear_semantics", "ganalyze"):
+            if method not in ("interfacegan", "linear_semantics", "ganalyze", "continuous_factors"):
                 settings.k = 3
         config.methods.ganspace.num_samples = 1000
         config.methods.ganspace.num_components = 8
@@ -59,5 +64,7 @@ def get_config(arg=None):
                                            attributes=("x", "hue", "square"))
         config.methods.linear_semantics.update(num_samples=128, batch_size=64, attributes=("x", "hue", "square"))
         config.methods.ganalyze.update(steps=4, batch_size=4, eval_samples=4, attributes=("x", "y", "hue_cos"))
+        config.methods.continuous_factors.update(transforms=("translate_x", "translate_y", "zoom"), num_trajectories=2,
+                                                 batch_size=2, inversion_steps=2, t_values=(0.2,), fit_epochs=2)
         config.ground_truth.update(num_samples=8, batch_size=16, search_samples=4, baseline_seeds=1)
     return config

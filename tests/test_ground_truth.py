@@ -150,7 +150,8 @@ def _config(arg):
 
 @pytest.mark.slow
 def test_shapes_config_runs_every_method_into_one_report(tmp_path):
-    every = {"sefa", "ganspace", "jacobian", "voynov", "dplase", "interfacegan", "linear_semantics", "ganalyze"}
+    every = {"sefa", "ganspace", "jacobian", "voynov", "dplase", "interfacegan", "linear_semantics", "ganalyze",
+             "continuous_factors"}
     assert _config(None).generator == "builtin:shapes" and set(_config(None).methods) == every
     with pytest.raises(ValueError, match="unknown variant"):
         _config("huge")
@@ -177,9 +178,9 @@ def test_shapes_config_runs_every_method_into_one_report(tmp_path):
         assert np.asarray(Image.open(out / method / "purity.png")).shape[2] == 3
         assert ("train" in files) == (method in ("voynov", "dplase", "ganalyze"))  # learned: kept to resume
     report = (out / "report.html").read_text()
-    assert report.count("<h2>") == 9 and all(f"{m} directions in w+" in report for m in run.directions)
+    assert report.count("<h2>") == 10 and all(f"{m} directions in w+" in report for m in run.directions)
     # per method: 2 heatmaps, 1 grid, 3 GIFs; GANalyze also its score-against-alpha plot and table
-    assert report.count('<img src="data:') == 8 * (2 + 1 + 3) + 1 and "mean score on held-out latents" in report
+    assert report.count('<img src="data:') == 9 * (2 + 1 + 3) + 1 and "mean score on held-out latents" in report
     assert "mean score on held-out latents against alpha" in (out / "ground_truth.md").read_text()
     scores = json.loads((out / "ground_truth.json").read_text())
     assert set(scores) == set(run.directions) | {"baselines"} and scores["sefa"]["settings"]["num_samples"] == 4

@@ -8,11 +8,13 @@
     d = lj.directions.interfacegan(G, lj.shapes.readout_scorer())  # guided: an SVM boundary per scored attribute
     d = lj.directions.linear_semantics(G, scorer)                   # guided: regression coefficients per attribute
     d = lj.directions.ganalyze(G, assessor, steps=2000)             # guided, learned: the assessor's score moves by alpha
+    d = lj.directions.continuous_factors(G)                         # guided by known transforms (shift, zoom, brightness)
     d.vectors                                # (k, direction dim), unit rows, best first
 """
 
 from latentjax.directions.base import Directions
 from latentjax.latent import parse_layers
+from latentjax.directions.continuous import ContinuousFactorsConfig, continuous_factors
 from latentjax.directions.dplase import DPLaSEConfig, dplase
 from latentjax.directions.ganalyze import GANalyzeConfig, ganalyze
 from latentjax.directions.ganspace import GANSpaceConfig, ganspace
@@ -27,14 +29,15 @@ from latentjax.directions.voynov import VoynovConfig, trained_shift, voynov
 METHODS = {"sefa": (sefa, SefaConfig), "ganspace": (ganspace, GANSpaceConfig), "jacobian": (jacobian, JacobianConfig),
            "voynov": (voynov, VoynovConfig), "dplase": (dplase, DPLaSEConfig),
            "interfacegan": (interfacegan, InterFaceGANConfig),
-           "linear_semantics": (linear_semantics, LinearSemanticsConfig), "ganalyze": (ganalyze, GANalyzeConfig)}
+           "linear_semantics": (linear_semantics, LinearSemanticsConfig), "ganalyze": (ganalyze, GANalyzeConfig),
+           "continuous_factors": (continuous_factors, ContinuousFactorsConfig)}
 # methods trained on the harness: `discover` gives them a work dir (`<workdir>/[<method>/]train`) to resume from
 LEARNED_METHODS = ("voynov", "dplase", "ganalyze")
 # methods guided by a `Scorer`: `discover` builds it from the settings' `scorer` and passes it second
 GUIDED_METHODS = ("interfacegan", "linear_semantics", "ganalyze")
 
-__all__ = ["BoundaryFit", "DPLaSEConfig", "Directions", "GANSpaceConfig", "GANalyzeConfig", "GUIDED_METHODS",
+__all__ = ["BoundaryFit", "ContinuousFactorsConfig", "DPLaSEConfig", "Directions", "GANSpaceConfig", "GANalyzeConfig", "GUIDED_METHODS",
            "InterFaceGANConfig", "JacobianConfig", "LEARNED_METHODS", "LinearSemanticsConfig", "METHODS", "Regression",
-           "SefaConfig", "VoynovConfig", "dplase", "fit_boundary", "forward_jacobian", "ganalyze", "ganspace",
+           "SefaConfig", "VoynovConfig", "continuous_factors", "dplase", "fit_boundary", "forward_jacobian", "ganalyze", "ganspace",
            "interfacegan", "jacobian", "linear_semantics", "parse_layers", "project_boundary", "regress", "sefa",
            "train_boundary", "trained_shift", "voynov"]

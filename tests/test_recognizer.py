@@ -125,18 +125,25 @@ def test_labels_and_accuracy_count_what_they_say(net):
     assert got == {h: c / 64 for h, c in expected.items()}
 
 
-def test_a_short_training_run_learns_the_hue():
+def short_run(**changes):
+    """The smoke config with `changes`, trained 150 steps: (task, final state, evaluation before, after)."""
     config = train_recognizer.get_config("smoke")
-    config.update(heads=("hue",), bins=3, width=8, lr=3e-3, batch_size=32)
+    config.update(width=8, lr=3e-3, batch_size=32, eval_size=256)
+    for name, value in changes.items():  # (update would merge a None into a sub-config)
+        setattr(config, name, value)
     task = make_task(config)
     state = task.init(jax.random.key(0))
     step = jax.jit(lambda s, k, i: task.step(s, task.batch(k), k, i))
     evaluate = jax.jit(task.evaluate)
-    before = float(evaluate(state, jax.random.key(9))["accuracy/hue"])
+    before = evaluate(state, jax.random.key(9))
     for i in range(150):
-        state, metrics = step(state, jax.random.key(i + 1), i)
-    config.eval_size = 256
-    after = make_task(config).evaluate(state, jax.random.key(9))
+        state, _ = step(state, jax.random.key(i + 1), i)
+    return task, state, before, evaluate(state, jax.random.key(9))
+
+
+def test_a_short_training_run_learns_the_hue():
+    task, state, before, after = short_run(heads=("hue",), bins=3)
+    before = float(before["accuracy/hue"])
     assert float(after["accuracy/hue"]) > 0.85 > before + 0.2, (before, after)
     assert set(after) == {"accuracy/hue", "shifted_accuracy/hue"}
     assert task.result({"step": 150, "state": state}).config.head_names == ("hue",)
@@ -203,17 +210,8 @@ def test_assessor_scorer_is_the_value_heads_and_differentiable():
 
 
 def test_a_short_training_run_learns_to_regress_x():
-    config = train_recognizer.get_config("smoke")
-    config.update(heads=(), value_heads=("x",), width=8, lr=3e-3, batch_size=32, eval_size=256)
-    config.shifted_ranges = None
-    task = make_task(config)
-    state = task.init(jax.random.key(0))
-    step = jax.jit(lambda s, k, i: task.step(s, task.batch(k), k, i))
-    evaluate = jax.jit(task.evaluate)
-    before = float(evaluate(state, jax.random.key(9))["error/x"])
-    for i in range(150):
-        state, metrics = step(state, jax.random.key(i + 1), i)
-    after = evaluate(state, jax.random.key(9))
+    task, state, before, after = short_run(heads=(), value_heads=("x",), shifted_ranges=None)
+    before = float(before["error/x"])
     assert set(after) == {"error/x"}  # no shifted ranges: no shifted evaluation
     assert float(after["error/x"]) < 0.5 * before, (before, after)  # x uniform on [0, 1): mean error 0.25 at best
     assert task.result({"step": 150, "state": state}).config.value_heads == ("x",)

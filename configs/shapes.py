@@ -14,7 +14,7 @@ reference) on
 directions, grids and GIFs to `out/shapes/<method>/`, scores every direction by the factor changes
 it causes (each walked to the same image change, beside random directions scored the same way:
 `latentjax.shapes.scoring`) and writes `ground_truth.md`, heatmaps and one `report.html`:
-a few minutes on two CPU cores (full budgets: `configs/voynov.py`, `configs/dplase.py`). Voynov &
+about 15 minutes on two CPU cores (full budgets: `configs/voynov.py`, `configs/dplase.py`). Voynov &
 Babenko uses the `linear` deformator (`ortho`'s matrix exponential calls LAPACK, slow on a busy
 CPU). `valid_tol` is 0.2, not the read-out's strict 0.01, while the built-in generator is
 preliminary (its samples are soft). `configs/shapes.py:smoke`: three directions per method, few

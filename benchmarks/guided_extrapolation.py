@@ -42,20 +42,20 @@ def train_regressor(images, labels, steps: int, seed: int, batch: int = 64):
     config = RecognizerConfig(images.shape[1], images.shape[3], ("x",), (1,), width=16, depth=4)
     net = Recognizer.init(config, jax.random.key(seed))
     tx = optax.adam(2e-3)
-    images, labels = jnp.asarray(images), jnp.asarray(labels, jnp.float32)
 
     @jax.jit
-    def step(state, key):
-        params, opt = state
-        index = jax.random.randint(key, (batch,), 0, len(labels))
-        loss = lambda p: jnp.mean((net.logits(p, images[index])["x"][:, 0] - labels[index]) ** 2)  # noqa: E731
-        grads = jax.grad(loss)(params)
-        updates, opt = tx.update(grads, opt)
-        return (optax.apply_updates(params, updates), opt), None
+    def run(params, images, labels, keys):  # the data as arguments, not as constants of the program
+        def step(state, key):
+            params, opt = state
+            index = jax.random.randint(key, (batch,), 0, labels.shape[0])
+            loss = lambda p: jnp.mean((net.logits(p, images[index])["x"][:, 0] - labels[index]) ** 2)  # noqa: E731
+            updates, opt = tx.update(jax.grad(loss)(params), opt)
+            return (optax.apply_updates(params, updates), opt), None
 
-    state = (net.params, tx.init(net.params))
-    state, _ = jax.lax.scan(step, state, jax.random.split(jax.random.key(seed + 1), steps))
-    return net, state[0]
+        return jax.lax.scan(step, (params, tx.init(params)), keys)[0][0]
+
+    keys = jax.random.split(jax.random.key(seed + 1), steps)
+    return net, run(net.params, jnp.asarray(images), jnp.asarray(labels, jnp.float32), keys)
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """Guided extrapolation as data augmentation (Zheng et al.'s claim), end to end on the shapes world.
 
-    python benchmarks/guided_extrapolation.py          # builtin:shapes, x >= 0.65 made rare; about 12 minutes
+    python benchmarks/guided_extrapolation.py          # builtin:shapes, x >= 0.65 made rare; about an hour on 2 cores
 
 A downstream model (a small CNN regressing the object's x, `latentjax.nn.recognizer` with one value
 head) is trained on generator samples labelled by the read-out, from an unbalanced set: samples with

@@ -48,8 +48,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     print(describe_environment())
-    scorer = assessor_scorer(load_recognizer(args.assessor))
-    resolution = load_recognizer(args.assessor).config.img_resolution
+    net = load_recognizer(args.assessor)
+    scorer, resolution = assessor_scorer(net), net.config.img_resolution
     score = jax.jit(scorer.score)
     read = jax.jit(lambda images: lj.shapes.readout(images, args.tol))
 

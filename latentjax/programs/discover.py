@@ -168,7 +168,7 @@ def score_curves(directions: Directions) -> tuple[list[Table], list[tuple[str, b
 
 def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
     scoring = configure(GroundTruthConfig, config.ground_truth)
-    found, scores, seconds, sections, baselines = {}, {}, {}, [], {}
+    found, scores, seconds, sections, baselines, curve_md = {}, {}, {}, [], {}, {}
     for method, settings in config.methods.items():
         sub = workdir / method
         directions, summary = _find(config, method, settings, space, progress, sub)
@@ -190,12 +190,11 @@ def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
         change = Table("factor change / prior spread (rows = directions)", ("direction",) + result.factor_names,
                        [(k, *row) for k, row in enumerate(result.normalised.tolist())])
         curve_tables, curve_figures = score_curves(directions)
+        curve_md[method] = "".join(f"\n{t.caption}\n\n{markdown_table(t.header, t.rows)}" for t in curve_tables)
         sections.append(Section(f"{method} directions in {directions.space['name']}",
                                 {k: v for k, v in summary.items() if k not in ("generator", "walk", "ground_truth")},
                                 [change] + curve_tables, directions.scores, heatmaps + curve_figures + figures))
     header, rows = comparison(scores, seconds, baselines)
-    curve_md = {method: "".join(f"\n{t.caption}\n\n{markdown_table(t.header, t.rows)}"
-                                for t in score_curves(found[method])[0]) for method in found}
     (workdir / "ground_truth.md").write_text(markdown_table(header, rows) + "\n" + "\n".join(
         f"## {method}\n\n{result.to_table()}{curve_md[method]}" for method, result in scores.items()))
     records = {method: {**result.to_dict(), "seconds": seconds[method]} for method, result in scores.items()}

@@ -76,3 +76,28 @@ def test_learns_directions_whose_score_follows_alpha(tiny):
     theta = d.settings["theta_norms"][0] * d.vectors[0]
     moved = transform(held_out, space.embed(jnp.asarray(theta, jnp.float32)), jnp.full(64, 0.3), "none")
     assert float(np.mean(scorer(space.decode(tiny.params, moved))[:, 0])) == pytest.approx(curves[0, -1], rel=1e-4)
+
+
+def test_class_dependent_theta_learns_one_direction_per_class(tiny):
+    """The reference's Linear(onehot(y)): one theta per attribute and class, trained with a uniform class
+    per sample; applying class c's theta to class-c samples moves the score by about alpha."""
+    config = StyleGAN2Config(z_dim=6, w_dim=6, c_dim=3, embed_features=6, img_resolution=8, img_channels=3,
+                             channels=(8, 8), mapping_layers=1)
+    G = StyleGAN2.init(config, jax.random.key(2))
+    scorer = brightness_scorer()
+    with pytest.raises(ValueError, match="class-conditional"):
+        ganalyze(tiny, scorer, steps=1, class_dependent=True)
+    with pytest.raises(ValueError, match="z space"):
+        ganalyze(lj.latent_space(G, "w", class_index=0), scorer, steps=1, class_dependent=True)
+    space = lj.latent_space(G, "z")
+    d = ganalyze(space, scorer, steps=300, batch_size=8, lr=3e-2, eval_samples=48, key=jax.random.key(1),
+                 normalize="none", class_dependent=True, attributes=("red",))
+    assert len(d) == 3 and d.settings["directions"] == ["red@0", "red@1", "red@2"] and d.settings["classes"] == [0, 1, 2]
+    assert d.settings["monotone"] == [True] and 0.6 < d.settings["slopes"][0] < 1.4, d.settings["slopes"]
+    z = space.sample(jax.random.key(5), 32)
+    for c in range(3):
+        theta = jnp.asarray(d.settings["theta_norms"][c] * d.vectors[c], jnp.float32)
+        before = scorer(space.decode(G.params, z, classes=c))[:, 0]
+        after = scorer(space.decode(G.params, transform(z, theta, jnp.full(32, 0.3), "none"), classes=c))[:, 0]
+        assert 0.15 < float(jnp.mean(after - before)) < 0.45, (c, float(jnp.mean(after - before)))
+    assert not np.allclose(d.vectors[0], d.vectors[1], atol=0.05)  # each class its own theta

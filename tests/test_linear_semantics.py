@@ -66,3 +66,54 @@ def test_linear_semantics_is_the_regression_of_the_scored_table():
         assert d.scores[k] == pytest.approx(fit.r2_holdout, abs=1e-6)
     with pytest.raises(ValueError, match="every coefficient is 0"):
         linear_semantics(space, scorer, num_samples=50, l1=1e3, progress=False)
+
+
+def test_group_lasso_meets_its_optimality_conditions_and_keeps_whole_groups():
+    """Group sparsity: at the optimum, each active group's gradient balances its penalty,
+    X_g'r/n - ridge b_g = l1 sqrt(|g|) b_g/|b_g|, and each zero group's satisfies |X_g'r/n| <= l1 sqrt(|g|)."""
+    rng = np.random.default_rng(3)
+    n, sizes = 2000, [4, 3, 5, 2]
+    groups = np.repeat(np.arange(4), sizes)
+    x = rng.normal(size=(n, groups.size))
+    truth = np.where(np.isin(groups, [1, 3]), rng.normal(size=groups.size), 0.0)
+    y = x @ truth + 0.5 * rng.normal(size=n)
+    ridge, l1 = 0.01, 0.05
+    fit = regress(x, y, ridge=ridge, l1=l1, holdout=0.0, iterations=5000, groups=groups)
+    assert set(groups[fit.coef != 0]) == {1, 3}
+    assert np.all(fit.coef[np.isin(groups, [1, 3])] != 0)  # whole groups, not single coordinates
+    xc, yc = x - x.mean(axis=0), y - y.mean()
+    correlation = xc.T @ (yc - xc @ fit.coef) / n
+    for g, size in enumerate(sizes):
+        member = groups == g
+        b = fit.coef[member]
+        if np.any(b):
+            np.testing.assert_allclose(correlation[member] - ridge * b, l1 * np.sqrt(size) * b / np.linalg.norm(b),
+                                       atol=2e-4)
+        else:
+            assert np.linalg.norm(correlation[member]) <= l1 * np.sqrt(size) + 1e-4
+    # one coordinate per group is the plain L1 fit
+    np.testing.assert_allclose(regress(x, y, l1=l1, holdout=0.0, groups=np.arange(groups.size)).coef,
+                               regress(x, y, l1=l1, holdout=0.0).coef, atol=1e-6)
+    with pytest.raises(ValueError, match="groups must be"):
+        regress(x, y, l1=l1, groups=groups[:-1])
+
+
+def test_layer_sparsity_localises_stylespace_directions_to_layers():
+    config = StyleGAN2Config(z_dim=6, w_dim=6, img_resolution=8, img_channels=3, channels=(8, 8), mapping_layers=1)
+    G = StyleGAN2.init(config, jax.random.key(0))
+    scorer = Scorer(lambda _, images: jnp.mean(images[..., :1], axis=(1, 2)), ("red",))
+    space = lj.latent_space(G, "s")
+    layers = space.coordinate_layers
+    assert layers.shape == (space.direction_dim,) and len(np.unique(layers)) == len(space.style_sizes)
+    dense = linear_semantics(space, scorer, num_samples=400, batch_size=200, progress=False)
+    sparse = linear_semantics(space, scorer, num_samples=400, batch_size=200, progress=False, l1=3e-3,
+                              sparsity="layers")
+    assert dense.settings["layers_used"] == [list(range(len(space.style_sizes)))]
+    used = sparse.settings["layers_used"][0]
+    assert 0 < len(used) < len(space.style_sizes)
+    assert np.all(sparse.vectors[0][~np.isin(layers, used)] == 0) and np.all(sparse.vectors[0][np.isin(layers, used)] != 0)
+    assert sparse.scores[0] > 0.5 * dense.scores[0] > 0, (sparse.scores, dense.scores)
+    with pytest.raises(ValueError, match="sparsity='layers' needs"):
+        linear_semantics(lj.latent_space(G, "w"), scorer, num_samples=50, l1=1e-3, sparsity="layers", progress=False)
+    with pytest.raises(ValueError, match="sparsity must be one of"):
+        linear_semantics(space, scorer, num_samples=50, sparsity="channels", progress=False)

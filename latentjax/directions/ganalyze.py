@@ -14,10 +14,18 @@ The evaluation the paper plots is the mean assessor score against alpha on held-
 (`curve_alphas`: the released test's "bigger step" alphas, 0.1 apart, from the original z):
 `directions_of` computes it on `eval_samples` fixed latents (rescaled per sample unless
 `normalize` is 'none'), and `Directions.settings["curve"]`
-holds it per attribute, with `monotone` and the slope (its least-squares line, 1 when alpha is met
+holds it per attribute, with `monotone` and `slopes`: the slope (its least-squares line, 1 when alpha is met
 exactly) as each direction's score. The unit vectors are theta / |theta|; `theta_norms` keeps the
 trained lengths, so `transform(latent, space.embed(norm * vector), alpha, normalize)` is the
-trained edit. Not built: the reference's class-dependent theta (`Linear(onehot(y))`).
+trained edit.
+
+`class_dependent=True` is the reference's class-dependent theta (`Linear(onehot(y))`): one theta per
+attribute and class, each sample drawn with a uniform class y and decoded with it, T(z, alpha, y) =
+z + alpha theta_y. It needs a class-conditional generator's `z` space (whose samples do not depend on
+the class). The Directions then hold one row per attribute and class (attribute-major, named
+`attribute@class`, `settings["classes"]` the class of each row); the curve is taken on held-out z
+with uniform classes, each moved along its own class's theta, and every row of an attribute shares
+its slope.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ class GANalyzeConfig(ConfigMixin):
     eval_seed: int = 0  # key of those latents
     steps: int = 100_000  # the reference: 400K samples in batches of 4
     batch_size: int = 4
+    class_dependent: bool = False  # one theta per class, Linear(onehot(y)) (conditional generators, z space)
 
     def __post_init__(self):
         if self.normalize not in NORMALIZE:
@@ -92,33 +101,50 @@ def build_task(space: LatentSpace, scorer: Scorer, settings: GANalyzeConfig) -> 
     attributes = attribute_names(scorer, settings.attributes)
     columns = jnp.asarray(scorer.columns(attributes))
     G, A, D, B = space.generator, len(attributes), space.direction_dim, settings.batch_size
+    C = space.num_classes if settings.class_dependent else 1
+    if settings.class_dependent and not (C and space.name == "z"):
+        raise ValueError(f"class_dependent GANalyze needs the z space of a class-conditional generator, got "
+                         f"{space!r} with {space.num_classes} classes")
     tx = optax.adam(settings.lr)
 
-    def scores(state, latents):
-        images = space.decode(state["generator"], latents)
+    def draw_classes(key, n):
+        """Per-sample class indices [n] (class-dependent), or None: the space's own class."""
+        return jax.random.randint(key, (n,), 0, C) if settings.class_dependent else None
+
+    def shifts(theta, classes, n):
+        """[A, n, direction_dim]: each sample's theta, per attribute."""
+        if settings.class_dependent:
+            return theta[:, classes]
+        return jnp.broadcast_to(theta[:, None], (A, n, D))
+
+    def scores(state, latents, classes):
+        images = space.decode(state["generator"], latents, classes=classes)
         return scorer.score(state["scorer"], images)[:, columns]  # [N, A]
 
-    def moved_scores(state, theta, latents, alpha, normalize=settings.normalize):
-        """[N, A]: attribute a's score of T(z, alpha) along theta_a."""
-        def one(theta_a, column):
-            edited = transform(latents, space.embed(theta_a), alpha, normalize)
-            return scores(state, edited)[:, column]
-        return jax.vmap(one, out_axes=1)(theta, jnp.arange(A))
+    def moved_scores(state, theta, latents, classes, alpha, normalize=settings.normalize):
+        """[N, A]: attribute a's score of T(z, alpha) along each sample's theta_a."""
+        def one(shift, column):
+            edited = transform(latents, space.embed(shift), alpha, normalize)
+            return scores(state, edited, classes)[:, column]
+        return jax.vmap(one, out_axes=1)(shifts(theta, classes, latents.shape[0]), jnp.arange(A))
 
     def init(key):
-        theta = (jax.random.normal(key, (A, D), jnp.float32) if settings.init == "normal"
-                 else jnp.zeros((A, D), jnp.float32))
+        shape = (A, C, D) if settings.class_dependent else (A, D)
+        theta = (jax.random.normal(key, shape, jnp.float32) if settings.init == "normal"
+                 else jnp.zeros(shape, jnp.float32))
         return {"generator": G.params, "scorer": scorer.params, "theta": theta, "opt": tx.init(theta)}
 
     def step(state, batch, key, step):
-        k_z, k_alpha = jax.random.split(key)
+        k_z, k_alpha, k_class = jax.random.split(key, 3)
         latents = shard_batch(space.sample(k_z, B, state["generator"]))
+        classes = draw_classes(k_class, B)
+        classes = None if classes is None else shard_batch(classes)
         alpha = shard_batch(jax.random.uniform(k_alpha, (B,), jnp.float32, -settings.alpha_range,
                                                settings.alpha_range))
-        target = scores(state, latents) + alpha[:, None]  # frozen networks: no gradient to theta here
+        target = scores(state, latents, classes) + alpha[:, None]  # frozen networks: no gradient to theta here
 
         def loss_fn(theta):
-            per_attribute = jnp.mean((moved_scores(state, theta, latents, alpha) - target) ** 2, axis=0)
+            per_attribute = jnp.mean((moved_scores(state, theta, latents, classes, alpha) - target) ** 2, axis=0)
             return jnp.sum(per_attribute), per_attribute
 
         (loss, per_attribute), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["theta"])
@@ -132,13 +158,18 @@ def build_task(space: LatentSpace, scorer: Scorer, settings: GANalyzeConfig) -> 
     def curve(state):
         """[len(curve_alphas), A]: mean score of each attribute along its theta on the held-out latents
         (rescaled per sample unless normalize is 'none'), batch_size latents at a time."""
-        latents = space.sample(jax.random.key(settings.eval_seed), settings.eval_samples, state["generator"])
+        key = jax.random.key(settings.eval_seed)
+        latents = space.sample(key, settings.eval_samples, state["generator"])
+        classes = draw_classes(jax.random.fold_in(key, 1), settings.eval_samples)
+        classes = jnp.zeros(settings.eval_samples, jnp.int32) if classes is None else classes
 
-        def per_latent(z):
+        def per_latent(item):
+            z, y = item
             copies = jnp.broadcast_to(z, curve_alphas.shape + z.shape)
-            return moved_scores(state, state["theta"], copies, curve_alphas, curve_normalize)
+            copy_classes = jnp.full(curve_alphas.shape, y) if settings.class_dependent else None
+            return moved_scores(state, state["theta"], copies, copy_classes, curve_alphas, curve_normalize)
 
-        return jnp.mean(jax.lax.map(per_latent, latents, batch_size=B), axis=0)
+        return jnp.mean(jax.lax.map(per_latent, (latents, classes), batch_size=B), axis=0)
 
     def slopes(means):
         centred = curve_alphas - curve_alphas.mean()
@@ -154,17 +185,21 @@ def build_task(space: LatentSpace, scorer: Scorer, settings: GANalyzeConfig) -> 
         """The directions of a train state `{"step", "state"}` (see the module docstring)."""
         state = train_state["state"]
         means = np.asarray(curve_jit(state), np.float64)
-        theta = np.asarray(state["theta"], np.float64)
+        slope = np.asarray(slopes(jnp.asarray(means)), np.float64)
+        theta = np.asarray(state["theta"], np.float64).reshape(A * C, D)  # attribute-major rows
+        names = [f"{a}@{c}" for a in attributes for c in range(C)] if settings.class_dependent else attributes
         norms = np.linalg.norm(theta, axis=1)
         if not np.all(norms > 0):
-            raise ValueError(f"GANalyze: theta of {[a for a, n in zip(attributes, norms) if not n > 0]} is zero "
+            raise ValueError(f"GANalyze: theta of {[a for a, n in zip(names, norms) if not n > 0]} is zero "
                              f"(init='zeros' and no step taken?)")
-        settings_out = {**settings.to_dict(), "scorer": list(scorer.names), "directions": attributes,
+        settings_out = {**settings.to_dict(), "scorer": list(scorer.names), "directions": names,
                         "theta_norms": norms.tolist(), "step": int(train_state["step"]),
-                        "curve": {a: means[:, i].tolist() for i, a in enumerate(attributes)},
+                        "curve": {a: means[:, i].tolist() for i, a in enumerate(attributes)}, "slopes": slope.tolist(),
                         "monotone": [bool(np.all(np.diff(means[:, i]) > 0)) for i in range(A)]}
-        return Directions(theta / norms[:, None], np.asarray(slopes(jnp.asarray(means))), space.spec, "ganalyze",
-                          settings_out, layer_mask(space, "all", A))
+        if settings.class_dependent:
+            settings_out["classes"] = list(range(C)) * A
+        return Directions(theta / norms[:, None], np.repeat(slope, C), space.spec,
+                          "ganalyze", settings_out, layer_mask(space, "all", A * C))
 
     def export(state, workdir: Path, step: int):
         directions_of({"step": step, "state": state}).save(Path(workdir) / DIRECTIONS_FILE)

@@ -4,11 +4,17 @@ the coefficient vector, normalised, is its direction.
 The paper has no public code; these are our choices, stated here. The regression runs on the
 space's direction coordinates (`space.pool`: z, w, or StyleSpace's channels), centred, with an
 intercept. `l1 = 0` (default) is ridge regression in closed form (`ridge` times the number of
-samples on the diagonal, so the penalty does not grow with N); `l1 > 0` adds an L1 penalty (the
-elastic net 1/(2N) |Xb - y|² + ridge/2 |b|² + l1 |b|₁, by FISTA), whose sparse coefficients give
-localised directions, e.g. a few StyleSpace channels. Each direction's score is its R² on the
-held-out `holdout` share of the samples (the fit's own R² is in `settings`), so a semantic the
-latents do not encode linearly scores near 0.
+samples on the diagonal, so the penalty does not grow with N); `l1 > 0` adds a sparsity penalty
+(by FISTA) whose zeros give localised directions:
+
+- `sparsity="coordinates"`: L1, the elastic net 1/(2N) |Xb - y|² + ridge/2 |b|² + l1 |b|₁, e.g. a
+  few StyleSpace channels;
+- `sparsity="layers"`: group lasso over the generator layers the coordinates belong to
+  (`space.coordinate_layers`: StyleSpace's affine layers), l1 Σ_g sqrt(|g|) |b_g|₂ in place of
+  the L1 term, so a direction uses a few whole layers (Yuan and Lin's weighting of group sizes).
+
+Each direction's score is its R² on the held-out `holdout` share of the samples (the fit's own R²
+is in `settings`), so a semantic the latents do not encode linearly scores near 0.
 """
 
 from __future__ import annotations
@@ -21,7 +27,11 @@ import numpy as np
 
 from latentjax.config import ConfigMixin, configure
 from latentjax.directions.base import Directions
+from latentjax.latent import as_space
 from latentjax.metrics.scorer import Scorer, attribute_names, scored_codes
+
+
+SPARSITY = ("coordinates", "layers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,10 +39,15 @@ class LinearSemanticsConfig(ConfigMixin):
     attributes: tuple[str, ...] = ()  # the scorer's attributes to find directions for; empty: all
     num_samples: int = 20_000
     ridge: float = 1e-3  # L2 weight, per sample
-    l1: float = 0.0  # L1 weight, per sample (0: plain ridge regression)
+    l1: float = 0.0  # sparsity weight, per sample (0: plain ridge regression)
+    sparsity: str = "coordinates"  # what l1 makes sparse: 'coordinates' (L1) or 'layers' (group lasso)
     holdout: float = 0.2  # share of the (valid) samples kept out of the fit to score it
     iterations: int = 2000  # FISTA steps (l1 > 0)
     batch_size: int = 256
+
+    def __post_init__(self):
+        if self.sparsity not in SPARSITY:
+            raise ValueError(f"sparsity must be one of {SPARSITY}, got {self.sparsity!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +61,19 @@ class Regression:
 
 
 def regress(latents, scores, *, ridge: float = 1e-3, l1: float = 0.0, holdout: float = 0.2, iterations: int = 2000,
-            seed: int = 0) -> Regression:
-    """Fit scores [N] on latents [N, d] (rows with non-finite scores dropped) as the module docstring says."""
+            groups=None, seed: int = 0) -> Regression:
+    """Fit scores [N] on latents [N, d] (rows with non-finite scores dropped) as the module docstring says.
+
+    `groups` [d] (integers): the group of each coordinate for the group-lasso penalty; None: every
+    coordinate its own group, the plain L1 penalty."""
     x = np.asarray(latents, np.float64)
     y = np.asarray(scores, np.float64)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"latents must be [N, d] and scores [N], got shapes {x.shape} and {y.shape}")
+    groups = np.arange(x.shape[1]) if groups is None else np.asarray(groups)
+    if groups.shape != (x.shape[1],) or not np.issubdtype(groups.dtype, np.integer) or groups.min() < 0:
+        raise ValueError(f"groups must be [d={x.shape[1]}] non-negative integers (each coordinate's group), "
+                         f"got {groups.dtype} of shape {groups.shape}")
     for name, value, low in (("ridge", ridge, 0.0), ("l1", l1, 0.0)):
         if not (isinstance(value, (int, float)) and value >= low and np.isfinite(value)):
             raise ValueError(f"{name} must be a number >= {low}, got {value!r}")
@@ -70,8 +92,10 @@ def regress(latents, scores, *, ridge: float = 1e-3, l1: float = 0.0, holdout: f
     if l1 == 0:
         coef = np.linalg.solve(xc.T @ xc / n + ridge * np.eye(x.shape[1]), xc.T @ yc / n)
     else:
-        coef = np.asarray(_elastic_net(jnp.asarray(xc, jnp.float32), jnp.asarray(yc, jnp.float32), float(ridge),
-                                       float(l1), int(iterations)), np.float64)
+        _, groups = np.unique(groups, return_inverse=True)  # ids 0 .. G-1
+        coef = np.asarray(_sparse_fit(jnp.asarray(xc, jnp.float32), jnp.asarray(yc, jnp.float32),
+                                      jnp.asarray(groups, jnp.int32), float(ridge), float(l1), int(iterations),
+                                      int(groups.max()) + 1), np.float64)
     intercept = mean_y - mean_x @ coef
 
     def r2(index):
@@ -82,20 +106,24 @@ def regress(latents, scores, *, ridge: float = 1e-3, l1: float = 0.0, holdout: f
     return Regression(coef, float(intercept), r2(train), r2(test))
 
 
-@jax.jit(static_argnums=(2, 3, 4))
-def _elastic_net(x, y, ridge, l1, iterations):
-    """FISTA on 1/(2n) |x b - y|² + ridge/2 |b|² + l1 |b|₁ (centred x, y)."""
+@jax.jit(static_argnums=(3, 4, 5, 6))
+def _sparse_fit(x, y, groups, ridge, l1, iterations, num_groups):
+    """FISTA on 1/(2n) |x b - y|² + ridge/2 |b|² + l1 Σ_g sqrt(|g|) |b_g|₂ (centred x, y); with one
+    coordinate per group the penalty is l1 |b|₁ and the proximal step the soft threshold."""
     n = x.shape[0]
     hi = jax.lax.Precision.HIGHEST
     gram = jnp.matmul(x.T, x, precision=hi) / n
     cross = jnp.matmul(x.T, y, precision=hi) / n
     step = 1.0 / (jnp.linalg.eigvalsh(gram)[-1] + ridge)
+    weights = jnp.sqrt(jax.ops.segment_sum(jnp.ones_like(y, shape=groups.shape), groups, num_groups))
 
     def body(_, state):
         b, v, t = state
         grad = jnp.matmul(gram, v, precision=hi) - cross + ridge * v
         u = v - step * grad
-        b_next = jnp.sign(u) * jnp.maximum(jnp.abs(u) - step * l1, 0.0)
+        norms = jnp.sqrt(jax.ops.segment_sum(u * u, groups, num_groups))
+        shrink = jnp.maximum(1 - step * l1 * weights / jnp.maximum(norms, jnp.finfo(u.dtype).tiny), 0.0)
+        b_next = u * shrink[groups]
         t_next = (1 + jnp.sqrt(1 + 4 * t * t)) / 2
         return b_next, b_next + (t - 1) / t_next * (b_next - b), t_next
 
@@ -108,10 +136,16 @@ def linear_semantics(source, scorer: Scorer, config: LinearSemanticsConfig | dic
     """One regression direction per attribute of `scorer` (in attribute order), scored by held-out R²."""
     config = configure(LinearSemanticsConfig, config, overrides)
     attributes = attribute_names(scorer, config.attributes)
-    space, latents, scores = scored_codes(source, scorer, config.num_samples, batch_size=config.batch_size, key=key,
-                                          progress=progress)
+    space = as_space(source)
+    layers = space.coordinate_layers
+    if config.sparsity == "layers" and layers is None:
+        raise ValueError(f"sparsity='layers' needs a space whose coordinates belong to generator layers (StyleSpace "
+                         f"'s'); the {space.name!r} space has none")
+    _, latents, scores = scored_codes(space, scorer, config.num_samples, batch_size=config.batch_size, key=key,
+                                      progress=progress)
     fits = [regress(latents, scores[:, scorer.names.index(a)], ridge=config.ridge, l1=config.l1,
-                    holdout=config.holdout, iterations=config.iterations) for a in attributes]
+                    holdout=config.holdout, iterations=config.iterations,
+                    groups=layers if config.sparsity == "layers" else None) for a in attributes]
     norms = [np.linalg.norm(f.coef) for f in fits]
     flat = [a for a, norm in zip(attributes, norms) if not norm > 0]
     if flat:
@@ -119,5 +153,7 @@ def linear_semantics(source, scorer: Scorer, config: LinearSemanticsConfig | dic
     settings = {**config.to_dict(), "scorer": list(scorer.names), "directions": attributes,
                 "r2_fit": [f.r2_fit for f in fits], "nonzero": [int(np.sum(f.coef != 0)) for f in fits],
                 "coefficient_norm": [float(n) for n in norms]}
+    if layers is not None:
+        settings["layers_used"] = [sorted(int(i) for i in np.unique(layers[f.coef != 0])) for f in fits]
     return Directions(np.stack([f.coef / n for f, n in zip(fits, norms)]), np.asarray([f.r2_holdout for f in fits]),
                       space.spec, "linear_semantics", settings)

@@ -55,6 +55,12 @@ class LatentSpace:
         return None
 
     @property
+    def coordinate_layers(self) -> np.ndarray | None:
+        """The generator layer of each direction coordinate [direction_dim] (StyleSpace's channels), or
+        None where coordinates belong to no one layer (z, w, and w+, whose direction is one w)."""
+        return None
+
+    @property
     def spec(self) -> dict:
         return {"name": self.name, **self.options}
 

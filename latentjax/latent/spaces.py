@@ -6,6 +6,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from latentjax.latent.base import LatentSpace
 from latentjax.latent.density import Gaussian, standard_normal
@@ -56,6 +57,12 @@ class StyleSpace(LatentSpace):
     @property
     def num_layers(self):
         return self.generator.num_ws if self.name == "w+" else None
+
+    @property
+    def coordinate_layers(self):
+        if self.name != "s":
+            return None
+        return np.repeat(np.arange(len(self.style_sizes)), self.style_sizes)
 
     def embed(self, direction, layers=None):
         if self.name != "w+":

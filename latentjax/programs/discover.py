@@ -159,7 +159,7 @@ def score_curves(directions: Directions) -> tuple[list[Table], list[tuple[str, b
         return [], []
     alphas = directions.settings["curve_alphas"]
     rows = [(name, *(round(v, 4) for v in values), round(float(slope), 3), monotone) for (name, values), slope, monotone
-            in zip(curves.items(), directions.scores, directions.settings["monotone"])]
+            in zip(curves.items(), directions.settings["slopes"], directions.settings["monotone"])]
     table = Table("mean score on held-out latents against alpha (slope 1: the score moves by alpha)",
                   ("attribute", *(f"alpha {a:g}" for a in alphas), "slope", "monotone"), rows)
     plot = line_plot(alphas, curves, xlabel="alpha", ylabel="mean score", title=f"{directions.method}: score vs alpha")

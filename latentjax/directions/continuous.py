@@ -157,16 +157,16 @@ def blurred_mse(images, target, mask, sigma: float):
 
 
 # --- trajectories ---------------------------------------------------------------------------------
-def trajectories(space: LatentSpace, params, name: str, settings: ContinuousFactorsConfig, key,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(z0 [R, D], z_t [R, D], t [R], final error [R]) over every trajectory, sign and t (step 1)."""
+def inversion_programs(space: LatentSpace, settings: ContinuousFactorsConfig):
+    """(decode, invert), jitted once for every transform: `decode(params, codes)` -> images and
+    `invert(params, codes, target, mask)` -> (codes after `inversion_steps` Adam steps on the
+    blurred, masked error from `codes`, their per-sample errors)."""
     tx = optax.adam(settings.inversion_lr)
-    decode = lambda codes: space.decode(params, space.embed(codes))  # noqa: E731
+    decode = lambda params, codes: space.decode(params, space.embed(codes))  # noqa: E731
 
-    @jax.jit
-    def invert(codes, target, mask):
+    def invert(params, codes, target, mask):
         def loss(c):
-            per_sample = blurred_mse(decode(c), target, mask, settings.sigma)
+            per_sample = blurred_mse(decode(params, c), target, mask, settings.sigma)
             return jnp.sum(per_sample), per_sample
 
         def step(carry, _):
@@ -178,21 +178,31 @@ def trajectories(space: LatentSpace, params, name: str, settings: ContinuousFact
         (codes, _), errors = jax.lax.scan(step, (codes, tx.init(codes)), None, length=settings.inversion_steps)
         return codes, loss(codes)[1]
 
+    return jax.jit(decode), jax.jit(invert)
+
+
+def trajectories(space: LatentSpace, params, name: str, settings: ContinuousFactorsConfig, key,
+                 progress: bool = True, programs=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(z0 [R, D], z_t [R, D], t [R], final error [R]) over every trajectory, sign and t (step 1).
+
+    `programs`: `inversion_programs(space, settings)`, built here when not given. Every batch holds
+    `batch_size` trajectories (a last, partial one is filled and trimmed), so one program serves all."""
+    decode, invert = inversion_programs(space, settings) if programs is None else programs
     z0s, zts, ts, errors = [], [], [], []
     num_batches = -(-settings.num_trajectories // settings.batch_size)
     t_magnitudes = [float(t) for t in settings.t_values]
     with Progress(num_batches * 2 * len(t_magnitudes), f"trajectories {name}", enabled=None if progress else False) as bar:
         for b in range(num_batches):
             size = min(settings.batch_size, settings.num_trajectories - b * settings.batch_size)
-            z0 = space.pool(space.sample(jax.random.fold_in(key, b), size, params))
-            start = decode(z0)
+            z0 = space.pool(space.sample(jax.random.fold_in(key, b), settings.batch_size, params))
+            start = decode(params, z0)
             for sign in (-1.0, 1.0):
                 codes = z0
                 for magnitude in t_magnitudes:
                     target, mask = transform(start, name, sign * magnitude)
-                    codes, error = invert(codes, target, mask)
-                    z0s.append(np.asarray(z0)), zts.append(np.asarray(codes))
-                    ts.append(np.full(len(z0), sign * magnitude, np.float32)), errors.append(np.asarray(error))
+                    codes, error = invert(params, codes, target, mask)
+                    z0s.append(np.asarray(z0[:size])), zts.append(np.asarray(codes[:size]))
+                    ts.append(np.full(size, sign * magnitude, np.float32)), errors.append(np.asarray(error[:size]))
                     bar.update(1)
     return tuple(np.concatenate(a) for a in (z0s, zts, ts, errors))
 
@@ -261,9 +271,10 @@ def continuous_factors(source, config: ContinuousFactorsConfig | dict | None = N
     params = space.generator.params
     key = jax.random.key(0) if key is None else key
     vectors, scores, kept, lattices = [], [], [], {}
+    programs = inversion_programs(space, settings)
     for i, name in enumerate(settings.transforms):
         k_traj, k_fit = jax.random.split(jax.random.fold_in(key, i))
-        z0, zt, t, error = trajectories(space, params, name, settings, k_traj, progress)
+        z0, zt, t, error = trajectories(space, params, name, settings, k_traj, progress, programs)
         keep = error < np.sort(error)[int(len(error) * (1 - settings.drop_worst))] if settings.drop_worst else \
             np.ones(len(error), bool)
         u, theta, r2 = fit_direction(z0[keep], zt[keep], t[keep], settings, k_fit)

@@ -4,6 +4,8 @@ r"""A small recognition network on the shapes world (`latentjax.tasks.recognizer
     latentjax train --config configs/train_recognizer.py --workdir runs/r8 --config.width=8 --config.num_train=1024
     latentjax train --config configs/train_recognizer.py:smoke --workdir out/smoke   # seconds (CI)
     latentjax train --config configs/train_recognizer.py:assessor --workdir runs/assessor
+    latentjax train --config configs/train_recognizer.py:identity --workdir runs/identity
+    latentjax train --config configs/train_recognizer.py:pose --workdir runs/pose
 
 It classifies the object's shape and hue bin (`heads`, `bins`) of 32x32 true renders whose scale
 is in [0, 0.6) (`train_ranges`); evaluation also scores the held-out scales [0.6, 1)
@@ -27,7 +29,7 @@ from latentjax.train.trainer import harness_config
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, assessor=False)
+    arg = parse_arg(arg, network=("recognizer", "assessor", "identity", "pose"))
     config = harness_config("latentjax.tasks.recognizer", total_steps=2000, batch_size=64, eval_every=500,
                             ckpt_every=1000, keep_ckpts=1)
     config.resolution = 32
@@ -43,9 +45,12 @@ def get_config(arg=None):
     config.train_ranges = ml_collections.ConfigDict({"scale": (0.0, 0.6)})
     config.shifted_ranges = ml_collections.ConfigDict({"scale": (0.6, 1.0)})
     config.eval_size = 1024
-    if arg.assessor:
-        config.update(heads=(), value_heads=("x", "y", "scale", "background", "hue_cos", "hue_sin"), depth=4,
-                      total_steps=6000, eval_every=1000, ckpt_every=1000, lr=2e-3)
+    if arg.network != "recognizer":  # the regressors of the whole world: (class heads, value heads)
+        heads, values = {"assessor": ((), ("x", "y", "scale", "background", "hue_cos", "hue_sin")),
+                         "identity": (("shape",), ("hue_cos", "hue_sin")),
+                         "pose": ((), ("x", "y", "scale", "background", "rotation_cos", "rotation_sin"))}[arg.network]
+        config.update(heads=heads, value_heads=values, depth=4, total_steps=6000, eval_every=1000, ckpt_every=1000,
+                      lr=2e-3)
         config.train_ranges = config.shifted_ranges = None
     if arg.smoke:
         config.update(resolution=16, width=4, depth=2, total_steps=4, batch_size=8, eval_every=2, eval_size=16,

@@ -5,7 +5,7 @@
     img = G.generate(G.params, z, truncation_psi=0.7)   # NHWC
 """
 
-from latentjax import directions, inversion, latent, metrics, shapes, viz, walks
+from latentjax import directions, identity, inversion, latent, metrics, shapes, viz, walks
 from latentjax.directions import Directions
 from latentjax.errors import CheckpointError, ConversionError
 from latentjax.inversion import invert
@@ -16,5 +16,5 @@ from latentjax.models.biggan import class_vector
 
 __version__ = "0.1.0"
 __all__ = ["BigGAN", "BigGANConfig", "CheckpointError", "ConversionError", "Directions", "LatentSpace", "PGGAN",
-           "PGGANConfig", "StyleGAN2", "StyleGAN2Config", "class_vector", "directions", "invert", "inversion",
+           "PGGANConfig", "StyleGAN2", "StyleGAN2Config", "class_vector", "directions", "identity", "invert", "inversion",
            "latent", "latent_space", "load_generator", "metrics", "save_generator", "shapes", "viz", "walks"]

@@ -1,5 +1,6 @@
 """Networks that ship inside the package: generators, loaded with `lj.load_generator("builtin:NAME")`,
-and the shapes recognizer and assessor (`latentjax.nn.recognizer.load_recognizer("builtin:shapes_recognizer")`).
+the shapes world's recognition networks (`latentjax.nn.recognizer.load_recognizer("builtin:shapes_recognizer")`),
+and its identity mapper (`lj.identity.load("builtin:shapes")`).
 
 Each one is a latentjax native directory (`config.json` + `params/`) under this package,
 `latentjax/builtin/NAME/`, installed as package data.
@@ -31,6 +32,12 @@ BUILTINS = {
                         "--config configs/train_recognizer.py:assessor` (6,000 steps, seed 0). Mean absolute error on "
                         "4,096 true renders (benchmarks/shapes_assessor.py): x 0.009, y 0.006, scale 0.026, "
                         "background 0.008, hue 0.002 (the analytic read-out: 0.004 or less)."),
+    "shapes_identity": ("A small CNN (latentjax.nn.recognizer: 4 conv stages, widths 16-128) that recognises what the "
+                        "object of a 32x32 shapes-world render is: its shape (a class head) and its hue angle (cosine, "
+                        "sine), whatever its position, scale, rotation and background; its pooled features are the "
+                        "identity embedding of the shapes identity mapper. Trained with `latentjax train --config "
+                        "configs/train_recognizer.py:identity` (6,000 steps, seed 0); on 1,024 fresh renders: shape "
+                        "accuracy 1.00, hue cosine / sine errors 0.016 / 0.017."),
 }
 
 

@@ -1,4 +1,4 @@
-"""Per-image reconstruction metrics on NHWC batches: PSNR, SSIM, LPIPS and identity similarity.
+"""Per-image reconstruction metrics on NHWC batches: PSNR, SSIM, MS-SSIM, LPIPS and identity similarity.
 
 Every function compares image pairs x[i], y[i] and returns one number per pair, shape [N].
 Images are float NHWC in a known range (`data_range` is its width: 2.0 for [-1, 1]).
@@ -68,6 +68,17 @@ def _filter_valid(x, g):
     return sum(g[i] * x[:, :, i:i + w] for i in range(k))
 
 
+def _ssim_and_cs(x, y, g, c1, c2):
+    """Per image and channel [N, C]: SSIM and its contrast-structure term, averaged over valid positions."""
+    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
+    var_x = _filter_valid(x * x, g) - mu_x ** 2
+    var_y = _filter_valid(y * y, g) - mu_y ** 2
+    cov = _filter_valid(x * y, g) - mu_x * mu_y
+    cs = (2 * cov + c2) / (var_x + var_y + c2)
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
+    return jnp.mean(luminance * cs, axis=(1, 2)), jnp.mean(cs, axis=(1, 2))
+
+
 @functools.partial(jax.jit, static_argnames=("window", "sigma"))
 def ssim(x, y, data_range: float = 2.0, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
          k2: float = 0.03):
@@ -82,14 +93,62 @@ def ssim(x, y, data_range: float = 2.0, window: int = 11, sigma: float = 1.5, k1
     _check_pair(x, y, "ssim")
     if min(x.shape[1:3]) < window:
         raise ValueError(f"ssim: images of {x.shape[1]}x{x.shape[2]} are smaller than the {window}x{window} window")
-    g = gaussian_window(window, sigma)
-    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
-    var_x = _filter_valid(x * x, g) - mu_x ** 2
-    var_y = _filter_valid(y * y, g) - mu_y ** 2
-    cov = _filter_valid(x * y, g) - mu_x * mu_y
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
-    return jnp.mean(s, axis=(1, 2, 3))
+    per_channel, _ = _ssim_and_cs(x, y, gaussian_window(window, sigma), (k1 * data_range) ** 2, (k2 * data_range) ** 2)
+    return jnp.mean(per_channel, axis=-1)
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, five scales
+
+
+def ms_ssim_weights(num_scales: int) -> tuple[float, ...]:
+    """The first `num_scales` MS-SSIM weights, renormalised to sum 1: for images too small for five
+    scales (a 32x32 image holds two 11x11 windows' scales)."""
+    if not 1 <= num_scales <= len(MS_SSIM_WEIGHTS):
+        raise ValueError(f"num_scales must be in [1, {len(MS_SSIM_WEIGHTS)}], got {num_scales}")
+    head = MS_SSIM_WEIGHTS[:num_scales]
+    return tuple(w / sum(head) for w in head)
+
+
+@functools.partial(jax.jit, static_argnames=("weights", "window", "sigma"))
+def ms_ssim(x, y, data_range: float = 2.0, weights: tuple[float, ...] = MS_SSIM_WEIGHTS, window: int = 11,
+            sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03):
+    """Multi-scale SSIM (Wang et al. 2003) per pair, as TensorFlow's `ssim_multiscale` computes it: per
+    channel, the product over scales of relu(contrast-structure)^weight (the last scale: relu(SSIM)),
+    images halved by 2x2 average pooling between scales; then averaged over channels. One scale per
+    weight; the smallest scale must hold the window."""
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    _check_pair(x, y, "ms_ssim")
+    smallest = -(-min(x.shape[1:3]) // 2 ** (len(weights) - 1))
+    if smallest < window:
+        raise ValueError(f"ms_ssim: {len(weights)} scales of {x.shape[1]}x{x.shape[2]} images end at {smallest} "
+                         f"pixels, smaller than the {window}x{window} window; pass fewer weights (ms_ssim_weights)")
+    g, c1, c2 = gaussian_window(window, sigma), (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    product = 1.0
+    for i, weight in enumerate(weights):
+        full, cs = _ssim_and_cs(x, y, g, c1, c2)
+        last = i == len(weights) - 1
+        product = product * jax.nn.relu(full if last else cs) ** weight
+        if not last:
+            x, y = (_halve(v) for v in (x, y))
+    return jnp.mean(product, axis=-1)
+
+
+def _halve(x):
+    """2x2 average pooling of [N, H, W, C]; an odd last row or column is first repeated, as TensorFlow pads."""
+    n, h, w, c = x.shape
+    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="symmetric")
+    return x.reshape(n, -(-h // 2), 2, -(-w // 2), 2, c).mean(axis=(2, 4))
+
+
+def centre_weights(height: int, width: int, sigma: float) -> np.ndarray:
+    """An inverse-Gaussian pixel weighting [H, W], max + min - gauss, normalised to sum 1: the centre
+    counts least (Nitzan et al.'s weighted L1, sigma 80 * resolution / 256)."""
+    if not (height >= 1 and width >= 1 and sigma > 0):
+        raise ValueError(f"centre_weights needs a size >= 1 and sigma > 0, got {height}x{width}, sigma {sigma}")
+    r2 = ((np.arange(height) - (height - 1) / 2)[:, None] ** 2 + (np.arange(width) - (width - 1) / 2)[None] ** 2)
+    gauss = np.exp(-r2 / (2 * sigma ** 2))
+    mask = gauss.max() + gauss.min() - gauss
+    return (mask / mask.sum()).astype(np.float32)
 
 
 def identity_similarity(embed: Callable, x, y):

@@ -64,7 +64,7 @@ class RecognizerConfig(ConfigMixin):
 
 
 class RecognizerNetwork(nn.Module):
-    """Images -> ({head: logits [N, classes]}, {layer: features [N, h, w, width * 2**i]})."""
+    """Images -> ({head: logits [N, classes]}, {layer: features [N, h, w, width * 2**i]}, pooled [N, F])."""
 
     config: RecognizerConfig
 
@@ -80,7 +80,7 @@ class RecognizerNetwork(nn.Module):
         pooled = x.mean(axis=(1, 2))
         logits = {head: nn.Dense(classes, name=f"head_{head}")(pooled)
                   for head, classes in zip(cfg.head_names, cfg.head_classes)}
-        return logits, features
+        return logits, features, pooled
 
 
 class Recognizer:
@@ -130,6 +130,10 @@ class Recognizer:
             raise ValueError(f"recognizer layers {unknown} unknown; expected names from {list(self.layer_names)}")
         features = self._apply(params, images)[1]
         return {name: features[name] for name in layers}
+
+    def embed(self, params, images) -> jax.Array:
+        """The globally pooled last stage [N, width * 2**(depth-1)]: what every head reads."""
+        return self._apply(params, images)[2]
 
 
 def _example(config: RecognizerConfig):

@@ -9,17 +9,20 @@
     lj.shapes.concept_masks(factors, resolution)   # exact concept masks for unit dissection
     lj.shapes.recognition.accuracy(net, params, key, heads=("shape",), bins=6)   # a recognizer's accuracy
     lj.shapes.recognition.assessor_scorer(net)     # a network's value heads as a differentiable Scorer
+    lj.shapes.swap_scores(mapper.swap, key, n, 32)  # identity kept, attributes followed, against the truth
 
 Modules: `world` (factors and renderer), `reading` (the analytic read-out), `quality`
 (generator quality), `scoring` (ground-truth scores of directions), `concepts` (dissection masks),
-`recognition` (labels, regression targets, accuracy and errors of recognition networks, the assessor).
+`recognition` (labels, regression targets, accuracy and errors of recognition networks, the assessor),
+`swaps` (identity swaps scored against the truth).
 """
 
-from latentjax.shapes import concepts, quality, reading, recognition, scoring, world
+from latentjax.shapes import concepts, quality, reading, recognition, scoring, swaps, world
 from latentjax.shapes.concepts import concept_masks, concept_names
 from latentjax.shapes.quality import generator_quality, true_render_quality
 from latentjax.shapes.reading import is_valid, readout, readout_scorer, rerender_error
 from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth
+from latentjax.shapes.swaps import swap_scores
 from latentjax.shapes.world import (CENTER_RANGE, FACTOR_NAMES, GREY_RANGE, MIN_RESOLUTION, PERIODIC_FACTORS,
                                     RADIUS_RANGE, SATURATION, SHAPES, SYMMETRY_ORDER, VALUE, Render, centre_pixels,
                                     check_factors, grey_level, hsv_to_rgb, radius_pixels, render, sample,
@@ -29,4 +32,4 @@ __all__ = ["CENTER_RANGE", "FACTOR_NAMES", "GREY_RANGE", "GroundTruth", "GroundT
            "PERIODIC_FACTORS", "RADIUS_RANGE", "Render", "SATURATION", "SHAPES", "SYMMETRY_ORDER", "VALUE",
            "centre_pixels", "check_factors", "comparison", "concept_masks", "concept_names", "concepts", "generator_quality", "grey_level", "ground_truth",
            "hsv_to_rgb", "is_valid", "quality", "radius_pixels", "reading", "readout", "readout_scorer", "recognition", "render", "rerender_error",
-           "sample", "sample_factors", "scoring", "stream", "true_render_quality", "world"]
+           "sample", "sample_factors", "scoring", "stream", "swap_scores", "swaps", "true_render_quality", "world"]

@@ -1,0 +1,89 @@
+"""Image encoders for identity mapping: any network with weights, as `embed(params, images) -> [N, dim]`.
+
+An `Encoder` is loaded from a spec string, so a mapper's directory records which encoders it was
+trained with and loads them again:
+
+- `recognizer:PATH`: a `latentjax.nn.recognizer` network's pooled last stage (what its heads read),
+  e.g. `recognizer:builtin:shapes_identity`, the shapes world's identity network;
+- `recognizer_values:PATH`: the same network's value heads, concatenated in head order (an
+  assessor's factor estimates: x, y, scale, ...; the shapes world's stand-in for landmarks);
+- `resnet:PATH`: a torchvision-layout ResNet state dict (`latentjax.nn.resnet`, read torch-free;
+  key `state_dict` or a bare dict), its pooled penultimate features (batch norm in inference
+  mode; its statistics stay fixed when the encoder is fine-tuned), images resized to 224 and
+  normalised by torchvision's ImageNet mean and std;
+- `vggface2:PATH`: the same for a VGGFace2 ResNet-50 (the identity network of Nitzan et al.),
+  whose input is BGR in 0..255 less the VGGFace2 mean.
+
+Images come in as the generators give them: NHWC in [-1, 1]; each encoder resizes them
+(bilinear, antialiased) to its input size. `normalize` L2-normalises the embedding (identity
+embeddings are compared by cosine).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from latentjax.nn.recognizer import load_recognizer
+from latentjax.nn.resnet import load_resnet
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
+KINDS = ("recognizer", "recognizer_values", "resnet", "vggface2")
+
+
+class Encoder:
+    """A loaded image encoder: `embed(params, images [N, H, W, C] in [-1, 1]) -> [N, dim]` (pure, differentiable),
+    its `params`, its `spec` (how to load it again) and `dim`."""
+
+    def __init__(self, spec: str, apply: Callable, params: Any, dim: int, resolution: int, normalize: bool):
+        self.spec, self.params, self.dim, self.resolution, self.normalize = spec, params, dim, resolution, normalize
+        self._apply = apply
+
+    def __repr__(self):
+        return f"Encoder({self.spec!r}, {self.resolution}x{self.resolution} -> {self.dim}, normalize={self.normalize})"
+
+    def embed(self, params, images):
+        images = jnp.asarray(images, jnp.float32)
+        if images.ndim != 4:
+            raise ValueError(f"encoder {self.spec!r}: images must be [N, H, W, C], got shape {tuple(images.shape)}")
+        if images.shape[1:3] != (self.resolution, self.resolution):
+            images = jax.image.resize(images, images.shape[:1] + (self.resolution, self.resolution) + images.shape[3:],
+                                      "linear")
+        out = self._apply(params, images).astype(jnp.float32)
+        return out / jnp.linalg.norm(out, axis=-1, keepdims=True).clip(1e-12) if self.normalize else out
+
+
+def load_encoder(spec: str, *, normalize: bool = False) -> Encoder:
+    """The encoder a spec names (see the module docstring); a ValueError names what was expected."""
+    kind, sep, path = str(spec).partition(":")
+    if not sep or kind not in KINDS or not path:
+        raise ValueError(f"encoder spec {spec!r}: expected KIND:PATH with KIND one of {KINDS}")
+    if kind in ("recognizer", "recognizer_values"):
+        net = load_recognizer(path)
+        cfg = net.config
+        if kind == "recognizer":
+            return Encoder(spec, net.embed, net.params, cfg.width * 2 ** (cfg.depth - 1), cfg.img_resolution, normalize)
+        heads = cfg.value_heads
+        if not heads:
+            raise ValueError(f"encoder spec {spec!r}: the recognizer has no value heads (heads: {cfg.head_names})")
+        apply = lambda params, images: jnp.concatenate([net.logits(params, images)[h] for h in heads], axis=-1)  # noqa: E731
+        return Encoder(spec, apply, net.params, len(heads), cfg.img_resolution, normalize)
+    net = load_resnet(path)
+    if net.config.img_channels != 3:
+        raise ValueError(f"encoder spec {spec!r}: a ResNet encoder takes RGB images, this one has "
+                         f"{net.config.img_channels} input channels")
+    if kind == "resnet":
+        scale, shift = 0.5 / np.asarray(IMAGENET_STD), (0.5 - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
+        prepare = lambda images: images * scale + shift  # noqa: E731
+    else:
+        prepare = lambda images: (images[..., ::-1] + 1) * 127.5 - np.asarray(VGGFACE2_MEAN_BGR)  # noqa: E731
+
+    def apply(variables, images):  # batch-norm statistics are constants: fine-tuning moves the weights only
+        frozen = {**variables, "batch_stats": jax.lax.stop_gradient(variables["batch_stats"])}
+        return net.apply(frozen, prepare(images))[1]
+
+    return Encoder(spec, apply, net.variables, net.config.feature_dim, 224, normalize)

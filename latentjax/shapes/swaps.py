@@ -1,0 +1,71 @@
+"""Identity swaps scored against the truth: does an image made from an identity image and an attribute
+image keep the one's identity and follow the other's attributes?
+
+In the shapes world, identity is what the object is (`IDENTITY_FACTORS`: shape and hue) and its
+attributes are how it is shown (`ATTRIBUTE_FACTORS`: x, y, scale, rotation, background). Both input
+images are true renders of fresh factors, so the factors the output should have are known
+exactly: shape and hue from the identity image, the rest from the attribute image. The read-out
+measures the output; errors count over outputs it accepts (`valid` at `tol`), rotation only where
+the output's shape is the intended one and neither it nor the attribute image's object is a
+circle (a circle shows no rotation, to follow or to keep).
+
+`swap_scores(swap, key, n, resolution)` works for any `swap(identity_images, attribute_images) ->
+images`: a trained mapper (`IdentityMapper.swap`), a baseline, or copying one of the inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from latentjax.shapes.reading import VALID_TOL, factor_errors, readout
+from latentjax.shapes.world import FACTOR_NAMES, render, sample_factors
+
+IDENTITY_FACTORS = ("shape", "hue")
+ATTRIBUTE_FACTORS = ("x", "y", "scale", "rotation", "background")
+
+
+def swap_truth(identity: Mapping[str, jax.Array], attributes: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """The factors a swap should have: identity factors from `identity`, the others from `attributes`."""
+    return {name: (identity if name in IDENTITY_FACTORS else attributes)[name] for name in FACTOR_NAMES}
+
+
+def swap_errors(outputs, identity: Mapping[str, jax.Array], attributes: Mapping[str, jax.Array],
+                tol: float = VALID_TOL) -> dict[str, np.ndarray]:
+    """Per output [n]: `valid`, and each factor's error against `swap_truth` (NaN where not counted)."""
+    estimates = readout(outputs, tol)
+    truth = swap_truth(identity, attributes)
+    errors = {k: np.asarray(v, np.float64) for k, v in factor_errors(estimates, truth).items()}
+    valid = np.asarray(estimates["valid"])
+    rotation_counts = (np.asarray(estimates["shape"] == truth["shape"]) & np.asarray(truth["shape"] != 0)
+                       & np.asarray(attributes["shape"] != 0))
+    errors["rotation"] = np.where(rotation_counts, errors["rotation"], np.nan)
+    return {"valid": valid, **{k: np.where(valid, v, np.nan) for k, v in errors.items()}}
+
+
+def swap_scores(swap: Callable, key, n: int, resolution: int, *, tol: float = VALID_TOL, batch_size: int = 256,
+                ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """Scores of `swap` on n pairs of true renders of fresh factors (drawn from `key`, in `ranges`):
+    `valid` (share of outputs the read-out accepts), `shape_accuracy` and `hue_error` (identity kept),
+    `x_error` ... `background_error` and `rotation_error` (attributes followed), over valid outputs."""
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"n and batch_size must be >= 1, got {n} and {batch_size}")
+    k_id, k_attr = jax.random.split(key)
+    identity, attributes = sample_factors(k_id, n, ranges), sample_factors(k_attr, n, ranges)
+    parts = []
+    for start in range(0, n, batch_size):
+        take = lambda factors: {k: v[start:start + batch_size] for k, v in factors.items()}  # noqa: E731
+        a, b = take(identity), take(attributes)
+        outputs = swap(render(a, resolution).images, render(b, resolution).images)
+        parts.append(swap_errors(jnp.asarray(outputs), a, b, tol))
+    errors = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out = {"valid": float(np.mean(errors["valid"]))}
+    if not errors["valid"].any():
+        return {**out, "shape_accuracy": float("nan"), **{f"{f}_error": float("nan") for f in FACTOR_NAMES[1:]}}
+    out["shape_accuracy"] = 1.0 - float(np.nanmean(errors["shape"]))
+    out.update({f"{f}_error": float(np.nanmean(errors[f])) if np.isfinite(errors[f]).any() else float("nan")
+                for f in FACTOR_NAMES[1:]})
+    return out

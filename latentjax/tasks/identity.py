@@ -1,0 +1,195 @@
+"""Training an identity mapper (Nitzan et al. 2020, YotamNitzan/ID-disentanglement), a harness `Task`:
+`latentjax train --config configs/identity.py`.
+
+Data are the frozen generator's own samples: z ~ N(0, I) mapped to w at `truncation_psi` (0.7, as
+the reference's `generate_fake_data.py`), decoded to images. Every `cross_every`-th step (3) is a
+"cross" step: the attribute images are the identity images rolled by one place in the batch, so no
+sample is its own attribute image; the other steps are "same" steps (attribute image = identity
+image) and add the pixel loss. The losses, with the reference's weights as defaults:
+
+- identity, `identity_weight` (1): mean |E_id(out) - E_id(identity image)| of the unit embeddings;
+- pose, `pose_weight` (0.001, the reference's landmark weight): mean squared difference of
+  `pose_encoder` outputs (landmarks, or the shapes world's factor estimates) of the output and
+  the attribute image; no pose encoder, no term;
+- pixel, `pixel_weight` (0.02), same steps only: 0.84 (1 - MS-SSIM) + 0.16 x the inverse-Gaussian
+  weighted L1 (sigma 80 * resolution / 256), on images in [0, 1]; MS-SSIM over as many of the five
+  scales as the images hold (`latentjax.metrics.image.ms_ssim_weights`);
+- adversarial on w: the non-saturating loss of a discriminator on w (MLP 512-256-128-64-1,
+  LeakyReLU 0.2) against the w of other samples, weight `adversarial_weight` (1); the
+  discriminator's loss adds R1 (gamma 10, 0.5 gamma E|grad D(w_real)|²).
+
+Three Adam optimisers, as the reference: `lr` on the mapping MLP and the attribute encoder (the
+non-adversarial losses), 0.1 `lr` on the mapping MLP for its adversarial term, 0.4 `lr` on the
+discriminator, which steps on even steps only. The identity encoder, the pose encoder and the
+generator are frozen; they ride in the train state (as arguments of the compiled step, not
+constants). Evaluation on `eval_size` held-out samples: the reference's disentanglement score
+(cos(id, out) - cos(attribute, out) under the identity encoder: TensorFlow's cosine loss is -cos),
+identity similarity of cross swaps, the pose error, and reconstruction G(x, x) (MSE, PSNR, identity
+cosine). `export` writes the mapper to `WORKDIR/identity_mapper/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from latentjax.identity import IdentityMapper, MapperConfig, load_encoder, save_mapper
+from latentjax.latent import latent_space
+from latentjax.metrics.image import centre_weights, ms_ssim, ms_ssim_weights
+from latentjax.nn.mlp import MLP, MLPConfig
+from latentjax.sharding import shard_batch
+from latentjax.train.task import Task
+
+EXPORT_DIR = "identity_mapper"
+DISCRIMINATOR_WIDTHS = (256, 128, 64, 1)
+MS_SSIM_WINDOW = 11
+
+
+def mapper_config(config) -> MapperConfig:
+    return MapperConfig(generator=str(config.generator), identity_encoder=str(config.identity_encoder),
+                        attribute_encoder=str(config.attribute_encoder), hidden=tuple(config.hidden),
+                        class_index=config.get("class_index"))
+
+
+def pixel_loss(out, target, weights, scales):
+    """0.84 (1 - MS-SSIM) + 0.16 weighted L1 per pair [N], images in [-1, 1] compared in [0, 1]."""
+    out01, target01 = (out + 1) / 2, (target + 1) / 2
+    structure = 1 - ms_ssim(out01, target01, data_range=1.0, weights=scales, window=MS_SSIM_WINDOW)
+    weighted_l1 = jnp.mean(jnp.sum(weights[None, :, :, None] * jnp.abs(out01 - target01), axis=(1, 2)), axis=-1)
+    return 0.84 * structure + 0.16 * weighted_l1
+
+
+def make_task(config) -> Task:
+    """The identity-mapper task for `config` (see `configs/identity.py` for the fields)."""
+    batch_size, cross_every, eval_size = int(config.batch_size), int(config.cross_every), int(config.eval_size)
+    if batch_size < 2 or cross_every < 1 or eval_size < 2:
+        raise ValueError(f"config.batch_size and config.eval_size must be >= 2 (a cross step pairs different samples) "
+                         f"and config.cross_every >= 1, got {batch_size}, {eval_size}, {cross_every}")
+    fresh = IdentityMapper.build(mapper_config(config), jax.random.key(0))
+    G = fresh.space.generator
+    data_space = latent_space(G, "w", truncation_psi=float(config.truncation_psi), class_index=config.get("class_index"))
+    pose = load_encoder(config.pose_encoder) if config.get("pose_encoder") else None
+    resolution = G.img_resolution
+    if resolution < MS_SSIM_WINDOW:
+        raise ValueError(f"the pixel loss's MS-SSIM needs images of at least {MS_SSIM_WINDOW} pixels; "
+                         f"{config.generator} makes {resolution}x{resolution}")
+    weights = jnp.asarray(centre_weights(resolution, resolution, 80.0 * resolution / 256))
+    scales = ms_ssim_weights(min(5, int(np.log2(resolution / MS_SSIM_WINDOW)) + 1))
+    disc = MLP(MLPConfig(G.w_dim, DISCRIMINATOR_WIDTHS), None)
+    lr = float(config.lr)
+    main_tx, gan_tx, disc_tx = optax.adam(lr), optax.adam(0.1 * lr), optax.adam(0.4 * lr)
+    w_identity, w_pose, w_pixel, w_adv = (float(config[k]) for k in ("identity_weight", "pose_weight", "pixel_weight",
+                                                                     "adversarial_weight"))
+    r1_gamma = float(config.r1_gamma)
+
+    def init(key):
+        k_map, k_disc = jax.random.split(key)
+        mapping = MLP.init(fresh.mapping.config, k_map).params
+        trainable = {"mapping": mapping, "attributes": fresh.attributes.params}
+        d = MLP.init(disc.config, k_disc).params
+        frozen = {"generator": G.params, "identity": fresh.identity.params,
+                  "pose": pose.params if pose is not None else {}}
+        return {"trainable": trainable, "disc": d, "frozen": frozen, "main_opt": main_tx.init(trainable),
+                "gan_opt": gan_tx.init(mapping), "disc_opt": disc_tx.init(d)}
+
+    def draw(frozen, key, n):
+        """(w [n, w_dim], images) of n generator samples."""
+        w = data_space.sample(key, n, frozen["generator"])
+        return w, data_space.decode(frozen["generator"], w)
+
+    def forward(trainable, frozen, identity_images, attribute_images):
+        """(w, output images, unit identity embeddings of the identity images and of the outputs)."""
+        id_embedding = jax.lax.stop_gradient(fresh.identity.embed(frozen["identity"], identity_images))
+        w = fresh.to_w(trainable, id_embedding, fresh.attributes.embed(trainable["attributes"], attribute_images))
+        out = fresh.decode(frozen["generator"], w)
+        return w, out, id_embedding, fresh.identity.embed(frozen["identity"], out)
+
+    def pose_error(frozen, out, attribute_images):
+        if pose is None:
+            return jnp.zeros(out.shape[0])
+        target = jax.lax.stop_gradient(pose.embed(frozen["pose"], attribute_images))
+        return jnp.mean((pose.embed(frozen["pose"], out) - target) ** 2, axis=-1)
+
+    def step(state, batch, key, step):
+        k_data, k_real = jax.random.split(key)
+        frozen, trainable, d = state["frozen"], state["trainable"], state["disc"]
+        _, identity_images = draw(frozen, k_data, batch_size)
+        identity_images = shard_batch(identity_images)
+        cross = step % cross_every == 0
+        attribute_images = jnp.where(cross, jnp.roll(identity_images, 1, axis=0), identity_images)
+
+        def main_loss(trainable):
+            w, out, id_embedding, out_embedding = forward(trainable, frozen, identity_images, attribute_images)
+            parts = {"identity": jnp.mean(jnp.abs(out_embedding - id_embedding)),
+                     "pose": jnp.mean(pose_error(frozen, out, attribute_images)),
+                     "pixel": jnp.where(cross, 0.0, jnp.mean(pixel_loss(out, attribute_images, weights, scales)))}
+            total = w_identity * parts["identity"] + w_pose * parts["pose"] + w_pixel * parts["pixel"]
+            return total, (parts, w)
+
+        (total, (parts, w_fake)), grads = jax.value_and_grad(main_loss, has_aux=True)(trainable)
+
+        # the mapping's adversarial term: gradients at the same params, its own optimiser
+        embeddings = jax.lax.stop_gradient(jnp.concatenate(
+            [fresh.identity.embed(frozen["identity"], identity_images),
+             fresh.attributes.embed(trainable["attributes"], attribute_images)], axis=-1))
+        adversarial_loss = lambda mapping: w_adv * jnp.mean(  # noqa: E731
+            jax.nn.softplus(-disc.apply(d, fresh.mapping.apply(mapping, embeddings))[:, 0]))
+        adv, gan_grads = jax.value_and_grad(adversarial_loss)(trainable["mapping"])
+        updates, main_opt = main_tx.update(grads, state["main_opt"], trainable)
+        gan_updates, gan_opt = gan_tx.update(gan_grads, state["gan_opt"], trainable["mapping"])
+        trainable = optax.apply_updates(trainable, updates)
+        trainable = {**trainable, "mapping": optax.apply_updates(trainable["mapping"], gan_updates)}
+
+        w_real = shard_batch(data_space.sample(k_real, batch_size, frozen["generator"]))
+
+        def disc_loss(d):
+            real_logits = disc.apply(d, w_real)[:, 0]
+            fake_logits = disc.apply(d, jax.lax.stop_gradient(w_fake))[:, 0]
+            r1 = jnp.mean(jnp.sum(jax.grad(lambda w: jnp.sum(disc.apply(d, w)))(w_real) ** 2, axis=-1))
+            return jnp.mean(jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)) + 0.5 * r1_gamma * r1
+
+        loss_d, d_grads = jax.value_and_grad(disc_loss)(d)
+        d_updates, disc_opt = disc_tx.update(d_grads, state["disc_opt"], d)
+        on = step % 2 == 0  # the discriminator steps on even steps only
+        d_next, disc_opt = jax.tree.map(lambda new, old: jnp.where(on, new, old),
+                                        (optax.apply_updates(d, d_updates), disc_opt), (d, state["disc_opt"]))
+        metrics = {"loss": total, **{f"loss/{k}": v for k, v in parts.items()}, "loss/adversarial": adv,
+                   "loss/discriminator": loss_d, "cross": cross.astype(jnp.float32)}
+        return {**state, "trainable": trainable, "disc": d_next, "main_opt": main_opt, "gan_opt": gan_opt,
+                "disc_opt": disc_opt}, metrics
+
+    def evaluate(state, key):
+        frozen, trainable = state["frozen"], state["trainable"]
+        _, images = draw(frozen, jax.random.key(int(config.eval_seed)), eval_size)
+        attributes = jnp.roll(images, 1, axis=0)
+        _, out, id_embedding, out_embedding = forward(trainable, frozen, images, attributes)
+        attr_embedding = fresh.identity.embed(frozen["identity"], attributes)
+        id_cos, attr_cos = jnp.sum(out_embedding * id_embedding, -1), jnp.sum(out_embedding * attr_embedding, -1)
+        _, same, _, same_embedding = forward(trainable, frozen, images, images)
+        mse = jnp.mean((same - images) ** 2, axis=(1, 2, 3))
+        return {"disentanglement": jnp.mean(id_cos - attr_cos), "identity_similarity": jnp.mean(id_cos),
+                "pose_error": jnp.mean(pose_error(frozen, out, attributes)),
+                "reconstruction_mse": jnp.mean(mse), "reconstruction_psnr": jnp.mean(10 * jnp.log10(4.0 / mse)),
+                "reconstruction_identity": jnp.mean(jnp.sum(same_embedding * id_embedding, -1))}
+
+    def sample(state):
+        """A grid's worth: 8 identity images, 8 attribute images, their swaps."""
+        frozen = state["frozen"]
+        _, images = draw(frozen, jax.random.key(int(config.eval_seed) + 1), 16)
+        identity_images, attribute_images = images[:8], images[8:]
+        _, out, _, _ = forward(state["trainable"], frozen, identity_images, attribute_images)
+        return jnp.concatenate([identity_images, attribute_images, out])
+
+    def result(train_state):
+        trainable = train_state["state"]["trainable"]
+        return IdentityMapper(fresh.config, fresh.space, fresh.identity, fresh.attributes, fresh.mapping, trainable,
+                              {"step": int(train_state["step"])})
+
+    def export(state, workdir: Path, step: int):
+        save_mapper(result({"state": state, "step": step}), Path(workdir) / EXPORT_DIR)
+
+    return Task(init=init, step=step, evaluate=evaluate, sample=sample, export=export, result=result)

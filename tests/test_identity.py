@@ -1,0 +1,192 @@
+"""Identity mapping (Nitzan et al.): the MLP and its Keras initialisers, MS-SSIM and the centre
+weighting of the pixel loss, the encoders (a recognizer's embedding, a torchvision ResNet's pooled
+features under each input convention), the mapper's pipeline and directory, and a smoke run of
+the training task that resumes."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.signal import correlate2d
+
+import latentjax as lj
+from latentjax import StyleGAN2, StyleGAN2Config
+from latentjax.errors import CheckpointError
+from latentjax.identity import IdentityMapper, MapperConfig, load_encoder, save_mapper
+from latentjax.metrics.image import centre_weights, gaussian_window, ms_ssim, ms_ssim_weights, ssim
+from latentjax.nn.mlp import MLP, MLPConfig
+from latentjax.nn.recognizer import Recognizer, RecognizerConfig, save_recognizer
+from latentjax.nn.resnet import load_resnet
+from latentjax.programs.flags import parse_config_flags
+from latentjax.train import train
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def test_mlp_layers_and_the_references_initialisers():
+    config = MLPConfig(400, (300, 300, 200), scaled_layers=2)
+    mlp = MLP.init(config, jax.random.key(0))
+    assert mlp.apply(mlp.params, jnp.ones((5, 400))).shape == (5, 200)
+    first, second = np.asarray(mlp.params["dense0"]["kernel"]), np.asarray(mlp.params["dense1"]["kernel"])
+    limit = np.sqrt(6 / (400 + 300))  # Glorot uniform
+    assert np.abs(first).max() <= limit and np.abs(first).max() > 0.95 * limit
+    assert np.std(second) == pytest.approx(np.sqrt(2 / 1.04 / 300), rel=0.05)  # VarianceScaling(2 / (1 + 0.2²))
+    assert np.all(np.asarray(mlp.params["dense2"]["bias"]) == 0)
+    x = jax.random.normal(jax.random.key(1), (3, 400))
+    hidden = x @ first + mlp.params["dense0"]["bias"]
+    hidden = jnp.where(hidden > 0, hidden, 0.2 * hidden) @ second + mlp.params["dense1"]["bias"]
+    hidden = jnp.where(hidden > 0, hidden, 0.2 * hidden) @ mlp.params["dense2"]["kernel"] + mlp.params["dense2"]["bias"]
+    np.testing.assert_allclose(mlp.apply(mlp.params, x), hidden, rtol=1e-4, atol=1e-5)  # no activation at the end
+    with pytest.raises(ValueError, match=r"MLP input must be \[N, 400\]"):
+        mlp.apply(mlp.params, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="scaled_layers"):
+        MLPConfig(4, (3,), scaled_layers=2)
+
+
+def _ssim_and_cs_numpy(x, y, data_range):
+    """Per channel: SSIM and contrast-structure over 'valid' 11x11 Gaussian windows, by 2-D correlation."""
+    g = gaussian_window().astype(np.float64)
+    window = np.outer(g, g)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    out = []
+    for c in range(x.shape[-1]):
+        a, b = x[..., c], y[..., c]
+        f = lambda v: correlate2d(v, window, mode="valid")  # noqa: E731
+        mu_a, mu_b = f(a), f(b)
+        var_a, var_b, cov = f(a * a) - mu_a ** 2, f(b * b) - mu_b ** 2, f(a * b) - mu_a * mu_b
+        cs = (2 * cov + c2) / (var_a + var_b + c2)
+        out.append((np.mean((2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1) * cs), np.mean(cs)))
+    return np.array(out)
+
+
+def test_ms_ssim_is_the_product_of_scales():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(2, 45, 45, 3))
+    y = np.clip(x + 0.2 * rng.normal(size=x.shape), 0, 1)
+    np.testing.assert_allclose(ms_ssim(x, y, 1.0, weights=(1.0,)), ssim(x, y, 1.0), rtol=1e-5)
+    weights = ms_ssim_weights(2)
+    assert sum(weights) == pytest.approx(1.0) and weights[0] / weights[1] == pytest.approx(0.0448 / 0.2856)
+    expected = []
+    for a, b in zip(x, y):
+        cs_full = _ssim_and_cs_numpy(a, b, 1.0)[:, 1]
+        half = lambda v: np.pad(v, ((0, 1), (0, 1), (0, 0)), mode="symmetric").reshape(23, 2, 23, 2, 3).mean((1, 3))  # noqa: E731
+        ssim_half = _ssim_and_cs_numpy(half(a), half(b), 1.0)[:, 0]
+        expected.append(np.mean(np.maximum(cs_full, 0) ** weights[0] * np.maximum(ssim_half, 0) ** weights[1]))
+    np.testing.assert_allclose(ms_ssim(x, y, 1.0, weights=weights), expected, rtol=1e-4)
+    np.testing.assert_allclose(ms_ssim(x, x, 1.0, weights=weights), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="smaller than the 11x11 window"):
+        ms_ssim(x, y, 1.0, weights=ms_ssim_weights(4))  # 45, 23, 12, 6 pixels
+    weights2d = centre_weights(32, 32, 10.0)
+    assert weights2d.sum() == pytest.approx(1.0) and weights2d[15, 15] < weights2d[0, 0]
+    assert weights2d[0, 0] == pytest.approx(weights2d.max())
+
+
+def _recognizer(tmp_path, name, heads, classes, key):
+    net = Recognizer.init(RecognizerConfig(16, 3, heads, classes, width=4, depth=2), jax.random.key(key))
+    return net, save_recognizer(net, tmp_path / name)
+
+
+def test_encoders_from_their_specs(tmp_path):
+    net, path = _recognizer(tmp_path, "pose", ("x", "shape", "y"), (1, 3, 1), 0)
+    images = jax.random.uniform(jax.random.key(1), (3, 16, 16, 3), minval=-1, maxval=1)
+    pooled = load_encoder(f"recognizer:{path}")
+    np.testing.assert_allclose(pooled.embed(pooled.params, images), net.embed(net.params, images), rtol=1e-6)
+    assert pooled.dim == 8
+    unit = load_encoder(f"recognizer:{path}", normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit.embed(unit.params, images), axis=1), 1.0, rtol=1e-5)
+    values = load_encoder(f"recognizer_values:{path}")
+    logits = net.logits(net.params, images)
+    np.testing.assert_allclose(values.embed(values.params, images),
+                               np.concatenate([logits["x"], logits["y"]], axis=1), rtol=1e-6)
+    larger = jax.image.resize(images, (3, 32, 32, 3), "linear")  # other sizes are resized to the encoder's
+    assert values.embed(values.params, larger).shape == (3, 2)
+    resnet = load_resnet(FIXTURES / "resnet" / "basic.pt")
+    faces = jax.random.uniform(jax.random.key(2), (2, 224, 224, 3), minval=-1, maxval=1)
+    imagenet = load_encoder(f"resnet:{FIXTURES / 'resnet' / 'basic.pt'}")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(imagenet.embed(imagenet.params, faces),
+                               resnet.apply(resnet.variables, ((faces + 1) / 2 - mean) / std)[1], rtol=1e-4, atol=1e-5)
+    vgg = load_encoder(f"vggface2:{FIXTURES / 'resnet' / 'basic.pt'}")
+    bgr = (faces[..., ::-1] + 1) * 127.5 - np.array([91.4953, 103.8827, 131.0912])
+    np.testing.assert_allclose(vgg.embed(vgg.params, faces), resnet.apply(resnet.variables, bgr)[1], rtol=1e-4,
+                               atol=1e-4)
+    for spec in ("pose", "lenet:x.pt", f"recognizer_values:{_recognizer(tmp_path, 'cls', ('shape',), (3,), 2)[1]}"):
+        with pytest.raises(ValueError, match="expected KIND:PATH|no value heads"):
+            load_encoder(spec)
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """A tiny generator and identity / pose recognizers, saved as a user's files would be."""
+    root = tmp_path_factory.mktemp("identity")
+    config = StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(8, 8, 8), mapping_layers=1)
+    generator = lj.save_generator(StyleGAN2.init(config, jax.random.key(0)), root / "g")
+    identity = _recognizer(root, "id", ("shape", "hue_cos"), (3, 1), 1)[1]
+    pose = _recognizer(root, "pose", ("x", "y"), (1, 1), 2)[1]
+    return root, generator, identity, pose
+
+
+def test_mapper_pipeline_and_directory(parts, tmp_path):
+    _, generator, identity, pose = parts
+    config = MapperConfig(str(generator), f"recognizer:{identity}", f"recognizer:{pose}", hidden=(16,))
+    mapper = IdentityMapper.build(config, jax.random.key(3))
+    G, space = mapper.space.generator, mapper.space
+    images = space.decode(G.params, space.sample(jax.random.key(4), 4))
+    swapped = mapper.swap(images[:2], images[2:])
+    w = mapper.to_w(mapper.params, mapper.encode_identity(images[:2]), mapper.encode_attributes(images[2:]))
+    np.testing.assert_allclose(swapped, G.synthesis(G.params, jnp.repeat(w[:, None], G.num_ws, axis=1)),
+                               rtol=1e-4, atol=1e-5)
+    grads = jax.grad(lambda p: jnp.mean(mapper.generate(p, images[:2], images[2:]) ** 2))(mapper.params)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    assert float(jnp.abs(grads["attributes"]["conv1"]["kernel"]).sum()) > 0  # the attribute encoder trains
+    loaded = lj.identity.load(save_mapper(mapper, tmp_path / "mapper"))
+    np.testing.assert_allclose(loaded.swap(images[:2], images[2:]), swapped, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="as many identity as attribute images"):
+        mapper.swap(images[:2], images[1:])
+    (tmp_path / "mapper" / "config.json").write_text('{"format": "latentjax.identity_mapper", "format_version": 1, '
+                                                      '"config": {"generator": "g"}}')
+    with pytest.raises(CheckpointError, match="invalid identity mapper config"):
+        lj.identity.load(tmp_path / "mapper")
+
+
+def test_training_smoke_run_resumes(parts):
+    root, generator, identity, pose = parts
+    flags = ["--config", f"{CONFIGS / 'identity.py'}:smoke", f"--config.generator={generator}",
+             f"--config.identity_encoder=recognizer:{identity}", f"--config.attribute_encoder=recognizer:{pose}",
+             f"--config.pose_encoder=recognizer_values:{pose}", "--workdir", str(root / "run")]
+    values = parse_config_flags(flags, "train")
+    first = train(values.config, root / "run")
+    assert first["step"] == 4
+    values.config.total_steps = 6
+    second = train(values.config, root / "run")  # resumes from step 4
+    assert second["step"] == 6
+    mapper = lj.identity.load(root / "run" / "identity_mapper")
+    assert mapper.metadata["step"] == 6 and mapper.mapping.config.features == (16, 8)
+    lines = (root / "run" / "metrics.jsonl").read_text().splitlines()
+    assert any('"eval/disentanglement"' in line for line in lines) and any('"loss/pixel"' in line for line in lines)
+
+
+def test_swap_scores_against_the_truth():
+    """A perfect swap (the render of the intended factors) scores 0 everywhere; copying the attribute
+    image follows every attribute but keeps identity only by chance; copying the identity image the reverse."""
+    from latentjax.shapes.swaps import swap_truth
+    from latentjax.shapes.reading import readout
+
+    def perfect(identity_images, attribute_images):
+        read = lambda images: {k: v for k, v in readout(images).items()}  # noqa: E731
+        return lj.shapes.render(swap_truth(read(identity_images), read(attribute_images)), 32).images
+
+    key = jax.random.key(7)
+    best = lj.shapes.swap_scores(perfect, key, 200, 32, batch_size=100)
+    assert best["valid"] > 0.98 and best["shape_accuracy"] > 0.99, best
+    assert max(v for k, v in best.items() if k.endswith("_error")) < 0.01, {k: round(v, 4) for k, v in best.items()}
+    attributes = lj.shapes.swap_scores(lambda a, b: b, key, 200, 32)
+    assert attributes["x_error"] < 0.005 and attributes["background_error"] < 0.005
+    assert attributes["shape_accuracy"] < 0.5 and attributes["hue_error"] > 0.15, attributes
+    identity = lj.shapes.swap_scores(lambda a, b: a, key, 200, 32)
+    assert identity["shape_accuracy"] > 0.99 and identity["hue_error"] < 0.005 and identity["x_error"] > 0.05
+    with pytest.raises(ValueError, match="n and batch_size"):
+        lj.shapes.swap_scores(perfect, key, 0, 32)

@@ -69,6 +69,12 @@ def _walk(args) -> int:
     return walk.main(args)
 
 
+def _sequence(args) -> int:
+    from latentjax.programs import sequence
+
+    return sequence.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentjax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", type=positive_float, default=3.0, help="steps run over [-distance, distance]")
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.set_defaults(func=_walk)
+
+    p = sub.add_parser("sequence", help="an identity-consistent image sequence from one identity image and a pose "
+                                        "sequence (frames, GIF, metrics.json)")
+    p.add_argument("--identity", required=True, help="the identity image (PNG / JPEG)")
+    p.add_argument("--driver", required=True,
+                   help="a directory of driver frames, or (shapes world) a JSON object of per-frame factor lists")
+    p.add_argument("--mapper", default="builtin:shapes", help="an identity mapper directory, or builtin:shapes")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="frames per compiled call")
+    p.add_argument("--frame-ms", type=positive_int, default=80, help="GIF frame duration")
+    p.set_defaults(func=_sequence)
     return parser
 
 

@@ -3,6 +3,7 @@ weighting of the pixel loss, the encoders (a recognizer's embedding, a torchvisi
 features under each input convention), the mapper's pipeline and directory, and a smoke run of
 the training task that resumes."""
 
+import json
 from pathlib import Path
 
 import jax
@@ -190,3 +191,74 @@ def test_swap_scores_against_the_truth():
     assert identity["shape_accuracy"] > 0.99 and identity["hue_error"] < 0.005 and identity["x_error"] > 0.05
     with pytest.raises(ValueError, match="n and batch_size"):
         lj.shapes.swap_scores(perfect, key, 0, 32)
+
+
+def test_sequences_keep_one_identity_embedding_and_measure_jitter(parts, tmp_path):
+    from latentjax.identity.sequence import drive, identity_drift, jitter
+
+    _, generator, identity, pose = parts
+    mapper = IdentityMapper.build(MapperConfig(str(generator), f"recognizer:{identity}", f"recognizer:{pose}",
+                                               hidden=(16,)), jax.random.key(3))
+    space = mapper.space
+    images = np.asarray(space.decode(space.generator.params, space.sample(jax.random.key(5), 6)))
+    frames = drive(mapper, images[0], images[1:], batch_size=2)  # batches of 2: 3 compiled calls, last one padded
+    np.testing.assert_allclose(frames, mapper.swap(np.repeat(images[:1], 5, axis=0), images[1:]), rtol=1e-4,
+                               atol=1e-5)
+    drift = identity_drift(mapper.encode_identity, frames)
+    assert drift.shape == (5,) and drift[0] == pytest.approx(1.0) and np.all(drift <= 1 + 1e-6)
+    with pytest.raises(ValueError, match="one identity image"):
+        drive(mapper, images[:1], images[1:])
+    assert jitter([0.0, 0.1, 0.2, 0.3], [0.0, 0.1, 0.2, 0.3]) == pytest.approx(0.0, abs=1e-12)
+    assert jitter([0.0, 0.2, 0.2, 0.4], [0.0, 0.1, 0.2, 0.3]) == pytest.approx(0.1)
+    assert jitter([0.95, 0.05], [0.95, 0.05], period=1.0) == pytest.approx(0.0, abs=1e-12)
+    assert jitter([0.95, 0.05], period=1.0) == pytest.approx(0.1)  # the short way round
+    assert jitter([0.0, np.nan, 0.2, 0.3]) == pytest.approx(0.1)  # steps touching an unmeasured frame left out
+
+
+def test_sequence_scores_on_exact_renders():
+    """Frames that are the exact renders of the identity with the driver's pose keep identity in every frame
+    and follow without jitter; frames of another identity keep none."""
+    count = 12
+    t = np.linspace(0, 1, count)
+    drivers = {"shape": np.full(count, 1), "x": 0.4 + 0.2 * t, "y": 0.5 + 0.1 * np.sin(6 * t), "scale": 0.3 + 0.4 * t,
+               "rotation": (0.9 + 0.3 * t) % 1.0, "hue": np.full(count, 0.7), "background": np.full(count, 0.3)}
+    drivers = lj.shapes.check_factors(drivers)
+    identity = {"shape": 2, "hue": 0.25}
+    intended = {**drivers, "shape": jnp.full(count, 2), "hue": jnp.full(count, 0.25)}
+    scores = lj.shapes.swaps.sequence_scores(lj.shapes.render(intended, 32).images, identity, drivers)
+    assert scores["valid"] == 1.0 and scores["identity_kept"] == 1.0
+    assert max(scores[f"{f}_jitter"] for f in ("x", "y", "scale", "rotation", "background")) < 0.02, scores
+    other = lj.shapes.swaps.sequence_scores(lj.shapes.render(drivers, 32).images, identity, drivers)
+    assert other["identity_kept"] == 0.0
+
+
+def test_sequence_command_writes_frames_gif_and_metrics(parts, tmp_path):
+    from PIL import Image
+    from latentjax.cli import main
+
+    _, generator, identity, pose = parts
+    mapper = IdentityMapper.build(MapperConfig(str(generator), f"recognizer:{identity}", f"recognizer:{pose}",
+                                               hidden=(16,)), jax.random.key(3))
+    mapper_dir = save_mapper(mapper, tmp_path / "mapper")
+    picture = np.asarray(lj.shapes.render(lj.shapes.sample_factors(jax.random.key(1), 1), 16).images[0])
+    Image.fromarray(((picture + 1) * 127.5).round().astype(np.uint8)).save(tmp_path / "id.png")
+    (tmp_path / "poses.json").write_text('{"x": [0.4, 0.5, 0.6], "rotation": [0.0, 0.1, 0.2]}')
+    out = tmp_path / "seq"
+    assert main(["sequence", "--identity", str(tmp_path / "id.png"), "--driver", str(tmp_path / "poses.json"),
+                 "--mapper", str(mapper_dir), "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    assert Image.open(out / "sequence.gif").n_frames == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frames"] == 3 and len(metrics["identity_cosine_to_first"]) == 3 and "identity_kept" in metrics["truth"]
+    frames_dir = tmp_path / "drivers"
+    frames_dir.mkdir()
+    for i in range(2):
+        Image.open(out / "frames" / f"{i:04d}.png").save(frames_dir / f"{i}.png")
+    assert main(["sequence", "--identity", str(tmp_path / "id.png"), "--driver", str(frames_dir), "--mapper",
+                 str(mapper_dir), "--out", str(tmp_path / "seq2")]) == 0
+    assert "truth" not in json.loads((tmp_path / "seq2" / "metrics.json").read_text())
+    (tmp_path / "bad.json").write_text('{"x": [0.4, 0.5], "y": [0.5]}')
+    assert main(["sequence", "--identity", str(tmp_path / "id.png"), "--driver", str(tmp_path / "bad.json"),
+                 "--mapper", str(mapper_dir), "--out", str(tmp_path / "seq3")]) == 2
+    assert main(["sequence", "--identity", str(tmp_path / "id.png"), "--driver", str(frames_dir), "--mapper",
+                 str(mapper_dir), "--out", str(frames_dir / "inside")]) == 2

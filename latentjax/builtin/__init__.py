@@ -38,6 +38,12 @@ BUILTINS = {
                         "identity embedding of the shapes identity mapper. Trained with `latentjax train --config "
                         "configs/train_recognizer.py:identity` (6,000 steps, seed 0); on 1,024 fresh renders: shape "
                         "accuracy 1.00, hue cosine / sine errors 0.016 / 0.017."),
+    "shapes_pose": ("A small CNN (latentjax.nn.recognizer: 4 conv stages, widths 16-128, value heads only) that "
+                    "regresses how the object of a 32x32 shapes-world render is shown: x, y, scale, background and "
+                    "the rotation angle (cosine, sine); the attribute encoder and the landmarks of the shapes "
+                    "identity mapper. Trained with `latentjax train --config configs/train_recognizer.py:pose` (6,000 "
+                    "steps, seed 0); mean absolute errors on 2,048 fresh renders: x 0.011, y 0.011, scale 0.020, "
+                    "background 0.010, rotation 0.009 (squares) and 0.007 (triangles) of a turn."),
 }
 
 

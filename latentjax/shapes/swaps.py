@@ -11,6 +11,8 @@ circle (a circle shows no rotation, to follow or to keep).
 
 `swap_scores(swap, key, n, resolution)` works for any `swap(identity_images, attribute_images) ->
 images`: a trained mapper (`IdentityMapper.swap`), a baseline, or copying one of the inputs.
+`sequence_scores(frames, identity, drivers)` scores a sequence made for one identity from driver
+frames: the share of frames that keep the identity, how well they follow, and their jitter.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentjax.shapes.reading import VALID_TOL, factor_errors, readout
-from latentjax.shapes.world import FACTOR_NAMES, render, sample_factors
+from latentjax.identity.sequence import jitter
+from latentjax.shapes.reading import VALID_TOL, factor_distance, factor_errors, readout
+from latentjax.shapes.world import FACTOR_NAMES, PERIODIC_FACTORS, render, sample_factors
 
 IDENTITY_FACTORS = ("shape", "hue")
 ATTRIBUTE_FACTORS = ("x", "y", "scale", "rotation", "background")
@@ -68,4 +71,30 @@ def swap_scores(swap: Callable, key, n: int, resolution: int, *, tol: float = VA
     out["shape_accuracy"] = 1.0 - float(np.nanmean(errors["shape"]))
     out.update({f"{f}_error": float(np.nanmean(errors[f])) if np.isfinite(errors[f]).any() else float("nan")
                 for f in FACTOR_NAMES[1:]})
+    return out
+
+
+def sequence_scores(frames, identity: Mapping[str, jax.Array], drivers: Mapping[str, jax.Array],
+                    tol: float = VALID_TOL, hue_tol: float = 0.05) -> dict[str, float]:
+    """Scores of frames [T, H, W, C] made for one identity (factors of one object: scalars) from driver
+    frames with factors `drivers` ([T] each): `valid`, `identity_kept` (the share of all frames the
+    read-out accepts as the identity's shape with its hue within `hue_tol`), the attribute errors
+    over valid frames (`x_error`, ...), and each attribute's `jitter` against its driver
+    (`x_jitter`, ...; consecutive valid frames; rotation where the identity is not a circle)."""
+    frames = jnp.asarray(frames)
+    count = frames.shape[0]
+    same = {k: jnp.broadcast_to(jnp.asarray(identity[k]).reshape(-1)[:1], (count,)) for k in IDENTITY_FACTORS}
+    errors = swap_errors(frames, {**drivers, **same}, drivers, tol)
+    read = readout(frames, tol)
+    valid = errors["valid"]
+    kept = valid & (np.asarray(read["shape"]) == np.asarray(same["shape"])) & (
+        np.asarray(factor_distance("hue", read["hue"], same["hue"])) <= hue_tol)
+    out = {"frames": int(count), "valid": float(np.mean(valid)), "identity_kept": float(np.mean(kept))}
+    for f in ATTRIBUTE_FACTORS:
+        finite = np.isfinite(errors[f])
+        out[f"{f}_error"] = float(np.nanmean(errors[f])) if finite.any() else float("nan")
+        measured = np.where(valid, np.asarray(read[f], np.float64), np.nan)
+        if f == "rotation" and int(np.asarray(same["shape"])[0]) == 0:
+            measured = np.full(count, np.nan)
+        out[f"{f}_jitter"] = jitter(measured, np.asarray(drivers[f]), 1.0 if f in PERIODIC_FACTORS else None)
     return out

@@ -262,3 +262,28 @@ def test_sequence_command_writes_frames_gif_and_metrics(parts, tmp_path):
                  "--mapper", str(mapper_dir), "--out", str(tmp_path / "seq3")]) == 2
     assert main(["sequence", "--identity", str(tmp_path / "id.png"), "--driver", str(frames_dir), "--mapper",
                  str(mapper_dir), "--out", str(frames_dir / "inside")]) == 2
+
+
+@pytest.mark.slow
+def test_killed_on_eight_devices_resumes_on_one_to_the_same_state(parts, tmp_path):
+    """Steps 1-2 on 8 simulated devices, SIGKILLed before the checkpoint of step 4, resumed on one
+    device: the state at step 4 equals an uninterrupted one-device run's."""
+    from test_train_harness import assert_trees_close, run_killed
+
+    _, generator, identity, pose = parts
+    flags = ["--config", f"{CONFIGS / 'identity.py'}:smoke", f"--config.generator={generator}",
+             f"--config.identity_encoder=recognizer:{identity}", f"--config.attribute_encoder=recognizer:{pose}",
+             f"--config.pose_encoder=recognizer_values:{pose}", "--config.batch_size=8", "--config.eval_every=0",
+             "--config.sample_every=0", "--workdir", "unused"]
+    run_killed(f"""
+        from latentjax.programs.flags import parse_config_flags
+        from latentjax.train import train
+        assert jax.device_count() == 8
+        train(parse_config_flags({flags!r}, "train").config, {str(tmp_path / 'killed')!r})
+        """, kill_at_checkpoint=4, devices=8)
+    config = parse_config_flags(flags, "train").config
+    resumed = train(config, tmp_path / "killed")
+    straight = train(config, tmp_path / "straight")
+    assert int(resumed["step"]) == int(straight["step"]) == 4
+    assert_trees_close(resumed["state"]["trainable"], straight["state"]["trainable"], rtol=1e-4, atol=1e-6)
+    assert_trees_close(resumed["state"]["disc"], straight["state"]["disc"], rtol=1e-4, atol=1e-6)

@@ -8,7 +8,9 @@ world, a JSON object of per-frame factor lists ({"x": [...], "rotation": [...], 
 out stay at the world's middle, the driver's object is a square of hue 0), rendered exactly.
 Writes OUT/frames/NNNN.png, OUT/sequence.gif (driver beside output), OUT/metrics.json: per-frame
 identity-embedding cosine to frame 0 (identity drift) and, for a JSON driver, the read-out's
-scores against the truth (identity kept, attribute errors and jitter; `lj.shapes.sequence_scores`).
+scores against the truth (identity kept, attribute errors and jitter; `lj.shapes.swaps.sequence_scores`),
+counting frames the read-out accepts at `--valid-tol` (default 0.2: the built-in generator's
+renders are soft; 0.01 is the strict tolerance of clean renders).
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ def main(args) -> int:
                "identity_cosine_to_first": drift.tolist(), "identity_cosine_min": float(drift.min())}
     if factors is not None:
         read = {k: np.asarray(v)[0] for k, v in readout(jnp.asarray(identity)[None]).items()}
-        metrics["truth"] = sequence_scores(frames, read, {k: jnp.asarray(v) for k, v in factors.items()})
+        metrics["truth"] = sequence_scores(frames, read, {k: jnp.asarray(v) for k, v in factors.items()},
+                                           args.valid_tol)
+        metrics["valid_tol"] = args.valid_tol
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     summary = f"identity cosine to frame 0 >= {metrics['identity_cosine_min']:.3f}"
     if factors is not None:

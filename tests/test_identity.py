@@ -287,3 +287,20 @@ def test_killed_on_eight_devices_resumes_on_one_to_the_same_state(parts, tmp_pat
     assert int(resumed["step"]) == int(straight["step"]) == 4
     assert_trees_close(resumed["state"]["trainable"], straight["state"]["trainable"], rtol=1e-4, atol=1e-6)
     assert_trees_close(resumed["state"]["disc"], straight["state"]["disc"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_face_recipe_smoke_on_a_stylegan2_snapshot_with_resnet_encoders(tmp_path):
+    """The face configuration as a user runs it, shrunk: an NVIDIA snapshot, a VGGFace2-convention identity
+    ResNet and an ImageNet-convention attribute ResNet (torchvision layouts, random weights), no landmarks."""
+    flags = ["--config", f"{CONFIGS / 'identity.py'}:face,smoke",
+             f"--config.generator={FIXTURES / 'stylegan2' / 'ada_s32_snapshot.pkl'}",
+             f"--config.identity_encoder=vggface2:{FIXTURES / 'resnet' / 'basic.pt'}",
+             f"--config.attribute_encoder=resnet:{FIXTURES / 'resnet' / 'bottleneck.pt'}", "--workdir", str(tmp_path)]
+    values = parse_config_flags(flags, "train")
+    assert values.config.pose_encoder == "" and values.config.pose_weight == 0.001
+    assert int(train(values.config, tmp_path)["step"]) == 4
+    mapper = lj.identity.load(tmp_path / "identity_mapper")
+    assert mapper.identity.dim == 16 and mapper.attributes.dim == 64 and mapper.mapping.config.in_features == 80
+    images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3), minval=-1, maxval=1)
+    assert mapper.swap(images, images[::-1]).shape == (2, 32, 32, 3)

@@ -1,24 +1,19 @@
 """Shared test set-up: float32 at highest matmul precision, programs compiled without LLVM's
-optimisation passes, files with slow tests scheduled first, and the fixture folder."""
+optimisation passes (set before JAX starts its backend), files with slow tests scheduled first,
+and the fixtures several files load. Helpers that test files import live in `support.py`."""
 
 import os
-from pathlib import Path
 
-# Set before JAX starts its backend. Tests are dominated by compile time; without LLVM's passes
-# the suite compiles about 40% faster, and every result the tests compare is computed this way.
-COMPILE_FLAGS = "--xla_backend_optimization_level=0"
+from support import COMPILE_FLAGS, FIXTURES
+
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {COMPILE_FLAGS}".strip()
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import latentjax as lj  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
-
-FIXTURES = Path(__file__).parent / "fixtures"
-PARITY_RTOL = 1e-4  # relative L2 error allowed against reference outputs (float32)
 
 
 def pytest_collection_modifyitems(items):
@@ -28,22 +23,6 @@ def pytest_collection_modifyitems(items):
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: order within a file is kept
 
-
-def device_env(devices: int, **extra) -> dict:
-    """The environment of a subprocess that sees `devices` simulated CPU devices (compiled as here)."""
-    flags = f"--xla_force_host_platform_device_count={devices} {COMPILE_FLAGS}"
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags, **extra}
-
-
-def relative_error(actual, expected) -> float:
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
-    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
-
-
-def nchw(x):
-    """Our NHWC images/features in the references' NCHW layout."""
-    return np.asarray(x).transpose(0, 3, 1, 2)
 
 
 @pytest.fixture

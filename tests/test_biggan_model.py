@@ -12,7 +12,7 @@ import pytest
 
 from latentjax.models.biggan import BigGAN, BigGANConfig, class_vector
 from latentjax.ops.batch_norm import statistics_weights
-from conftest import relative_error
+from support import relative_error
 
 SMALL = BigGANConfig(output_dim=16, z_dim=4, class_embed_dim=4, channel_width=4, num_classes=5,
                      layers=((True, 16, 8), (True, 8, 4), (False, 4, 2), (False, 2, 1)),

@@ -26,7 +26,7 @@ from latentjax.models.biggan import BigGAN, BigGANConfig
 from latentjax.errors import ConversionError
 from latentjax.models.biggan_convert import from_state_dict, key_map
 from latentjax.ops.batch_norm import statistics_weights
-from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, nchw, relative_error
 
 BIGGAN = FIXTURES / "biggan"
 CASES = ["deep_tiny", "deep_s64_attn2"]  # legacy and zip serialisation, two layouts

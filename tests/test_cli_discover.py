@@ -12,7 +12,7 @@ import latentjax as lj
 from latentjax.cli import main as cli_main
 from latentjax.directions import METHODS, Directions
 from latentjax.latent import latent_space
-from conftest import FIXTURES
+from support import FIXTURES
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 ADA = FIXTURES / "stylegan2" / "ada_s32.pt"

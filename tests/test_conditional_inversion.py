@@ -4,7 +4,7 @@ categories, conditional StyleGAN2 (class-mean start in 'w'), per-target classes 
 import jax
 import numpy as np
 import pytest
-from conftest import FIXTURES, relative_error
+from support import FIXTURES, relative_error
 
 import latentjax as lj
 from latentjax.inversion import InversionConfig, Inverter, decode, invert

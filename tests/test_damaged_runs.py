@@ -14,7 +14,8 @@ import pytest
 
 from latentjax.train import Task, checkpoint, train
 from latentjax.train.checkpoint import open_manager
-from test_train_harness import assert_trees_close, make_task, tiny_config
+from support import assert_trees_close
+from test_train_harness import make_task, tiny_config
 
 
 def run(workdir, **overrides):

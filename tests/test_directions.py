@@ -15,7 +15,7 @@ from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.directions import Directions, forward_jacobian, ganspace, jacobian, sefa
 from latentjax.io.torch_pickle import load as load_checkpoint
 from latentjax.latent import latent_space
-from conftest import FIXTURES, device_env, relative_error
+from support import FIXTURES, device_env, relative_error
 
 SG2 = FIXTURES / "stylegan2"
 

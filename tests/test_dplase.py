@@ -22,8 +22,8 @@ from latentjax.latent import standard_normal
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
-from test_inversion import random_params
-from test_train_harness import assert_trees_close, run_python
+from support import random_params
+from support import assert_trees_close, run_python
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "dplase.py"
 # the settings of `configs/dplase.py:smoke` (shapes variant) at layer b4 of `tiny_generator`
@@ -568,7 +568,7 @@ def test_eight_devices_match_one_device(tmp_path, compile_cache):
     from latentjax.train.metrics import read_metrics
     from latentjax.train.trainer import train
     from test_dplase import SMOKE, tiny_generator
-    from test_train_harness import assert_trees_close
+    from support import assert_trees_close
 
     space = lj.latent_space(tiny_generator(), "z")
     settings = dp.DPLaSEConfig(**{{**SMOKE, "steps": 3}})

@@ -268,7 +268,7 @@ def test_sequence_command_writes_frames_gif_and_metrics(parts, tmp_path):
 def test_killed_on_eight_devices_resumes_on_one_to_the_same_state(parts, tmp_path):
     """Steps 1-2 on 8 simulated devices, SIGKILLed before the checkpoint of step 4, resumed on one
     device: the state at step 4 equals an uninterrupted one-device run's."""
-    from test_train_harness import assert_trees_close, run_killed
+    from support import assert_trees_close, run_killed
 
     _, generator, identity, pose = parts
     flags = ["--config", f"{CONFIGS / 'identity.py'}:smoke", f"--config.generator={generator}",

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from support import FIXTURES
 
 from latentjax.metrics.image import gaussian_window, identity_similarity, image_metrics, psnr, ssim
 from latentjax.metrics.lpips import load_lpips

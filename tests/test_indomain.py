@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FIXTURES, relative_error
+from support import FIXTURES, relative_error
 
 import latentjax
 from latentjax.nn.encoder import Encoder, EncoderConfig, config_for, load_encoder, save_encoder
@@ -22,7 +22,7 @@ from latentjax.metrics.vgg import TORCHVISION_TO_CAFFE_SCALE, load_vgg16, resize
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
 from latentjax.viz import save_png
-from test_inversion import make_generator
+from support import make_generator
 
 STEPS = 20
 LR = 1e-2

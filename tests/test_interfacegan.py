@@ -13,7 +13,7 @@ from latentjax import walks
 from latentjax.directions import fit_boundary, interfacegan, project_boundary, train_boundary
 from latentjax.directions.svm import linear_svm
 from latentjax.metrics.scorer import Scorer, score_samples
-from test_inversion import make_generator
+from support import make_generator
 
 
 def planted(n, d, noise, seed):

@@ -16,9 +16,8 @@ import numpy as np
 import optax
 import pytest
 from PIL import Image
-from conftest import FIXTURES, device_env, relative_error
+from support import FIXTURES, device_env, make_generator, relative_error
 
-from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.inversion import (Inverter, decode, invert, latent_noise_schedule, noise_regularization,
                                  projector_lr_schedule, projector_optimizer)
 from latentjax.io.images import load_target
@@ -29,48 +28,6 @@ from latentjax.metrics.lpips import load_lpips
 from latentjax.viz import save_png, to_uint8
 
 STEPS = 1000  # the projector's default; after compilation 1000 steps of this generator take well under a second
-
-
-def random_params(config, seed):
-    """Params drawn from StyleGAN2's init distributions with numpy (cheaper than compiling `StyleGAN2.init`)."""
-    rng = np.random.default_rng(seed)
-
-    def leaf(path, x):
-        names = [getattr(k, "key", None) for k in path]
-        if names[-1] in ("weight", "const", "noise_const"):
-            scale = 1 / config.mapping_lr_multiplier if names[0] == "mapping" else 1.0
-            return (rng.normal(size=x.shape) * scale).astype(np.float32)
-        return np.full(x.shape, 1.0 if names[-2] == "affine" else 0.0, np.float32)  # affine biases start at 1
-
-    return jax.tree_util.tree_map_with_path(leaf, StyleGAN2(config, None).abstract_params())
-
-
-def make_generator(noise_strength=0.03):
-    """A 16x16 RGB StyleGAN2 with 8-d z and w, random weights, noise strength 0.03, and toRGB layers
-    scaled so that the two test targets span [-0.9, 0.9].
-
-    The fixture checkpoints' random generators map many different w+ (64-d per layer, with each
-    modulated layer invariant to the scale of its styles) to nearly the same 16x16 image, so their
-    w+ latents cannot be recovered from images; with 8-d styles every space is identifiable.
-    """
-    config = StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(32, 32, 16),
-                             mapping_layers=2)
-    G = StyleGAN2(config, random_params(config, seed=3))
-
-    def tweak(params, rgb_scale, noise_strength):
-        def leaf(path, x):
-            names = [getattr(k, "key", None) for k in path]
-            if names[-1] == "noise_strength":
-                return jnp.full_like(x, noise_strength)
-            return x * rgb_scale if names[-2] == "torgb" and names[-1] in ("weight", "bias") else x
-        return jax.tree_util.tree_map_with_path(leaf, params)
-
-    mapping, synthesis = jax.jit(G.mapping), jax.jit(G.synthesis)  # one compilation each, shared by the tweaks
-    params = tweak(G.params, 1.0, noise_strength)
-    ws = mapping(params, jax.random.normal(jax.random.key(5), (2, config.z_dim)))
-    params = tweak(G.params, 0.9 / float(jnp.max(jnp.abs(synthesis(params, ws)))), noise_strength)
-    w_samples = mapping(params, jax.random.normal(jax.random.key(9), (4000, config.z_dim)))[:, 0]
-    return StyleGAN2(config, params), np.asarray(ws), np.asarray(synthesis(params, ws)), np.asarray(w_samples)
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +232,6 @@ import pickle, sys, jax, numpy as np
 from jax.sharding import Mesh
 jax.config.update("jax_default_matmul_precision", "highest")
 from test_inversion import FEW_STEPS, assert_same_inversion
-from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.inversion import invert
 assert jax.device_count() == 4, jax.devices()
 with open(sys.argv[1], "rb") as f:

@@ -10,7 +10,7 @@ import latentjax as lj
 from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.latent import (latent_space, moments_init, moments_update, pca_init, pca_update, standard_normal,
                               stream)
-from conftest import FIXTURES, relative_error
+from support import FIXTURES, relative_error
 
 FIT = 2000  # samples for the fitted w Gaussian (batches of 1000)
 

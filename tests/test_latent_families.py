@@ -17,7 +17,7 @@ from latentjax.directions import Directions, ganspace, sefa
 from latentjax.io.torch_pickle import load as load_checkpoint
 from latentjax.latent import latent_space, sample_classes
 from latentjax.walks import iso_density, sweep
-from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, nchw, relative_error
 
 BIGGAN = FIXTURES / "biggan" / "deep_tiny"
 PGGAN = FIXTURES / "pggan"

@@ -14,7 +14,7 @@ import latentjax as lj
 from latentjax.cli import main as cli_main
 from latentjax.load import from_checkpoint
 from latentjax.models.stylegan2_convert import from_nvidia
-from conftest import FIXTURES
+from support import FIXTURES
 
 SG2 = FIXTURES / "stylegan2"
 

@@ -14,7 +14,7 @@ from latentjax.directions import JacobianConfig, jacobian
 from latentjax.directions.jacobian import lowrank_directions
 from latentjax.directions.robust_pca import RobustPCA, robust_pca
 from latentjax.latent import latent_space
-from conftest import FIXTURES
+from support import FIXTURES
 
 jacobian_module = importlib.import_module("latentjax.directions.jacobian")  # the name is the function
 REFERENCE = FIXTURES / "lowrank" / "lowrank_reference.npz"

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, relative_error
+from support import FIXTURES, relative_error
 from latentjax.inversion.multicode import (PRESETS, MultiCodeConfig, MultiCodeInverter, composition_layers,
                                            decode_multicode, default_layer, invert_multicode, multicode_features,
                                            multicode_loss)

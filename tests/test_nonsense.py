@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import latentjax as lj
-from conftest import FIXTURES
+from support import FIXTURES
 from latentjax.cli import main
 from latentjax.io.torch_pickle import load
 from latentjax.models.stylegan2_convert import from_nvidia

@@ -12,7 +12,7 @@ import pytest
 from latentjax.models import FAMILIES
 from latentjax.models.pggan import PGGAN, PGGANConfig, upsample_nearest
 from latentjax.load import load_pggan
-from conftest import FIXTURES, relative_error
+from support import FIXTURES, relative_error
 
 SMALL = PGGANConfig(z_dim=6, c_dim=3, channels=(8, 4), img_channels=3, alpha=0.3, output_activation="tanh")
 

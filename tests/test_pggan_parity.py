@@ -18,7 +18,7 @@ from latentjax.models.pggan import PGGAN
 from latentjax.load import load_pggan
 from latentjax.models.pggan_convert import GAN_ZOO_RECORDS, from_gan_zoo, gan_zoo_key_map
 from latentjax.errors import ConversionError
-from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, nchw, relative_error
 
 PG = FIXTURES / "pggan"
 STEMS = ["pgan_tiny", "pgan_cond16", "pgan_plain8", "pgan_s4"]

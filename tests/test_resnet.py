@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, PARITY_RTOL, relative_error
+from support import FIXTURES, PARITY_RTOL, relative_error
 from latentjax.errors import CheckpointError, ConversionError
 from latentjax.metrics.attributes import CELEBA_ATTRIBUTES, adaptive_avg_pool, attribute_predictor, attribute_scorer
 from latentjax.nn.resnet import ResNetConfig, config_from_state_dict, from_state_dict, load_resnet

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import device_env
+from support import device_env
 
 SCRIPT = r"""
 import jax, jax.numpy as jnp, numpy as np

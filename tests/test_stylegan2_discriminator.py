@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, nchw, relative_error
 from latentjax.io.torch_pickle import load
 from latentjax.nn import discriminator as sd
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from latentjax import StyleGAN2, StyleGAN2Config
-from conftest import relative_error
+from support import relative_error
 
 SMALL = StyleGAN2Config(z_dim=8, w_dim=8, c_dim=3, embed_features=8, img_resolution=16, img_channels=3,
                         channels=(16, 8, 8), mapping_layers=2, conv_clamp=64.0)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import latentjax as lj
-from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, nchw, relative_error
 
 SG2 = FIXTURES / "stylegan2"
 NVIDIA_CASES = {  # fixture stem -> the checkpoint files that must all reproduce it

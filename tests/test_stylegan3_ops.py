@@ -11,7 +11,7 @@ from latentjax.models import stylegan3_convert
 from latentjax.models.stylegan3 import StyleGAN3Config, design_lowpass_filter, designed_filters
 from latentjax.ops.filtered_lrelu import filtered_lrelu, output_size
 from latentjax.ops.upfirdn2d import upfirdn2d
-from conftest import FIXTURES, relative_error
+from support import FIXTURES, relative_error
 
 SG3 = FIXTURES / "stylegan3"
 

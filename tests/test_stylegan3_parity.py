@@ -24,7 +24,7 @@ from latentjax.cli import main as cli_main
 from latentjax.errors import ConversionError, UnsafeGlobalError
 from latentjax.io.torch_pickle import load as load_pickle
 from latentjax.models import StyleGAN3, StyleGAN3Config, stylegan3_convert
-from conftest import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, nchw, relative_error
 
 SG3 = FIXTURES / "stylegan3"
 STEMS = ["sg3t_s32", "sg3r_s32"]

@@ -19,7 +19,7 @@ from latentjax.tasks import gan
 from latentjax.train.checkpoint import open_manager, read_state
 from latentjax.train.metrics import read_metrics
 from latentjax.viz import image_grid, to_uint8
-from test_train_harness import assert_trees_close, run_killed, run_python
+from support import assert_trees_close, run_killed, run_python
 
 pytestmark = pytest.mark.slow  # compiles a GAN step (about 10 s of CPU per device layout)
 

@@ -1,18 +1,12 @@
 """The training harness: same numbers on 1 and 8 devices and across 2 processes; SIGKILL + resume.
 
 The task here is a tiny MLP regression (`make_task`), so every test is about the harness itself.
-Runs that need other device counts or processes happen in subprocesses (`run_python`), which the
-GAN tests reuse.
+Runs that need other device counts or processes happen in subprocesses (`support.run_python`), as
+the GAN and learned-method tests do.
 """
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +22,8 @@ from latentjax.train.trainer import HARNESS_DEFAULTS, harness_config
 from latentjax.train.checkpoint import open_manager
 from latentjax.train.metrics import MetricWriter, read_metrics
 from latentjax.sharding import make_mesh, tree_shardings
-from conftest import device_env
+from support import assert_trees_close, run_killed, run_python
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
 
 
 # ----------------------------------------------------------------------------------------------
@@ -75,59 +67,6 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
                                             lr=0.02, log_every=1, ckpt_every=4, keep_ckpts=2, eval_every=6))
     config.update(overrides)
     return config
-
-
-# ----------------------------------------------------------------------------------------------
-# Subprocess machinery (shared with the GAN tests)
-# ----------------------------------------------------------------------------------------------
-
-def run_python(script: str, devices: int = 1, env: dict | None = None, cache: Path | None = None,
-               wait: bool = True, timeout: float = 300):
-    """Run `script` in a fresh interpreter with `devices` simulated CPU devices, the repo and tests
-    importable, and compiled programs cached in `cache`; returns stdout (or the Popen if not `wait`).
-    """
-    full_env = {**device_env(devices),
-                "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")]),
-                **({"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-                   if cache else {}),
-                **(env or {})}
-    prelude = "import jax\njax.config.update('jax_default_matmul_precision', 'highest')\n"
-    proc = subprocess.Popen([sys.executable, "-c", prelude + textwrap.dedent(script)], env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO))
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"subprocess failed ({proc.returncode}):\n{err[-4000:]}"
-    return out
-
-
-KILL_AT_CHECKPOINT = """
-import os, signal
-from latentjax.train import checkpoint as _checkpoint
-
-_save = _checkpoint.save
-
-def _save_or_die(manager, step, state):
-    if step == {step}:  # SIGKILL once the previous checkpoint is complete, instead of saving this one
-        manager.wait_until_finished()
-        os.kill(os.getpid(), signal.SIGKILL)
-    _save(manager, step, state)
-
-_checkpoint.save = _save_or_die
-"""
-
-
-def run_killed(script: str, kill_at_checkpoint: int, **kwargs):
-    """Run `script` (which trains) in a subprocess that SIGKILLs itself when it reaches the
-    checkpoint of step `kill_at_checkpoint`; the programs it runs are not changed."""
-    proc = run_python(KILL_AT_CHECKPOINT.format(step=kill_at_checkpoint) + textwrap.dedent(script),
-                      wait=False, **kwargs)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == -signal.SIGKILL, f"expected the run to be killed, got {proc.returncode}:\n{err[-3000:]}"
-
-
-def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol), a, b)
 
 
 # ----------------------------------------------------------------------------------------------

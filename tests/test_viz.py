@@ -14,7 +14,7 @@ import latentjax as lj
 from latentjax.latent import latent_space
 from latentjax.programs.walk import render, walk_images
 from latentjax.viz import encode_gif, encode_png, html_report, save_png, walk_grid
-from conftest import FIXTURES
+from support import FIXTURES
 
 
 def _coded_images(k, s, size=4):

@@ -28,8 +28,8 @@ from latentjax.nn.reconstructor import LeNetReconstructor, ResNet18Reconstructor
 from latentjax.train.checkpoint import open_manager, read_state
 from latentjax.train.metrics import read_metrics
 from latentjax.train.trainer import train
-from test_inversion import random_params
-from test_train_harness import REPO, run_python
+from support import random_params
+from support import REPO, run_python
 
 vy = importlib.import_module("latentjax.directions.voynov")  # the module (the package exports the function)
 
@@ -412,7 +412,7 @@ def test_eight_devices_match_one_device(tmp_path):
     from latentjax.train import train
     from latentjax.train.metrics import read_metrics
     from latentjax.sharding import path_name
-    from test_inversion import random_params
+    from support import random_params
     from test_voynov import TINY
     G = StyleGAN2(TINY, random_params(TINY, seed=1))
     chosen = vy.VoynovConfig(**{SMALL!r}, steps=3, deformator="linear")

@@ -9,7 +9,7 @@ import pytest
 import latentjax as lj
 from latentjax import walks
 from latentjax.latent import latent_space
-from conftest import FIXTURES
+from support import FIXTURES
 
 FIT = 2000
 

@@ -10,7 +10,9 @@ r"""An identity mapper into a frozen generator (`latentjax.tasks.identity`; Nitz
 The default maps into the built-in shapes generator. Identity is what an object is (shape and
 hue): `builtin:shapes_identity`'s embedding. Attributes are where and how it is shown (x, y,
 scale, rotation, background): `builtin:shapes_pose`, fine-tuned, whose factor estimates are also
-the landmarks of the pose loss. The result is `WORKDIR/identity_mapper/`
+the landmarks of the pose loss. The mapper learns from true renders of fresh factors (`data`),
+the images it is asked to swap; 'generator' trains on the generator's own samples, as the
+reference does at face scale. The result is `WORKDIR/identity_mapper/`
 (`lj.identity.load(path)`).
 
 `face` is the reference's recipe at face scale: a VGGFace2 ResNet-50 identity network
@@ -34,7 +36,8 @@ def get_config(arg=None):
     config.pose_encoder = "recognizer_values:builtin:shapes_pose"  # '' for none
     config.hidden = (256, 256, 128)  # the mapping MLP's hidden widths; its output is the generator's w
     config.class_index = None
-    config.truncation_psi = 0.7  # of the training samples (the reference's generate_fake_data.py)
+    config.data = "shapes"  # training images: 'shapes' (true renders of fresh factors) or 'generator' (its samples)
+    config.truncation_psi = 0.7  # of the generator's samples (the reference's generate_fake_data.py)
     config.cross_every = 3  # every third step pairs different identity and attribute images
     config.identity_weight = 1.0
     config.pose_weight = 1.0  # factor estimates in [0, 1]: the reference's 0.001 is for landmarks in pixels
@@ -45,8 +48,8 @@ def get_config(arg=None):
     config.eval_size = 256
     config.eval_seed = 12345
     if arg.world == "face":
-        config.update(identity_encoder="vggface2:vggface2_resnet50.pt", attribute_encoder="resnet:resnet50.pt",
-                      pose_encoder="", hidden=(2048, 1024, 512), pose_weight=0.001,
+        config.update(data="generator", identity_encoder="vggface2:vggface2_resnet50.pt",
+                      attribute_encoder="resnet:resnet50.pt", pose_encoder="", hidden=(2048, 1024, 512), pose_weight=0.001,
                       lr=5e-5, batch_size=6, total_steps=500_000, eval_every=10_000, sample_every=10_000,
                       ckpt_every=5000)
     if arg.smoke:

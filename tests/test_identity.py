@@ -189,7 +189,7 @@ def test_swap_scores_against_the_truth():
     assert attributes["shape_accuracy"] < 0.5 and attributes["hue_error"] > 0.15, attributes
     identity = lj.shapes.swap_scores(lambda a, b: a, key, 200, 32)
     assert identity["shape_accuracy"] > 0.99 and identity["hue_error"] < 0.005 and identity["x_error"] > 0.05
-    with pytest.raises(ValueError, match="n and batch_size"):
+    with pytest.raises(ValueError, match="n must be >= 1"):
         lj.shapes.swap_scores(perfect, key, 0, 32)
 
 

@@ -49,29 +49,39 @@ def swap_errors(outputs, identity: Mapping[str, jax.Array], attributes: Mapping[
     return {"valid": valid, **{k: np.where(valid, v, np.nan) for k, v in errors.items()}}
 
 
+def swap_pairs(key, n: int, ranges: Mapping[str, tuple[float, float]] | None = None):
+    """(identity factors, attribute factors): n fresh factor vectors each, drawn from `key` in `ranges`."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    k_id, k_attr = jax.random.split(key)
+    return sample_factors(k_id, n, ranges), sample_factors(k_attr, n, ranges)
+
+
+def summarize_swaps(errors: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """`swap_errors` (or several concatenated) -> `valid` (the share of outputs the read-out accepts),
+    `shape_accuracy` and `hue_error` (identity kept), `x_error` ... `background_error` and
+    `rotation_error` (attributes followed), over valid outputs (NaN where none counts)."""
+    out = {"valid": float(np.mean(errors["valid"]))}
+    mean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")  # noqa: E731
+    out["shape_accuracy"] = 1.0 - mean(errors["shape"])
+    out.update({f"{f}_error": mean(errors[f]) for f in FACTOR_NAMES[1:]})
+    return out
+
+
 def swap_scores(swap: Callable, key, n: int, resolution: int, *, tol: float = VALID_TOL, batch_size: int = 256,
                 ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
-    """Scores of `swap` on n pairs of true renders of fresh factors (drawn from `key`, in `ranges`):
-    `valid` (share of outputs the read-out accepts), `shape_accuracy` and `hue_error` (identity kept),
-    `x_error` ... `background_error` and `rotation_error` (attributes followed), over valid outputs."""
-    if n < 1 or batch_size < 1:
-        raise ValueError(f"n and batch_size must be >= 1, got {n} and {batch_size}")
-    k_id, k_attr = jax.random.split(key)
-    identity, attributes = sample_factors(k_id, n, ranges), sample_factors(k_attr, n, ranges)
+    """`summarize_swaps` of `swap` on n pairs of true renders of fresh factors (`swap_pairs(key, n, ranges)`),
+    `batch_size` pairs per call."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    identity, attributes = swap_pairs(key, n, ranges)
     parts = []
     for start in range(0, n, batch_size):
         take = lambda factors: {k: v[start:start + batch_size] for k, v in factors.items()}  # noqa: E731
         a, b = take(identity), take(attributes)
         outputs = swap(render(a, resolution).images, render(b, resolution).images)
         parts.append(swap_errors(jnp.asarray(outputs), a, b, tol))
-    errors = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    out = {"valid": float(np.mean(errors["valid"]))}
-    if not errors["valid"].any():
-        return {**out, "shape_accuracy": float("nan"), **{f"{f}_error": float("nan") for f in FACTOR_NAMES[1:]}}
-    out["shape_accuracy"] = 1.0 - float(np.nanmean(errors["shape"]))
-    out.update({f"{f}_error": float(np.nanmean(errors[f])) if np.isfinite(errors[f]).any() else float("nan")
-                for f in FACTOR_NAMES[1:]})
-    return out
+    return summarize_swaps({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
 
 def sequence_scores(frames, identity: Mapping[str, jax.Array], drivers: Mapping[str, jax.Array],

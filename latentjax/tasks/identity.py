@@ -1,8 +1,10 @@
 """Training an identity mapper (Nitzan et al. 2020, YotamNitzan/ID-disentanglement), a harness `Task`:
 `latentjax train --config configs/identity.py`.
 
-Data are the frozen generator's own samples: z ~ N(0, I) mapped to w at `truncation_psi` (0.7, as
-the reference's `generate_fake_data.py`), decoded to images. Every `cross_every`-th step (3) is a
+Data (`config.data`) are the frozen generator's own samples ('generator', the reference's: z ~ N(0, I)
+mapped to w at `truncation_psi`, 0.7 as its `generate_fake_data.py`, decoded to images), or true
+renders of fresh shapes-world factors ('shapes': the images a shapes mapper is asked to swap; the
+generator's samples still give the discriminator its real w). Every `cross_every`-th step (3) is a
 "cross" step: the attribute images are the identity images rolled by one place in the batch, so no
 sample is its own attribute image; the other steps are "same" steps (attribute image = identity
 image) and add the pixel loss. The losses, with the reference's weights as defaults:
@@ -41,12 +43,14 @@ from latentjax.identity import IdentityMapper, MapperConfig, load_encoder, save_
 from latentjax.latent import latent_space
 from latentjax.metrics.image import centre_weights, ms_ssim, ms_ssim_weights
 from latentjax.nn.mlp import MLP, MLPConfig
+from latentjax.shapes.world import render, sample_factors
 from latentjax.sharding import shard_batch
 from latentjax.train.task import Task
 
 EXPORT_DIR = "identity_mapper"
 DISCRIMINATOR_WIDTHS = (256, 128, 64, 1)
 MS_SSIM_WINDOW = 11
+DATA = ("generator", "shapes")
 
 
 def mapper_config(config) -> MapperConfig:
@@ -69,6 +73,9 @@ def make_task(config) -> Task:
     if batch_size < 2 or cross_every < 1 or eval_size < 2:
         raise ValueError(f"config.batch_size and config.eval_size must be >= 2 (a cross step pairs different samples) "
                          f"and config.cross_every >= 1, got {batch_size}, {eval_size}, {cross_every}")
+    data = str(config.get("data", "generator"))
+    if data not in DATA:
+        raise ValueError(f"config.data must be one of {DATA}, got {data!r}")
     fresh = IdentityMapper.build(mapper_config(config), jax.random.key(0))
     G = fresh.space.generator
     data_space = latent_space(G, "w", truncation_psi=float(config.truncation_psi), class_index=config.get("class_index"))
@@ -97,9 +104,10 @@ def make_task(config) -> Task:
                 "gan_opt": gan_tx.init(mapping), "disc_opt": disc_tx.init(d)}
 
     def draw(frozen, key, n):
-        """(w [n, w_dim], images) of n generator samples."""
-        w = data_space.sample(key, n, frozen["generator"])
-        return w, data_space.decode(frozen["generator"], w)
+        """n training images: generator samples or true renders (`config.data`)."""
+        if data == "shapes":
+            return render(sample_factors(key, n), resolution).images
+        return data_space.decode(frozen["generator"], data_space.sample(key, n, frozen["generator"]))
 
     def forward(trainable, frozen, identity_images, attribute_images):
         """(w, output images, unit identity embeddings of the identity images and of the outputs)."""
@@ -117,7 +125,7 @@ def make_task(config) -> Task:
     def step(state, batch, key, step):
         k_data, k_real = jax.random.split(key)
         frozen, trainable, d = state["frozen"], state["trainable"], state["disc"]
-        _, identity_images = draw(frozen, k_data, batch_size)
+        identity_images = draw(frozen, k_data, batch_size)
         identity_images = shard_batch(identity_images)
         cross = step % cross_every == 0
         attribute_images = jnp.where(cross, jnp.roll(identity_images, 1, axis=0), identity_images)
@@ -164,7 +172,7 @@ def make_task(config) -> Task:
 
     def evaluate(state, key):
         frozen, trainable = state["frozen"], state["trainable"]
-        _, images = draw(frozen, jax.random.key(int(config.eval_seed)), eval_size)
+        images = draw(frozen, jax.random.key(int(config.eval_seed)), eval_size)
         attributes = jnp.roll(images, 1, axis=0)
         _, out, id_embedding, out_embedding = forward(trainable, frozen, images, attributes)
         attr_embedding = fresh.identity.embed(frozen["identity"], attributes)
@@ -179,7 +187,7 @@ def make_task(config) -> Task:
     def sample(state):
         """A grid's worth: 8 identity images, 8 attribute images, their swaps."""
         frozen = state["frozen"]
-        _, images = draw(frozen, jax.random.key(int(config.eval_seed) + 1), 16)
+        images = draw(frozen, jax.random.key(int(config.eval_seed) + 1), 16)
         identity_images, attribute_images = images[:8], images[8:]
         _, out, _, _ = forward(state["trainable"], frozen, identity_images, attribute_images)
         return jnp.concatenate([identity_images, attribute_images, out])

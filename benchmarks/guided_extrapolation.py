@@ -35,6 +35,7 @@ from latentjax.nn.recognizer import Recognizer, RecognizerConfig
 from timing import describe_environment, write_record
 
 RESULTS = Path(__file__).parent / "results"
+REMEDIES = ("none", "oversampling", "guided extrapolation", "natural samples")
 
 
 def train_regressor(images, labels, steps: int, seed: int, batch: int = 64):
@@ -69,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=1500, help="training steps of each downstream model")
     parser.add_argument("--tol", type=float, default=0.2, help="the read-out's validity tolerance")
     parser.add_argument("--seeds", type=int, default=2, help="downstream models per remedy (seeds)")
+    parser.add_argument("--remedies", nargs="+", default=list(REMEDIES), choices=REMEDIES,
+                        help="the rows to train (each takes one downstream model per seed)")
     parser.add_argument("--out", default=str(RESULTS / "guided_extrapolation.json"))
     args = parser.parse_args(argv)
 
@@ -120,6 +123,8 @@ def main(argv=None):
     test_images = {"rare": images_of(test_rare), "common": images_of(test_common)}
     rows = []
     for name, (images, labels) in sets.items():
+        if name not in args.remedies:
+            continue
         errors = {"rare": [], "common": []}
         for seed in range(args.seeds):
             net, params = train_regressor(images, labels, args.steps, seed)

@@ -8,9 +8,9 @@ r"""An identity mapper into a frozen generator (`latentjax.tasks.identity`; Nitz
         --config.generator=G --config.identity_encoder=resnet:A.pt --config.attribute_encoder=resnet:B.pt
 
 The default maps into the built-in shapes generator. Identity is what an object is (shape and
-hue): `builtin:shapes_identity`'s embedding. Attributes are where and how it is shown (x, y,
-scale, rotation, background): `builtin:shapes_pose`, fine-tuned, whose factor estimates are also
-the landmarks of the pose loss. The mapper learns from true renders of fresh factors (`data`),
+hue): what `builtin:shapes_identity` says of it (its shape probabilities and hue angle).
+Attributes are where and how it is shown (x, y, scale, rotation, background):
+`builtin:shapes_pose`, fine-tuned, whose factor estimates are also the landmarks of the pose loss. The mapper learns from true renders of fresh factors (`data`),
 the images it is asked to swap; 'generator' trains on the generator's own samples, as the
 reference does at face scale. The result is `WORKDIR/identity_mapper/`
 (`lj.identity.load(path)`).
@@ -28,10 +28,10 @@ from latentjax.train.trainer import harness_config
 
 def get_config(arg=None):
     arg = parse_arg(arg, world=("shapes", "face"))
-    config = harness_config("latentjax.tasks.identity", total_steps=20_000, batch_size=16, eval_every=2000,
+    config = harness_config("latentjax.tasks.identity", total_steps=12_000, batch_size=16, eval_every=2000,
                             ckpt_every=1000, keep_ckpts=2, sample_every=2000)
     config.generator = "builtin:shapes"
-    config.identity_encoder = "recognizer:builtin:shapes_identity"
+    config.identity_encoder = "recognizer_heads:builtin:shapes_identity"  # shape probabilities and hue angle
     config.attribute_encoder = "recognizer:builtin:shapes_pose"
     config.pose_encoder = "recognizer_values:builtin:shapes_pose"  # '' for none
     config.hidden = (256, 256, 128)  # the mapping MLP's hidden widths; its output is the generator's w

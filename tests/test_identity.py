@@ -102,6 +102,10 @@ def test_encoders_from_their_specs(tmp_path):
     logits = net.logits(net.params, images)
     np.testing.assert_allclose(values.embed(values.params, images),
                                np.concatenate([logits["x"], logits["y"]], axis=1), rtol=1e-6)
+    heads = load_encoder(f"recognizer_heads:{path}")
+    np.testing.assert_allclose(heads.embed(heads.params, images), np.concatenate(
+        [logits["x"], jax.nn.softmax(logits["shape"]), logits["y"]], axis=1), rtol=1e-5, atol=1e-7)
+    assert heads.dim == 5
     larger = jax.image.resize(images, (3, 32, 32, 3), "linear")  # other sizes are resized to the encoder's
     assert values.embed(values.params, larger).shape == (3, 2)
     resnet = load_resnet(FIXTURES / "resnet" / "basic.pt")

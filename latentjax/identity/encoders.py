@@ -7,6 +7,10 @@ trained with and loads them again:
   e.g. `recognizer:builtin:shapes_identity`, the shapes world's identity network;
 - `recognizer_values:PATH`: the same network's value heads, concatenated in head order (an
   assessor's factor estimates: x, y, scale, ...; the shapes world's stand-in for landmarks);
+- `recognizer_heads:PATH`: every head, in head order, class heads as softmax probabilities: what
+  the network *says* (shape probabilities and hue angle for `builtin:shapes_identity`), an
+  embedding on which different identities are far apart (unit vectors of random pairs of
+  shapes-world renders: cosine 0.18, against 0.76 for the pooled features);
 - `resnet:PATH`: a torchvision-layout ResNet state dict (`latentjax.nn.resnet`, read torch-free;
   key `state_dict` or a bare dict), its pooled penultimate features (batch norm in inference
   mode; its statistics stay fixed when the encoder is fine-tuned), images resized to 224 and
@@ -32,7 +36,7 @@ from latentjax.nn.resnet import load_resnet
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
-KINDS = ("recognizer", "recognizer_values", "resnet", "vggface2")
+KINDS = ("recognizer", "recognizer_values", "recognizer_heads", "resnet", "vggface2")
 
 
 class Encoder:
@@ -62,11 +66,17 @@ def load_encoder(spec: str, *, normalize: bool = False) -> Encoder:
     kind, sep, path = str(spec).partition(":")
     if not sep or kind not in KINDS or not path:
         raise ValueError(f"encoder spec {spec!r}: expected KIND:PATH with KIND one of {KINDS}")
-    if kind in ("recognizer", "recognizer_values"):
+    if kind.startswith("recognizer"):
         net = load_recognizer(path)
         cfg = net.config
         if kind == "recognizer":
             return Encoder(spec, net.embed, net.params, cfg.width * 2 ** (cfg.depth - 1), cfg.img_resolution, normalize)
+        if kind == "recognizer_heads":
+            def heads_apply(params, images):
+                out = net.logits(params, images)
+                return jnp.concatenate([out[h] if k == 1 else jax.nn.softmax(out[h]) for h, k in
+                                        zip(cfg.head_names, cfg.head_classes)], axis=-1)
+            return Encoder(spec, heads_apply, net.params, sum(cfg.head_classes), cfg.img_resolution, normalize)
         heads = cfg.value_heads
         if not heads:
             raise ValueError(f"encoder spec {spec!r}: the recognizer has no value heads (heads: {cfg.head_names})")

@@ -44,6 +44,12 @@ BUILTINS = {
                     "identity mapper. Trained with `latentjax train --config configs/train_recognizer.py:pose` (6,000 "
                     "steps, seed 0); mean absolute errors on 2,048 fresh renders: x 0.011, y 0.011, scale 0.020, "
                     "background 0.010, rotation 0.009 (squares) and 0.007 (triangles) of a turn."),
+    "shapes_identity_mapper": ("An identity mapper (latentjax.identity, Nitzan et al.) into builtin:shapes, loaded with "
+                               "`lj.identity.load('builtin:shapes')`: identity = builtin:shapes_identity's heads, "
+                               "attributes = builtin:shapes_pose's features (fine-tuned), MLP 133-256-256-128-w; trained "
+                               "with `latentjax train --config configs/identity.py` (12,000 steps, seed 0) on true "
+                               "renders. PRELIMINARY: it keeps hue but not yet shape or pose (see the README and "
+                               "benchmarks/identity_swaps.py)."),
 }
 
 

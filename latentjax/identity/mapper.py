@@ -30,7 +30,7 @@ from latentjax.load import load_generator
 from latentjax.nn.mlp import MLP, MLPConfig
 
 FORMAT = "latentjax.identity_mapper"
-BUILTIN_SUFFIX = "_identity"  # "builtin:shapes" names the shipped directory latentjax/builtin/shapes_identity
+BUILTIN_SUFFIX = "_identity_mapper"  # "builtin:shapes" names the shipped latentjax/builtin/shapes_identity_mapper
 
 
 @dataclasses.dataclass(frozen=True)

@@ -232,6 +232,7 @@ import pickle, sys, jax, numpy as np
 from jax.sharding import Mesh
 jax.config.update("jax_default_matmul_precision", "highest")
 from test_inversion import FEW_STEPS, assert_same_inversion
+from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.inversion import invert
 assert jax.device_count() == 4, jax.devices()
 with open(sys.argv[1], "rb") as f:

@@ -110,11 +110,13 @@ def make_task(config) -> Task:
         return data_space.decode(frozen["generator"], data_space.sample(key, n, frozen["generator"]))
 
     def forward(trainable, frozen, identity_images, attribute_images):
-        """(w, output images, unit identity embeddings of the identity images and of the outputs)."""
+        """(the mapping's input embeddings, w, output images, unit identity embeddings of the identity
+        images and of the outputs)."""
         id_embedding = jax.lax.stop_gradient(fresh.identity.embed(frozen["identity"], identity_images))
-        w = fresh.to_w(trainable, id_embedding, fresh.attributes.embed(trainable["attributes"], attribute_images))
+        inputs = jnp.concatenate([id_embedding, fresh.attributes.embed(trainable["attributes"], attribute_images)], -1)
+        w = fresh.mapping.apply(trainable["mapping"], inputs)
         out = fresh.decode(frozen["generator"], w)
-        return w, out, id_embedding, fresh.identity.embed(frozen["identity"], out)
+        return inputs, w, out, id_embedding, fresh.identity.embed(frozen["identity"], out)
 
     def pose_error(frozen, out, attribute_images):
         if pose is None:
@@ -131,19 +133,17 @@ def make_task(config) -> Task:
         attribute_images = jnp.where(cross, jnp.roll(identity_images, 1, axis=0), identity_images)
 
         def main_loss(trainable):
-            w, out, id_embedding, out_embedding = forward(trainable, frozen, identity_images, attribute_images)
+            inputs, w, out, id_embedding, out_embedding = forward(trainable, frozen, identity_images, attribute_images)
             parts = {"identity": jnp.mean(jnp.abs(out_embedding - id_embedding)),
                      "pose": jnp.mean(pose_error(frozen, out, attribute_images)),
                      "pixel": jnp.where(cross, 0.0, jnp.mean(pixel_loss(out, attribute_images, weights, scales)))}
             total = w_identity * parts["identity"] + w_pose * parts["pose"] + w_pixel * parts["pixel"]
-            return total, (parts, w)
+            return total, (parts, w, inputs)
 
-        (total, (parts, w_fake)), grads = jax.value_and_grad(main_loss, has_aux=True)(trainable)
+        (total, (parts, w_fake, inputs)), grads = jax.value_and_grad(main_loss, has_aux=True)(trainable)
 
-        # the mapping's adversarial term: gradients at the same params, its own optimiser
-        embeddings = jax.lax.stop_gradient(jnp.concatenate(
-            [fresh.identity.embed(frozen["identity"], identity_images),
-             fresh.attributes.embed(trainable["attributes"], attribute_images)], axis=-1))
+        # the mapping's adversarial term: gradients at the same params and inputs, its own optimiser
+        embeddings = jax.lax.stop_gradient(inputs)
         adversarial_loss = lambda mapping: w_adv * jnp.mean(  # noqa: E731
             jax.nn.softplus(-disc.apply(d, fresh.mapping.apply(mapping, embeddings))[:, 0]))
         adv, gan_grads = jax.value_and_grad(adversarial_loss)(trainable["mapping"])
@@ -174,10 +174,10 @@ def make_task(config) -> Task:
         frozen, trainable = state["frozen"], state["trainable"]
         images = draw(frozen, jax.random.key(int(config.eval_seed)), eval_size)
         attributes = jnp.roll(images, 1, axis=0)
-        _, out, id_embedding, out_embedding = forward(trainable, frozen, images, attributes)
+        _, _, out, id_embedding, out_embedding = forward(trainable, frozen, images, attributes)
         attr_embedding = fresh.identity.embed(frozen["identity"], attributes)
         id_cos, attr_cos = jnp.sum(out_embedding * id_embedding, -1), jnp.sum(out_embedding * attr_embedding, -1)
-        _, same, _, same_embedding = forward(trainable, frozen, images, images)
+        _, _, same, _, same_embedding = forward(trainable, frozen, images, images)
         mse = jnp.mean((same - images) ** 2, axis=(1, 2, 3))
         return {"disentanglement": jnp.mean(id_cos - attr_cos), "identity_similarity": jnp.mean(id_cos),
                 "pose_error": jnp.mean(pose_error(frozen, out, attributes)),
@@ -189,7 +189,7 @@ def make_task(config) -> Task:
         frozen = state["frozen"]
         images = draw(frozen, jax.random.key(int(config.eval_seed) + 1), 16)
         identity_images, attribute_images = images[:8], images[8:]
-        _, out, _, _ = forward(state["trainable"], frozen, identity_images, attribute_images)
+        _, _, out, _, _ = forward(state["trainable"], frozen, identity_images, attribute_images)
         return jnp.concatenate([identity_images, attribute_images, out])
 
     def result(train_state):

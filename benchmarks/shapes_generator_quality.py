@@ -7,7 +7,10 @@ Prints the valid fraction (at the read-out's tolerance 0.01 and looser ones), pe
 rerender error and, per factor, the distance between the generated and the true
 distribution (`latentjax.shapes.quality`: total variation for shape, W1 for the rest),
 next to the same numbers for true renders (the noise floor for that sample count), and writes
-JSON to benchmarks/results/shapes_generator_quality.json.
+JSON to benchmarks/results/shapes_generator_quality.json. A generator that comes from the supervised
+warm start (`latentjax.tasks.distill`, its metadata or its warm start's names the seeding decoder) also
+gets its agreement with that decoder's factors (`quality.seed_agreement`): how much of the seeded
+latent organisation it kept.
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ import jax
 import latentjax as lj
 from latentjax import shapes
 from latentjax.shapes import quality as shapes_quality
+from latentjax.shapes import seeding
 from timing import write_record
+
+
+def seeding_of(metadata: dict) -> dict | None:
+    """The seeding block of a generator's metadata, or of the generator it was warm-started from."""
+    while metadata:
+        if "seeding" in metadata:
+            return metadata["seeding"]
+        metadata = metadata.get("init_metadata")
+    return None
 
 
 def main() -> None:
@@ -52,8 +65,16 @@ def main() -> None:
     for name, (ours, truth) in zip(names, rows):
         print(f"| {name} | {ours:.4f} | {truth:.4f} |")
 
+    agreement, seed = None, seeding_of(G.metadata)
+    if seed is not None:
+        decoder = seeding.factor_decoder(int(seed["seed"]), G.z_dim, int(seed["rounds"]))
+        agreement = shapes_quality.seed_agreement(G, decoder, key, args.num_samples, args.batch_size)
+        print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
+        print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
+        print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
+
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
-                 generated=generated, true_renders=floor)
+                 generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@ r"""StyleGAN2 on the procedural shapes world (`latentjax.shapes.world`), sized f
     latentjax train --config configs/train_shapes_gan.py:res=64 --workdir runs/shapes64 --config.batch_size=64
     latentjax train --config configs/train_shapes_gan.py:smoke --workdir out/smoke   # seconds (CI)
     latentjax train --config configs/train_shapes_gan.py:builtin --workdir runs/builtin_shapes
+    latentjax train --config configs/train_shapes_gan.py:builtin,distill --workdir runs/builtin_distill
+
+The `distill` variant is the supervised warm start (`latentjax.tasks.distill`): the same generator
+regresses renders of a fixed random factor decoder's factors; a GAN run then fine-tunes it
+(`--config.init_from=runs/builtin_distill/generator`).
 
 The `builtin` variant is the narrower model shipped as `builtin:shapes` (widths 64-16, z = w = 64,
 10,000 steps = 320 kimg, seed 0): about 1.5 hours on 2 CPU cores.
@@ -21,7 +26,7 @@ from latentjax.train.trainer import harness_config
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, res=32, builtin=False)
+    arg = parse_arg(arg, res=32, builtin=False, distill=False)
     config = harness_config("latentjax.tasks.gan", total_steps=25_000, batch_size=32, sample_every=500)  # 800 kimg
     config.resolution = arg.res
     config.init_from = ""  # a generator to warm-start G from (see latentjax.tasks.gan); "" = random init
@@ -45,12 +50,26 @@ def get_config(arg=None):
 
     config.grid_size = 64
     config.grid_seed = 0
+    config.eval_size = 256  # fixed latents whose images the read-out checks (latentjax.shapes.quality.training_metrics)
+    config.distill_weight = 0.0  # > 0: keep the warm start's loss in G's (latentjax.tasks.gan)
+    config.seeding = ml_collections.ConfigDict(dict(seed=0, rounds=2))  # latentjax.shapes.seeding
+    config.object_weight = 9.0  # the warm start's extra weight on object pixels
 
     if arg.builtin:
         config.total_steps = 10_000
         config.channel_base = 512
         config.channel_max = 64
         config.generator = ml_collections.ConfigDict(dict(z_dim=64, w_dim=64, mapping_layers=2))
+    if arg.distill:
+        config.task = "latentjax.tasks.distill"
+        config.total_steps = 40_000
+        config.lr = 0.002
+        config.betas = (0.9, 0.99)
+        config.mapping_lr_scale = 100.0  # undoes the mapping's lr multiplier 0.01
+        config.eval_every = 1000
+        for name in ("g_lr", "d_lr", "eps", "r1_gamma", "r1_interval", "style_mixing_prob", "ema_kimg",
+                     "ema_rampup", "d_channel_base", "d_channel_max", "discriminator", "distill_weight"):
+            del config[name]
     if arg.smoke:
         config.resolution = 8
         config.batch_size = 8
@@ -58,7 +77,11 @@ def get_config(arg=None):
         config.channel_base = 128
         config.channel_max = 16
         config.generator = ml_collections.ConfigDict(dict(z_dim=16, w_dim=16, mapping_layers=1))
-        config.r1_interval = 2
+        config.eval_size = 8
+        if arg.distill:
+            config.eval_every = 3
+        else:
+            config.r1_interval = 2
         config.log_every = 1
         config.sample_every = 2
         config.ckpt_every = 2

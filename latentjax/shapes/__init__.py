@@ -14,10 +14,11 @@
 Modules: `world` (factors and renderer), `reading` (the analytic read-out), `quality`
 (generator quality), `scoring` (ground-truth scores of directions), `concepts` (dissection masks),
 `recognition` (labels, regression targets, accuracy and errors of recognition networks, the assessor),
-`swaps` (identity swaps scored against the truth).
+`swaps` (identity swaps scored against the truth), `seeding` (a random map from latents to factors that
+keeps the prior: the targets of a generator's supervised warm start).
 """
 
-from latentjax.shapes import concepts, quality, reading, recognition, scoring, swaps, world
+from latentjax.shapes import concepts, quality, reading, recognition, scoring, seeding, swaps, world
 from latentjax.shapes.concepts import concept_masks, concept_names
 from latentjax.shapes.quality import generator_quality, true_render_quality
 from latentjax.shapes.reading import is_valid, readout, readout_scorer, rerender_error
@@ -32,4 +33,4 @@ __all__ = ["CENTER_RANGE", "FACTOR_NAMES", "GREY_RANGE", "GroundTruth", "GroundT
            "PERIODIC_FACTORS", "RADIUS_RANGE", "Render", "SATURATION", "SHAPES", "SYMMETRY_ORDER", "VALUE",
            "centre_pixels", "check_factors", "comparison", "concept_masks", "concept_names", "concepts", "generator_quality", "grey_level", "ground_truth",
            "hsv_to_rgb", "is_valid", "quality", "radius_pixels", "reading", "readout", "readout_scorer", "recognition", "render", "rerender_error",
-           "sample", "sample_factors", "scoring", "stream", "swap_scores", "swaps", "true_render_quality", "world"]
+           "sample", "sample_factors", "scoring", "seeding", "stream", "swap_scores", "swaps", "true_render_quality", "world"]

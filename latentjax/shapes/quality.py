@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.latent import latent_space
-from latentjax.shapes import reading, world
+from latentjax.shapes import reading, seeding, world
 
 TOLERANCES = (reading.VALID_TOL, 0.02, 0.05, 0.1)  # rerender-error tolerances the summary reports
 PERCENTILES = (10, 50, 90)
@@ -94,7 +94,50 @@ def generator_quality(generator, key, num_samples: int = 10_000, batch_size: int
     return summarize(batches())
 
 
+def factor_agreement(pairs) -> dict:
+    """Read-out against given factors over pairs (images [n, H, W, 3] in [-1, 1], factors {name: [n]}),
+    counted on the valid images: `num_valid`, shape accuracy and the mean error of every other factor
+    (`reading.summarize_errors`; rotation on non-circles)."""
+    errors, valid = [], []
+    for images, factors in pairs:
+        out = reading.readout(images)
+        errors.append({k: np.asarray(v) for k, v in reading.factor_errors(out, factors).items()})
+        valid.append(np.asarray(out["valid"]))
+    valid = np.concatenate(valid)
+    if not valid.any():
+        return {"num_valid": 0}
+    merged = {name: jnp.asarray(np.concatenate([e[name] for e in errors])[valid]) for name in errors[0]}
+    return {"num_valid": int(valid.sum()), **reading.summarize_errors(merged)}
+
+
+def seed_agreement(generator, decoder, key, num_samples: int = 10_000, batch_size: int = 250) -> dict:
+    """How closely a generator keeps the factors its warm start was seeded with (`latentjax.shapes.seeding`):
+    `factor_agreement` of G(z) with `decode_factors(decoder, z)` for latents z from its prior. Fresh
+    from the warm start it should agree closely; the drop after an adversarial fine-tune measures how
+    much that phase reorganised the latent space."""
+    if num_samples % batch_size:
+        raise ValueError(f"num_samples ({num_samples}) must be a multiple of batch_size ({batch_size})")
+    space = latent_space(generator, "z")
+    decode = jax.jit(space.decode)
+
+    def pairs():
+        for i in range(num_samples // batch_size):
+            z = space.sample(jax.random.fold_in(key, i), batch_size)
+            yield jnp.clip(decode(generator.params, z), -1.0, 1.0), seeding.decode_factors(decoder, z)
+
+    return factor_agreement(pairs())
+
+
 def true_render_quality(key, resolution: int, num_samples: int = 10_000, batch_size: int = 250) -> dict:
     """The same numbers for true renders: the noise floor of `num_samples` samples."""
     return summarize(world.sample(jax.random.fold_in(key, i), batch_size, resolution)[0]
                      for i in range(num_samples // batch_size))
+
+
+def training_metrics(images: jax.Array) -> dict[str, jax.Array]:
+    """Jittable quality numbers of one batch, for a training run's periodic evaluation: the valid
+    fraction at the read-out's tolerance and at 0.05, and the median rerender error of one-object images."""
+    out = reading.readout(images)
+    one_object, error = out["num_objects"] == 1, out["rerender_error"]
+    return {"valid": jnp.mean(out["valid"]), "valid_at_0.05": jnp.mean(one_object & (error < 0.05)),
+            "rerender_error_p50": jnp.nanmedian(jnp.where(one_object, error, jnp.nan))}

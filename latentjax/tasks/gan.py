@@ -10,6 +10,9 @@ The EMA generator is exported with `latentjax.save_generator` to `WORKDIR/genera
 checkpoint. `config.init_from` (any `load_generator` source of the configured architecture)
 warm-starts G and its EMA copy with a fresh D and fresh optimisers, to fine-tune or to continue a
 run whose checkpoints are gone; a run that has checkpoints resumes from them instead.
+`config.distill_weight` > 0 adds the supervised warm start's loss (`latentjax.tasks.distill`, the
+decoder of `config.seeding`) on the unmixed latents to G's loss: an adversarial fine-tune that
+stays anchored to the seeded latent organisation.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import optax
 
 from latentjax import shapes
+from latentjax.shapes import seeding
 from latentjax.load import load_generator
 from latentjax.load import save_generator
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config, mix_styles
@@ -74,7 +78,7 @@ def _sanitize(grads):
     return jax.tree.map(lambda g: jnp.nan_to_num(g, nan=0.0, posinf=1e5, neginf=-1e5), grads)
 
 
-def _track_w_avg(params, ws):
+def track_w_avg(params, ws):
     """w_avg <- lerp(mean w, w_avg, 0.995), as the reference's mapping network does while training."""
     mean = ws[:, 0].mean(axis=0)
     w_avg = mean + W_AVG_BETA * (params["mapping"]["w_avg"] - mean)
@@ -92,7 +96,11 @@ def make_task(config) -> Task:
     g_tx = adam(config.g_lr, tuple(config.betas), config.eps)
     d_tx = adam(config.d_lr, tuple(config.betas), config.eps, lazy_r1)
     grid_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed), (config.grid_size, G.z_dim)))
+    eval_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed + 1), (int(config.eval_size), G.z_dim)))
     warm_start = warm_start_generator(config.init_from, G.config) if config.get("init_from") else None
+    distill_weight = float(config.get("distill_weight", 0.0))
+    if distill_weight:
+        decoder = seeding.factor_decoder(int(config.seeding.seed), G.z_dim, int(config.seeding.rounds))
 
     def init(key):
         k_g, k_d = jax.random.split(key)
@@ -105,9 +113,10 @@ def make_task(config) -> Task:
                 "r1_penalty": jnp.zeros((), jnp.float32)}
 
     def run_G(g, key):
-        """Fakes with style mixing and random noise; also the ws of the main latents (for w_avg)."""
+        """Fakes with style mixing and random noise; also the main latents and their ws (for w_avg)."""
         k_z, k_mix, k_cut, k_prob, k_noise = jax.random.split(key, 5)
-        ws = G.mapping(g, shard_batch(jax.random.normal(k_z, (batch_size, G.z_dim))))
+        z = shard_batch(jax.random.normal(k_z, (batch_size, G.z_dim)))
+        ws = G.mapping(g, z)
         if config.style_mixing_prob > 0:
             cutoff = jax.random.randint(k_cut, (), 1, G.num_ws)
             cutoff = jnp.where(jax.random.uniform(k_prob) < config.style_mixing_prob, cutoff, G.num_ws)
@@ -115,7 +124,7 @@ def make_task(config) -> Task:
             mixed = mix_styles(ws, ws_mix, cutoff)
         else:
             mixed = ws
-        return G.synthesis(g, mixed, noise_mode="random", key=k_noise), ws
+        return G.synthesis(g, mixed, noise_mode="random", key=k_noise), z, ws
 
     def logits(d, img):
         return D.apply({"params": d}, img)[:, 0]
@@ -124,20 +133,25 @@ def make_task(config) -> Task:
         k_g, k_d = jax.random.split(key)
         g, d = state["g"], state["d"]
 
-        # G main: maximise the logits of fakes.
+        # G main: maximise the logits of fakes (and, optionally, draw the seeding decoder's renders).
         def g_loss(g):
-            fakes, ws = run_G(g, k_g)
-            fake_logits = logits(d, fakes)
-            return jnp.mean(jax.nn.softplus(-fake_logits)), ws
+            fakes, z, ws = run_G(g, k_g)
+            loss = jnp.mean(jax.nn.softplus(-logits(d, fakes)))
+            if not distill_weight:
+                return loss, (ws, jnp.zeros(()))
+            targets, weights = seeding.render_targets(decoder, z, resolution, float(config.object_weight))
+            unmixed = G.synthesis(g, ws, noise_mode="random", key=jax.random.fold_in(k_g, 1))
+            distill = seeding.pixel_loss(unmixed, targets, weights)
+            return loss + distill_weight * distill, (ws, distill)
 
-        (loss_g, ws), grads = jax.value_and_grad(g_loss, has_aux=True)(g)
+        (loss_g, (ws, loss_distill)), grads = jax.value_and_grad(g_loss, has_aux=True)(g)
         updates, g_opt = g_tx.update(_sanitize(grads), state["g_opt"], g)
-        g = _track_w_avg(optax.apply_updates(g, updates), ws)
+        g = track_w_avg(optax.apply_updates(g, updates), ws)
 
         # D main: minimise the logits of fakes (from the updated G), maximise those of reals.
-        fakes, ws = run_G(g, k_d)
+        fakes, _, ws = run_G(g, k_d)
         fakes = jax.lax.stop_gradient(fakes)
-        g = _track_w_avg(g, ws)
+        g = track_w_avg(g, ws)
 
         def d_loss(d):
             fake_logits, real_logits = logits(d, fakes), logits(d, reals)
@@ -176,6 +190,8 @@ def make_task(config) -> Task:
 
         metrics = {"loss_G": loss_g, "loss_D": loss_d, "score_real": score_real, "score_fake": score_fake,
                    "r1_penalty": r1_penalty, "ema_beta": beta}
+        if distill_weight:
+            metrics["loss_distill"] = loss_distill
         return {"g": g, "d": d, "g_ema": g_ema, "g_opt": g_opt, "d_opt": d_opt, "r1_penalty": r1_penalty}, metrics
 
     def batch(key):
@@ -184,6 +200,10 @@ def make_task(config) -> Task:
     def sample(state):
         return G.generate(state["g_ema"], jnp.asarray(grid_z), noise_mode="const")
 
+    def evaluate(state, key):
+        images = G.generate(state["g_ema"], jnp.asarray(eval_z), noise_mode="const")
+        return shapes.quality.training_metrics(jnp.clip(images, -1.0, 1.0))
+
     def export(state, workdir: Path, step: int):
         metadata = {"source_format": "latentjax.tasks.gan", "dataset": "shapes", "step": int(step),
                     "kimg": int(step) * batch_size / 1000, "ema": True}
@@ -191,4 +211,4 @@ def make_task(config) -> Task:
             metadata.update(init_from=str(config.init_from), init_metadata=dict(warm_start.metadata))
         save_generator(StyleGAN2(G.config, state["g_ema"], metadata), Path(workdir) / EXPORT_DIR)
 
-    return Task(init=init, step=step, batch=batch, sample=sample, export=export)
+    return Task(init=init, step=step, batch=batch, sample=sample, evaluate=evaluate, export=export)

@@ -1,0 +1,90 @@
+"""A fixed, random, non-linear map from a Gaussian latent to the world's factors that keeps their prior exactly.
+
+It seeds a generator's latent organisation for the supervised warm start (`latentjax.tasks.distill`):
+the generator first learns `render(decode(z))`, then is fine-tuned adversarially.
+
+How it keeps the prior: u = Q^T z for an orthonormal Q [z_dim, 7] is standard normal in 7 dims
+for z ~ N(0, I). A mixing round picks one coordinate u_k and rotates the other six, in three pairs,
+by angles that are smooth functions of u_k; given u_k the six are an isotropic Gaussian, so the
+rotations leave the joint law N(0, I_7) unchanged, while the factors become non-linear functions
+of z. Rounds take different u_k, so from two rounds on every factor is mixed (no linear direction
+of z moves one factor alone). Each coordinate then goes through the normal CDF: the continuous
+factors are exactly U(0, 1), and `shape` is the third of the range u_0 falls in (each class 1/3).
+Everything is drawn from one seed, so a config stores only the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.stats import norm
+
+from latentjax.shapes import world
+
+NUM_FACTORS = len(world.FACTOR_NAMES)
+MAX_ANGLE = math.pi / 4  # the largest rotation of a mixing round: factors far from linear in z, yet smooth
+
+
+class FactorDecoder(NamedTuple):
+    """Arrays of one decoder; `decode_factors(decoder, z)` applies it."""
+
+    projection: np.ndarray   # [z_dim, 7] orthonormal columns, one per factor in `world.FACTOR_NAMES`
+    conditioners: np.ndarray  # [rounds] int: the coordinate u_k that sets a round's angles
+    pairs: np.ndarray        # [rounds, 3, 2] int: the pairs (u_i, u_j) a round rotates
+    frequencies: np.ndarray  # [rounds, 3] of each angle's sine in u_k
+    phases: np.ndarray       # [rounds, 3]
+
+
+def factor_decoder(seed: int, z_dim: int, rounds: int = 2) -> FactorDecoder:
+    """The decoder drawn from `seed` for latents of `z_dim` (>= 7) dimensions, with `rounds` mixing rounds."""
+    if isinstance(z_dim, bool) or not isinstance(z_dim, (int, np.integer)) or z_dim < NUM_FACTORS:
+        raise ValueError(f"z_dim must be an int >= {NUM_FACTORS} (one dimension per factor), got {z_dim!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+        raise ValueError(f"rounds must be a non-negative int, got {rounds!r}")
+    rng = np.random.default_rng(seed)
+    projection = np.linalg.qr(rng.standard_normal((z_dim, z_dim)))[0][:, :NUM_FACTORS]
+    conditioners = np.resize(rng.permutation(NUM_FACTORS), rounds)
+    pairs = np.array([rng.permutation([i for i in range(NUM_FACTORS) if i != k]) for k in conditioners])
+    return FactorDecoder(projection.astype(np.float32), conditioners.astype(np.int32),
+                         pairs.reshape(rounds, 3, 2).astype(np.int32),
+                         rng.uniform(0.5, 1.5, (rounds, 3)).astype(np.float32),
+                         rng.uniform(0.0, 2 * math.pi, (rounds, 3)).astype(np.float32))
+
+
+def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]:
+    """The factors ([n] each, `world.sample_factors`'s dtypes and law) of latents z [n, z_dim]."""
+    if z.ndim != 2 or z.shape[1] != decoder.projection.shape[0]:
+        raise ValueError(f"z must be [n, {decoder.projection.shape[0]}], got shape {tuple(z.shape)}")
+    u = list(jnp.moveaxis(z.astype(jnp.float32) @ decoder.projection, -1, 0))
+    for k, pairs, frequencies, phases in zip(decoder.conditioners.tolist(), decoder.pairs.tolist(),
+                                             decoder.frequencies, decoder.phases):
+        for (i, j), frequency, phase in zip(pairs, frequencies, phases):
+            angle = MAX_ANGLE * jnp.sin(frequency * u[k] + phase)
+            cos, sin = jnp.cos(angle), jnp.sin(angle)
+            u[i], u[j] = cos * u[i] - sin * u[j], sin * u[i] + cos * u[j]
+    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in u]  # [0, 1): the renderer's range
+    factors = {"shape": jnp.floor(len(world.SHAPES) * p[0]).astype(jnp.int32)}
+    factors.update(zip(world.FACTOR_NAMES[1:], p[1:]))
+    return factors
+
+
+def render_targets(decoder: FactorDecoder, z: jax.Array, resolution: int, object_weight: float
+                   ) -> tuple[jax.Array, jax.Array]:
+    """What a warm-started generator should draw for latents z: the renders [n, H, W, 3] of their
+    decoded factors, and per-pixel loss weights [n, H, W], `1 + object_weight` on the object and the
+    pixels next to it and 1 elsewhere, normalised to mean 1 (most pixels are background, and a blurred
+    object costs little in a plain mean)."""
+    target = world.render(decode_factors(decoder, z), resolution)
+    near_object = jax.lax.reduce_window(target.object_mask, 0.0, jax.lax.max, (1, 3, 3), (1, 1, 1), "SAME") > 0
+    weight = 1.0 + object_weight * near_object.astype(jnp.float32)
+    return target.images, weight / jnp.mean(weight)
+
+
+def pixel_loss(images: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
+    """Weighted mean over pixels of squared plus absolute error (channels averaged)."""
+    error = images - targets
+    return jnp.mean(weights * jnp.mean(jnp.square(error) + jnp.abs(error), axis=-1))

@@ -1,0 +1,86 @@
+"""Supervised warm start of a StyleGAN2 on the shapes world, as a harness `Task`.
+
+The generator regresses `render(decode_factors(f, z))` for a fixed random factor decoder f
+(`latentjax.shapes.seeding`, drawn from `config.seeding.seed`): supervised, so it learns to draw
+the world in a fraction of the steps an adversarial run needs; `latentjax.tasks.gan` then
+fine-tunes it adversarially (`config.init_from`). The loss is `seeding.pixel_loss` with
+`seeding.render_targets`' weights (`config.object_weight` more on the object and its border).
+Noise inputs are random while training, so the generator learns to ignore them. The mapping
+network's learning rate is `config.lr * config.mapping_lr_scale`: its weights carry StyleGAN2's
+lr multiplier 0.01, which suits an adversarial run but leaves the mapping almost frozen here.
+`w_avg` tracks the mapping output as in the GAN task. Periodic evaluation reads fixed latents'
+images back (`latentjax.shapes.quality.training_metrics`), so `metrics.jsonl` holds the valid
+fraction against steps. The generator is exported to `WORKDIR/generator/` at every checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from latentjax.load import save_generator
+from latentjax.models.stylegan2 import StyleGAN2
+from latentjax.shapes import quality, seeding, world
+from latentjax.sharding import shard_batch
+from latentjax.tasks.gan import EXPORT_DIR, track_w_avg, generator_config, warm_start_generator
+from latentjax.train.task import Task
+
+
+def make_task(config) -> Task:
+    """The warm-start task for `config` (see the `distill` variant of `configs/train_shapes_gan.py`)."""
+    G = StyleGAN2(generator_config(config), None)
+    batch_size, resolution = int(config.batch_size), int(config.resolution)
+    decoder = seeding.factor_decoder(int(config.seeding.seed), G.z_dim, int(config.seeding.rounds))
+    object_weight = float(config.object_weight)
+    if object_weight < 0:
+        raise ValueError(f"config.object_weight must be >= 0, got {object_weight}")
+    lr = float(config.lr)
+    tx = optax.multi_transform(
+        {"mapping": optax.adam(lr * float(config.mapping_lr_scale), b1=config.betas[0], b2=config.betas[1]),
+         "synthesis": optax.adam(lr, b1=config.betas[0], b2=config.betas[1])},
+        lambda params: {name: ("mapping" if name == "mapping" else "synthesis") for name in params})
+    grid_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed), (config.grid_size, G.z_dim)))
+    eval_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed + 1), (int(config.eval_size), G.z_dim)))
+    warm_start = warm_start_generator(config.init_from, G.config) if config.get("init_from") else None
+
+    def init(key):
+        g = StyleGAN2.init(G.config, key).params if warm_start is None else jax.tree.map(jnp.asarray, warm_start.params)
+        return {"g": g, "opt": tx.init(g)}
+
+    def batch(key):
+        z = jax.random.normal(key, (batch_size, G.z_dim))
+        target, weight = seeding.render_targets(decoder, z, resolution, object_weight)
+        return {"z": z, "target": target, "weight": weight}
+
+    def step(state, data, key, step):
+        def loss_fn(g):
+            ws = G.mapping(g, shard_batch(data["z"]))
+            images = G.synthesis(g, ws, noise_mode="random", key=key)
+            loss = seeding.pixel_loss(images, data["target"], data["weight"])
+            return loss, (ws, jnp.mean(jnp.abs(images - data["target"])))
+
+        (loss, (ws, l1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["g"])
+        updates, opt = tx.update(grads, state["opt"], state["g"])
+        g = track_w_avg(optax.apply_updates(state["g"], updates), ws)
+        return {"g": g, "opt": opt}, {"loss": loss, "l1": l1}
+
+    def sample(state):
+        return G.generate(state["g"], jnp.asarray(grid_z), noise_mode="const")
+
+    def evaluate(state, key):
+        images = jnp.clip(G.generate(state["g"], jnp.asarray(eval_z), noise_mode="const"), -1.0, 1.0)
+        target = world.render(seeding.decode_factors(decoder, jnp.asarray(eval_z)), resolution).images
+        return {**quality.training_metrics(images), "l1_to_target": jnp.mean(jnp.abs(images - target))}
+
+    def export(state, workdir: Path, step: int):
+        metadata = {"source_format": "latentjax.tasks.distill", "dataset": "shapes", "step": int(step),
+                    "kimg": int(step) * batch_size / 1000, "seeding": dict(config.seeding.to_dict())}
+        if warm_start is not None:
+            metadata.update(init_from=str(config.init_from), init_metadata=dict(warm_start.metadata))
+        save_generator(StyleGAN2(G.config, state["g"], metadata), Path(workdir) / EXPORT_DIR)
+
+    return Task(init=init, step=step, batch=batch, sample=sample, evaluate=evaluate, export=export)

@@ -26,7 +26,7 @@ def test_registry_names_each_generator_inside_the_package():
 
 
 def test_unknown_name_and_missing_weights_are_clear_errors(tmp_path, monkeypatch):
-    with pytest.raises(lj.CheckpointError, match=r"builtin:nope: unknown built-in network 'nope'; available: shapes, shapes_assessor, shapes_identity, shapes_identity_mapper, shapes_pose, shapes_recognizer"):
+    with pytest.raises(lj.CheckpointError, match=r"builtin:nope: unknown built-in network 'nope'; available: shapes, shapes_assessor, shapes_identity, shapes_identity_mapper, shapes_pose, shapes_recognizer, shapes_warm_start"):
         lj.load_generator("builtin:nope")
     monkeypatch.setattr(builtin, "path", lambda name: tmp_path / name)
     with pytest.raises(lj.CheckpointError, match=r"builtin:shapes: its weights are missing .*config.json and params/"):

@@ -21,6 +21,13 @@ BUILTINS = {
                "the quality bar (see benchmarks/shapes_generator_quality.py). Its factors can be read "
                "back from images (latentjax.shapes.reading), so directions found in it can be scored against "
                "the ground truth (latentjax.shapes.scoring)."),
+    "shapes_warm_start": ("The supervised warm start of builtin:shapes' architecture (latentjax.tasks.distill): a StyleGAN2 "
+                          "that regresses renders of the factors latentjax.shapes.seeding's decoder (seed 0, 2 rounds) "
+                          "assigns to its latents; `latentjax train --config configs/train_shapes_gan.py:builtin,distill`, "
+                          "13,000 steps at lr 0.01, 2,000 at 0.002, 5,000 at 0.0005 (each started from the last's "
+                          "generator). INTERMEDIATE: 5.6% of samples valid at the read-out's tolerance 0.01 and 78% at "
+                          "0.05 (benchmarks/shapes_generator_quality.py); shipped so that the next run (a longer or "
+                          "adversarial fine-tune) continues from it with --config.init_from=builtin:shapes_warm_start."),
     "shapes_recognizer": ("A small CNN (latentjax.nn.recognizer: 3 conv stages, widths 16-32-64) that classifies the "
                           "shape and the hue bin (6) of 32x32 shapes-world renders with scale in [0, 0.6); trained "
                           "with `latentjax train --config configs/train_recognizer.py` (2,000 steps, seed 0; the "

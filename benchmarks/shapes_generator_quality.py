@@ -67,8 +67,8 @@ def main() -> None:
 
     agreement, seed = None, seeding_of(G.metadata)
     if seed is not None:
-        decoder = seeding.factor_decoder(int(seed["seed"]), G.z_dim, int(seed["rounds"]))
-        agreement = shapes_quality.seed_agreement(G, decoder, key, args.num_samples, args.batch_size)
+        agreement = shapes_quality.seed_agreement(G, seeding.decoder_from(seed, G.z_dim), key, args.num_samples,
+                                                  args.batch_size)
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")

@@ -75,23 +75,26 @@ def summarize(images_batches) -> dict:
             "distances_one_object": factor_distances(out, one_object)}
 
 
+def generated_batches(generator, key, num_samples: int, batch_size: int, truncation_psi: float = 1.0):
+    """Batches (z [batch_size, z_dim], images clipped to [-1, 1]) of `num_samples` samples from the
+    generator's `z` prior, batch i drawn with `fold_in(key, i)`."""
+    if num_samples % batch_size:
+        raise ValueError(f"num_samples ({num_samples}) must be a multiple of batch_size ({batch_size})")
+    space = latent_space(generator, "z", truncation_psi=truncation_psi)
+    decode = jax.jit(space.decode)
+    for i in range(num_samples // batch_size):
+        z = space.sample(jax.random.fold_in(key, i), batch_size)
+        yield z, jnp.clip(decode(generator.params, z), -1.0, 1.0)
+
+
 def generator_quality(generator, key, num_samples: int = 10_000, batch_size: int = 250,
                       truncation_psi: float = 1.0) -> dict:
     """Valid fraction and factor distances of `num_samples` samples of a shapes generator.
 
     Samples come from the generator's `z` prior (no truncation by default: the whole distribution).
     """
-    if num_samples % batch_size:
-        raise ValueError(f"num_samples ({num_samples}) must be a multiple of batch_size ({batch_size})")
-    space = latent_space(generator, "z", truncation_psi=truncation_psi)
-    decode = jax.jit(space.decode)
-
-    def batches():
-        for i in range(num_samples // batch_size):
-            z = space.sample(jax.random.fold_in(key, i), batch_size)
-            yield jnp.clip(decode(generator.params, z), -1.0, 1.0)
-
-    return summarize(batches())
+    return summarize(images for _, images in generated_batches(generator, key, num_samples, batch_size,
+                                                               truncation_psi))
 
 
 def factor_agreement(pairs) -> dict:
@@ -115,17 +118,8 @@ def seed_agreement(generator, decoder, key, num_samples: int = 10_000, batch_siz
     `factor_agreement` of G(z) with `decode_factors(decoder, z)` for latents z from its prior. Fresh
     from the warm start it should agree closely; the drop after an adversarial fine-tune measures how
     much that phase reorganised the latent space."""
-    if num_samples % batch_size:
-        raise ValueError(f"num_samples ({num_samples}) must be a multiple of batch_size ({batch_size})")
-    space = latent_space(generator, "z")
-    decode = jax.jit(space.decode)
-
-    def pairs():
-        for i in range(num_samples // batch_size):
-            z = space.sample(jax.random.fold_in(key, i), batch_size)
-            yield jnp.clip(decode(generator.params, z), -1.0, 1.0), seeding.decode_factors(decoder, z)
-
-    return factor_agreement(pairs())
+    return factor_agreement((images, seeding.decode_factors(decoder, z))
+                            for z, images in generated_batches(generator, key, num_samples, batch_size))
 
 
 def true_render_quality(key, resolution: int, num_samples: int = 10_000, batch_size: int = 250) -> dict:

@@ -55,6 +55,11 @@ def factor_decoder(seed: int, z_dim: int, rounds: int = 2) -> FactorDecoder:
                          rng.uniform(0.0, 2 * math.pi, (rounds, 3)).astype(np.float32))
 
 
+def decoder_from(spec, z_dim: int) -> FactorDecoder:
+    """The decoder a config's or a generator's metadata names: `spec` is {"seed": int, "rounds": int}."""
+    return factor_decoder(int(spec["seed"]), z_dim, int(spec["rounds"]))
+
+
 def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]:
     """The factors ([n] each, `world.sample_factors`'s dtypes and law) of latents z [n, z_dim]."""
     if z.ndim != 2 or z.shape[1] != decoder.projection.shape[0]:

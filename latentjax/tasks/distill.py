@@ -19,14 +19,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from latentjax.load import save_generator
 from latentjax.models.stylegan2 import StyleGAN2
 from latentjax.shapes import quality, seeding, world
 from latentjax.sharding import shard_batch
-from latentjax.tasks.gan import EXPORT_DIR, track_w_avg, generator_config, warm_start_generator
+from latentjax.tasks.gan import (EXPORT_DIR, export_metadata, fixed_latents, generator_config, track_w_avg,
+                                 warm_start_generator)
 from latentjax.train.task import Task
 
 
@@ -34,7 +34,7 @@ def make_task(config) -> Task:
     """The warm-start task for `config` (see the `distill` variant of `configs/train_shapes_gan.py`)."""
     G = StyleGAN2(generator_config(config), None)
     batch_size, resolution = int(config.batch_size), int(config.resolution)
-    decoder = seeding.factor_decoder(int(config.seeding.seed), G.z_dim, int(config.seeding.rounds))
+    decoder = seeding.decoder_from(config.seeding, G.z_dim)
     object_weight = float(config.object_weight)
     if object_weight < 0:
         raise ValueError(f"config.object_weight must be >= 0, got {object_weight}")
@@ -43,8 +43,7 @@ def make_task(config) -> Task:
         {"mapping": optax.adam(lr * float(config.mapping_lr_scale), b1=config.betas[0], b2=config.betas[1]),
          "synthesis": optax.adam(lr, b1=config.betas[0], b2=config.betas[1])},
         lambda params: {name: ("mapping" if name == "mapping" else "synthesis") for name in params})
-    grid_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed), (config.grid_size, G.z_dim)))
-    eval_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed + 1), (int(config.eval_size), G.z_dim)))
+    grid_z, eval_z = fixed_latents(config, G.z_dim)
     warm_start = warm_start_generator(config.init_from, G.config) if config.get("init_from") else None
 
     def init(key):
@@ -77,10 +76,8 @@ def make_task(config) -> Task:
         return {**quality.training_metrics(images), "l1_to_target": jnp.mean(jnp.abs(images - target))}
 
     def export(state, workdir: Path, step: int):
-        metadata = {"source_format": "latentjax.tasks.distill", "dataset": "shapes", "step": int(step),
-                    "kimg": int(step) * batch_size / 1000, "seeding": dict(config.seeding.to_dict())}
-        if warm_start is not None:
-            metadata.update(init_from=str(config.init_from), init_metadata=dict(warm_start.metadata))
+        metadata = export_metadata(config, "latentjax.tasks.distill", step, warm_start,
+                                   seeding=dict(config.seeding.to_dict()))
         save_generator(StyleGAN2(G.config, state["g"], metadata), Path(workdir) / EXPORT_DIR)
 
     return Task(init=init, step=step, batch=batch, sample=sample, evaluate=evaluate, export=export)

@@ -68,6 +68,24 @@ def warm_start_generator(source, expected: StyleGAN2Config) -> StyleGAN2:
     return StyleGAN2(generator.config, jax.tree.map(np.asarray, generator.params), generator.metadata)
 
 
+def fixed_latents(config, z_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The latents of the logged image grid (`grid_size`, seed `grid_seed`) and of the periodic
+    read-out evaluation (`eval_size`, seed `grid_seed + 1`)."""
+    grid = jax.random.normal(jax.random.key(config.grid_seed), (int(config.grid_size), z_dim))
+    evaluation = jax.random.normal(jax.random.key(config.grid_seed + 1), (int(config.eval_size), z_dim))
+    return np.asarray(grid), np.asarray(evaluation)
+
+
+def export_metadata(config, source_format: str, step: int, warm_start: StyleGAN2 | None, **extra) -> dict:
+    """An exported generator's metadata: what trained it, how far, and where the run started (with that
+    generator's own metadata) when it was warm-started."""
+    metadata = {"source_format": source_format, "dataset": "shapes", "step": int(step),
+                "kimg": int(step) * int(config.batch_size) / 1000, **extra}
+    if warm_start is not None:
+        metadata.update(init_from=str(config.init_from), init_metadata=dict(warm_start.metadata))
+    return metadata
+
+
 def adam(lr: float, betas, eps: float, reg_interval: int = 0) -> optax.GradientTransformation:
     """Adam; with a lazy regulariser every `reg_interval` steps, lr * r and betas ** r, r = k / (k + 1)."""
     ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
@@ -95,12 +113,11 @@ def make_task(config) -> Task:
     lazy_r1 = r1_interval if r1_gamma > 0 else 0
     g_tx = adam(config.g_lr, tuple(config.betas), config.eps)
     d_tx = adam(config.d_lr, tuple(config.betas), config.eps, lazy_r1)
-    grid_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed), (config.grid_size, G.z_dim)))
-    eval_z = np.asarray(jax.random.normal(jax.random.key(config.grid_seed + 1), (int(config.eval_size), G.z_dim)))
+    grid_z, eval_z = fixed_latents(config, G.z_dim)
     warm_start = warm_start_generator(config.init_from, G.config) if config.get("init_from") else None
     distill_weight = float(config.get("distill_weight", 0.0))
     if distill_weight:
-        decoder = seeding.factor_decoder(int(config.seeding.seed), G.z_dim, int(config.seeding.rounds))
+        decoder = seeding.decoder_from(config.seeding, G.z_dim)
 
     def init(key):
         k_g, k_d = jax.random.split(key)
@@ -205,10 +222,7 @@ def make_task(config) -> Task:
         return shapes.quality.training_metrics(jnp.clip(images, -1.0, 1.0))
 
     def export(state, workdir: Path, step: int):
-        metadata = {"source_format": "latentjax.tasks.gan", "dataset": "shapes", "step": int(step),
-                    "kimg": int(step) * batch_size / 1000, "ema": True}
-        if warm_start is not None:  # where this run started, and that generator's own training
-            metadata.update(init_from=str(config.init_from), init_metadata=dict(warm_start.metadata))
+        metadata = export_metadata(config, "latentjax.tasks.gan", step, warm_start, ema=True)
         save_generator(StyleGAN2(G.config, state["g_ema"], metadata), Path(workdir) / EXPORT_DIR)
 
     return Task(init=init, step=step, batch=batch, sample=sample, evaluate=evaluate, export=export)

@@ -62,6 +62,14 @@ def readout_scorer(tol: float = VALID_TOL) -> Scorer:
     return Scorer(apply, continuous + world.SHAPES)
 
 
+def rerender(images: jax.Array) -> world.Render:
+    """The render of each image's read-out factors: the clean image `rerender_error` compares it with.
+    Jittable; no gradient flows through the read-out (thresholds and an argmax)."""
+    images = _check_images(images)
+    estimates, _ = _estimate(images)
+    return world.render({name: jax.lax.stop_gradient(estimates[name]) for name in world.FACTOR_NAMES}, images.shape[1])
+
+
 def rerender_error(images: jax.Array) -> jax.Array:
     """[n] difference between each image and the render of its read-out, per object pixel
     (see the module docstring)."""

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
-from latentjax.shapes import world
+from latentjax.shapes import reading, world
 
 NUM_FACTORS = len(world.FACTOR_NAMES)
 MAX_ANGLE = math.pi / 4  # the largest rotation of a mixing round: factors far from linear in z, yet smooth
@@ -84,9 +84,24 @@ def render_targets(decoder: FactorDecoder, z: jax.Array, resolution: int, object
     pixels next to it and 1 elsewhere, normalised to mean 1 (most pixels are background, and a blurred
     object costs little in a plain mean)."""
     target = world.render(decode_factors(decoder, z), resolution)
-    near_object = jax.lax.reduce_window(target.object_mask, 0.0, jax.lax.max, (1, 3, 3), (1, 1, 1), "SAME") > 0
+    return target.images, object_weights(target.object_mask, object_weight)
+
+
+def projection_targets(images: jax.Array, object_weight: float) -> tuple[jax.Array, jax.Array]:
+    """The re-renders of images' own read-out (`reading.rerender`, no gradient) and `render_targets`'
+    weights for them: a target every image can reach, which pulls a blurred drawing towards the clean
+    render nearest it (what the read-out's validity test measures) rather than towards a decoder's
+    factors the generator only approximates."""
+    target = reading.rerender(jax.lax.stop_gradient(jnp.clip(images, -1.0, 1.0)))
+    return target.images, object_weights(target.object_mask, object_weight)
+
+
+def object_weights(object_mask: jax.Array, object_weight: float) -> jax.Array:
+    """Per-pixel loss weights [n, H, W]: `1 + object_weight` on the object and the pixels next to it,
+    1 elsewhere, normalised to mean 1."""
+    near_object = jax.lax.reduce_window(object_mask, 0.0, jax.lax.max, (1, 3, 3), (1, 1, 1), "SAME") > 0
     weight = 1.0 + object_weight * near_object.astype(jnp.float32)
-    return target.images, weight / jnp.mean(weight)
+    return weight / jnp.mean(weight)
 
 
 def pixel_loss(images: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:

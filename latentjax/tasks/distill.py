@@ -5,6 +5,9 @@ The generator regresses `render(decode_factors(f, z))` for a fixed random factor
 the world in a fraction of the steps an adversarial run needs; `latentjax.tasks.gan` then
 fine-tunes it adversarially (`config.init_from`). The loss is `seeding.pixel_loss` with
 `seeding.render_targets`' weights (`config.object_weight` more on the object and its border).
+`config.projection_weight` > 0 adds the same loss against each image's own re-render
+(`seeding.projection_targets`): a sharpening term for a fine-tune of a warm start, which pulls a
+blurred drawing to the nearest clean render instead of to decoder factors it only approximates.
 Noise inputs are random while training, so the generator learns to ignore them. The mapping
 network's learning rate is `config.lr * config.mapping_lr_scale`: its weights carry StyleGAN2's
 lr multiplier 0.01, which suits an adversarial run but leaves the mapping almost frozen here.
@@ -35,9 +38,10 @@ def make_task(config) -> Task:
     G = StyleGAN2(generator_config(config), None)
     batch_size, resolution = int(config.batch_size), int(config.resolution)
     decoder = seeding.decoder_from(config.seeding, G.z_dim)
-    object_weight = float(config.object_weight)
-    if object_weight < 0:
-        raise ValueError(f"config.object_weight must be >= 0, got {object_weight}")
+    object_weight, projection_weight = float(config.object_weight), float(config.projection_weight)
+    for name, value in (("object_weight", object_weight), ("projection_weight", projection_weight)):
+        if value < 0:
+            raise ValueError(f"config.{name} must be >= 0, got {value}")
     lr = float(config.lr)
     tx = optax.multi_transform(
         {"mapping": optax.adam(lr * float(config.mapping_lr_scale), b1=config.betas[0], b2=config.betas[1]),
@@ -60,12 +64,16 @@ def make_task(config) -> Task:
             ws = G.mapping(g, shard_batch(data["z"]))
             images = G.synthesis(g, ws, noise_mode="random", key=key)
             loss = seeding.pixel_loss(images, data["target"], data["weight"])
-            return loss, (ws, jnp.mean(jnp.abs(images - data["target"])))
+            logs = {"l1": jnp.mean(jnp.abs(images - data["target"]))}
+            if projection_weight > 0:
+                logs["loss_projection"] = seeding.pixel_loss(images, *seeding.projection_targets(images, object_weight))
+                loss = loss + projection_weight * logs["loss_projection"]
+            return loss, (ws, logs)
 
-        (loss, (ws, l1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["g"])
+        (loss, (ws, logs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["g"])
         updates, opt = tx.update(grads, state["opt"], state["g"])
         g = track_w_avg(optax.apply_updates(state["g"], updates), ws)
-        return {"g": g, "opt": opt}, {"loss": loss, "l1": l1}
+        return {"g": g, "opt": opt}, {"loss": loss, **logs}
 
     def sample(state):
         return G.generate(state["g"], jnp.asarray(grid_z), noise_mode="const")

@@ -108,7 +108,7 @@ def test_distill_config_refuses_a_negative_object_weight():
 
 def test_projection_targets_are_the_clean_render_nearest_an_image_and_pass_no_gradient():
     """On a clean render the target is the image itself; on a blurred one it is a clean render (valid,
-    rerender error ~0) whose factors are close to the original's; the loss's gradient equals that of
+    rerender error ~0) whose factors are close to the original's, of the given class; the loss's gradient equals that of
     the same loss against a constant target (no gradient through the read-out), and a few descent
     steps along it take most blurred images back below the read-out's tolerance."""
     factors = world.sample_factors(jax.random.key(4), 16)
@@ -124,6 +124,14 @@ def test_projection_targets_are_the_clean_render_nearest_an_image_and_pass_no_gr
     estimates = reading.readout(target)
     assert float(jnp.max(jnp.abs(estimates["hue"] - factors["hue"]))) < 0.05
     assert float(jnp.max(jnp.abs(estimates["x"] - factors["x"]))) < 0.05
+    # a heavier blur reads as circles; the intended class keeps squares and triangles what they are
+    heavy = jax.lax.reduce_window(clean, 0.0, jax.lax.add, (1, 5, 5, 1), (1, 1, 1, 1), "SAME") / 25.0
+    assert int(jnp.sum(reading.readout(heavy)["shape"] != factors["shape"])) >= 4
+    conditioned, _ = seeding.projection_targets(heavy, 9.0, factors["shape"])
+    np.testing.assert_array_equal(reading.readout(conditioned)["shape"], factors["shape"])
+    assert bool(jnp.all(reading.is_valid(conditioned)))
+    with pytest.raises(ValueError, match=r"shape must be \[16\] class indices"):
+        reading.rerender(heavy, factors["shape"][:4])
 
     loss = lambda images: seeding.pixel_loss(images, *seeding.projection_targets(images, 9.0))  # noqa: E731
     fixed = lambda images: seeding.pixel_loss(images, target, weight)  # noqa: E731

@@ -62,11 +62,15 @@ def readout_scorer(tol: float = VALID_TOL) -> Scorer:
     return Scorer(apply, continuous + world.SHAPES)
 
 
-def rerender(images: jax.Array) -> world.Render:
+def rerender(images: jax.Array, shape=None) -> world.Render:
     """The render of each image's read-out factors: the clean image `rerender_error` compares it with.
-    Jittable; no gradient flows through the read-out (thresholds and an argmax)."""
+    `shape` [n] (class indices), if given, fixes each image's shape class, and the other factors are
+    read for it: the clean render of that class nearest the image. Jittable; no gradient flows
+    through the read-out (thresholds and an argmax)."""
     images = _check_images(images)
-    estimates, _ = _estimate(images)
+    if shape is not None and jnp.shape(shape) != images.shape[:1]:
+        raise ValueError(f"shape must be [{images.shape[0]}] class indices, got shape {jnp.shape(shape)}")
+    estimates, _ = _estimate(images, shape)
     return world.render({name: jax.lax.stop_gradient(estimates[name]) for name in world.FACTOR_NAMES}, images.shape[1])
 
 
@@ -159,8 +163,9 @@ def _check_images(images) -> jax.Array:
     return images.astype(jnp.float32)
 
 
-def _estimate(images: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Factor estimates and num_objects, and the object-pixel masks [n, H, W]."""
+def _estimate(images: jax.Array, shape=None) -> tuple[dict[str, jax.Array], jax.Array]:
+    """Factor estimates and num_objects, and the object-pixel masks [n, H, W]. `shape` [n] int, if
+    given, replaces the shape estimate: rotation and scale are then read for that class."""
     res = images.shape[1]
     rgb = jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
     border = jnp.concatenate([rgb[:, 0], rgb[:, -1], rgb[:, 1:-1, 0], rgb[:, 1:-1, -1]], axis=1)
@@ -186,8 +191,9 @@ def _estimate(images: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
     c4 = jnp.sum(alpha * z ** 4, axis=(1, 2))
     triangle_score = jnp.abs(c3) / area ** 2.5 / TRIANGLE_C3
     square_score = jnp.abs(c4) / area ** 3 / SQUARE_C4
-    shape = jnp.argmax(jnp.stack([jnp.full_like(area, SHAPE_THRESHOLD), square_score, triangle_score]), axis=0)
-    shape = shape.astype(jnp.int32)
+    if shape is None:
+        shape = jnp.argmax(jnp.stack([jnp.full_like(area, SHAPE_THRESHOLD), square_score, triangle_score]), axis=0)
+    shape = jnp.asarray(shape).astype(jnp.int32)
 
     turns = jnp.select([shape == 1, shape == 2], [jnp.angle(c4) - _SQUARE_PHASE, jnp.angle(c3) - _TRIANGLE_PHASE], 0.0)
     rotation = (turns / (2 * jnp.pi)) % 1.0

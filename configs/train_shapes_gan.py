@@ -67,6 +67,7 @@ def get_config(arg=None):
         config.betas = (0.9, 0.99)
         config.mapping_lr_scale = 100.0  # undoes the mapping's lr multiplier 0.01
         config.projection_weight = 0.0  # > 0: also pull each image to its own re-render (latentjax.tasks.distill)
+        config.projection_given = ("shape", "scale")  # factors the re-render takes from the decoder, not the read-out
         config.eval_every = 1000
         for name in ("g_lr", "d_lr", "eps", "r1_gamma", "r1_interval", "style_mixing_prob", "ema_kimg",
                      "ema_rampup", "d_channel_base", "d_channel_max", "discriminator", "distill_weight"):

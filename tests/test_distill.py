@@ -99,10 +99,14 @@ def test_distill_run_learns_the_renders_and_exports_a_warm_start(tmp_path):
     assert gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), gan.generator_config(gan_config))
 
 
-def test_distill_config_refuses_a_negative_object_weight():
+def test_distill_config_refuses_bad_loss_settings():
     config = shapes_gan_config("smoke,distill")
     config.object_weight = -1.0
     with pytest.raises(ValueError, match="object_weight must be >= 0"):
+        distill.make_task(config)
+    config = shapes_gan_config("smoke,distill")
+    config.projection_weight, config.projection_given = 1.0, ("shape", "size")
+    with pytest.raises(ValueError, match="projection_given must name factors"):
         distill.make_task(config)
 
 
@@ -124,14 +128,20 @@ def test_projection_targets_are_the_clean_render_nearest_an_image_and_pass_no_gr
     estimates = reading.readout(target)
     assert float(jnp.max(jnp.abs(estimates["hue"] - factors["hue"]))) < 0.05
     assert float(jnp.max(jnp.abs(estimates["x"] - factors["x"]))) < 0.05
-    # a heavier blur reads as circles; the intended class keeps squares and triangles what they are
+    # a heavier blur reads as circles, and smaller; given the intended class and size, squares and
+    # triangles stay what they are
     heavy = jax.lax.reduce_window(clean, 0.0, jax.lax.add, (1, 5, 5, 1), (1, 1, 1, 1), "SAME") / 25.0
     assert int(jnp.sum(reading.readout(heavy)["shape"] != factors["shape"])) >= 4
-    conditioned, _ = seeding.projection_targets(heavy, 9.0, factors["shape"])
-    np.testing.assert_array_equal(reading.readout(conditioned)["shape"], factors["shape"])
+    given = {"shape": factors["shape"], "scale": factors["scale"]}
+    conditioned, _ = seeding.projection_targets(heavy, 9.0, given)
+    read = reading.readout(conditioned)
+    np.testing.assert_array_equal(read["shape"], factors["shape"])
+    np.testing.assert_allclose(read["scale"], factors["scale"], atol=0.02)
     assert bool(jnp.all(reading.is_valid(conditioned)))
-    with pytest.raises(ValueError, match=r"shape must be \[16\] class indices"):
-        reading.rerender(heavy, factors["shape"][:4])
+    with pytest.raises(ValueError, match=r"given shape must be \[16\]"):
+        reading.rerender(heavy, {"shape": factors["shape"][:4]})
+    with pytest.raises(ValueError, match="given factor 'size' is not one of"):
+        reading.rerender(heavy, {"size": factors["scale"]})
 
     loss = lambda images: seeding.pixel_loss(images, *seeding.projection_targets(images, 9.0))  # noqa: E731
     fixed = lambda images: seeding.pixel_loss(images, target, weight)  # noqa: E731

@@ -62,16 +62,21 @@ def readout_scorer(tol: float = VALID_TOL) -> Scorer:
     return Scorer(apply, continuous + world.SHAPES)
 
 
-def rerender(images: jax.Array, shape=None) -> world.Render:
+def rerender(images: jax.Array, given: Mapping[str, jax.Array] | None = None) -> world.Render:
     """The render of each image's read-out factors: the clean image `rerender_error` compares it with.
-    `shape` [n] (class indices), if given, fixes each image's shape class, and the other factors are
-    read for it: the clean render of that class nearest the image. Jittable; no gradient flows
-    through the read-out (thresholds and an argmax)."""
+    `given` ({factor name: [n]}) replaces those estimates; a given `shape` class also makes rotation
+    and scale be read for that class. Jittable; no gradient flows through the read-out (thresholds and
+    an argmax)."""
     images = _check_images(images)
-    if shape is not None and jnp.shape(shape) != images.shape[:1]:
-        raise ValueError(f"shape must be [{images.shape[0]}] class indices, got shape {jnp.shape(shape)}")
-    estimates, _ = _estimate(images, shape)
-    return world.render({name: jax.lax.stop_gradient(estimates[name]) for name in world.FACTOR_NAMES}, images.shape[1])
+    given = dict(given or {})
+    for name, values in given.items():
+        if name not in world.FACTOR_NAMES:
+            raise ValueError(f"given factor {name!r} is not one of {world.FACTOR_NAMES}")
+        if jnp.shape(values) != images.shape[:1]:
+            raise ValueError(f"given {name} must be [{images.shape[0]}], got shape {jnp.shape(values)}")
+    estimates, _ = _estimate(images, given.get("shape"))
+    factors = {name: given.get(name, estimates[name]) for name in world.FACTOR_NAMES}
+    return world.render(jax.tree.map(jax.lax.stop_gradient, factors), images.shape[1])
 
 
 def rerender_error(images: jax.Array) -> jax.Array:

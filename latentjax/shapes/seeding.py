@@ -16,7 +16,7 @@ Everything is drawn from one seed, so a config stores only the seed.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -87,14 +87,16 @@ def render_targets(decoder: FactorDecoder, z: jax.Array, resolution: int, object
     return target.images, object_weights(target.object_mask, object_weight)
 
 
-def projection_targets(images: jax.Array, object_weight: float, shape=None) -> tuple[jax.Array, jax.Array]:
+def projection_targets(images: jax.Array, object_weight: float, given: Mapping[str, jax.Array] | None = None
+                       ) -> tuple[jax.Array, jax.Array]:
     """The re-renders of images' own read-out (`reading.rerender`, no gradient) and `render_targets`'
     weights for them: a target every image can reach, which pulls a blurred drawing towards the clean
     render nearest it (what the read-out's validity test measures) rather than towards a decoder's
-    factors the generator only approximates. Pass the intended `shape` classes [n]: unconditioned,
-    a blurred square or triangle reads as a circle, and the term turns every object into a circle
-    (measured: shape total variation 0.67 after 1,500 steps)."""
-    target = reading.rerender(jax.lax.stop_gradient(jnp.clip(images, -1.0, 1.0)), shape)
+    factors the generator only approximates. `given` factors ({name: [n]}) are taken as they are
+    instead of read. Pass at least the intended `shape` and `scale`: read from a blurred image, a
+    square or triangle reads as a circle and every object a little smaller than it is, and a
+    generator trained on its own read-out drifts to small circles (measured in the README)."""
+    target = reading.rerender(jax.lax.stop_gradient(jnp.clip(images, -1.0, 1.0)), given)
     return target.images, object_weights(target.object_mask, object_weight)
 
 

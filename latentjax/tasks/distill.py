@@ -6,9 +6,9 @@ the world in a fraction of the steps an adversarial run needs; `latentjax.tasks.
 fine-tunes it adversarially (`config.init_from`). The loss is `seeding.pixel_loss` with
 `seeding.render_targets`' weights (`config.object_weight` more on the object and its border).
 `config.projection_weight` > 0 adds the same loss against each image's own re-render
-(`seeding.projection_targets`, of the decoded shape class): a sharpening term for a fine-tune of a
-warm start, which pulls a blurred drawing to the nearest clean render of its intended class instead
-of to decoder factors it only approximates.
+(`seeding.projection_targets`, with the decoded factors named in `config.projection_given` taken as
+they are): a sharpening term for a fine-tune of a warm start, which pulls a blurred drawing to the
+nearest clean render of its intended class and size instead of to decoder factors it only approximates.
 Noise inputs are random while training, so the generator learns to ignore them. The mapping
 network's learning rate is `config.lr * config.mapping_lr_scale`: its weights carry StyleGAN2's
 lr multiplier 0.01, which suits an adversarial run but leaves the mapping almost frozen here.
@@ -43,6 +43,9 @@ def make_task(config) -> Task:
     for name, value in (("object_weight", object_weight), ("projection_weight", projection_weight)):
         if value < 0:
             raise ValueError(f"config.{name} must be >= 0, got {value}")
+    given = tuple(config.projection_given)
+    if projection_weight > 0 and not set(given) <= set(world.FACTOR_NAMES):
+        raise ValueError(f"config.projection_given must name factors of {world.FACTOR_NAMES}, got {given}")
     lr = float(config.lr)
     tx = optax.multi_transform(
         {"mapping": optax.adam(lr * float(config.mapping_lr_scale), b1=config.betas[0], b2=config.betas[1]),
@@ -58,7 +61,8 @@ def make_task(config) -> Task:
     def batch(key):
         z = jax.random.normal(key, (batch_size, G.z_dim))
         target, weight = seeding.render_targets(decoder, z, resolution, object_weight)
-        return {"z": z, "target": target, "weight": weight, "shape": seeding.decode_factors(decoder, z)["shape"]}
+        factors = seeding.decode_factors(decoder, z)
+        return {"z": z, "target": target, "weight": weight, "given": {name: factors[name] for name in given}}
 
     def step(state, data, key, step):
         def loss_fn(g):
@@ -67,7 +71,7 @@ def make_task(config) -> Task:
             loss = seeding.pixel_loss(images, data["target"], data["weight"])
             logs = {"l1": jnp.mean(jnp.abs(images - data["target"]))}
             if projection_weight > 0:
-                targets = seeding.projection_targets(images, object_weight, data["shape"])
+                targets = seeding.projection_targets(images, object_weight, data["given"])
                 logs["loss_projection"] = seeding.pixel_loss(images, *targets)
                 loss = loss + projection_weight * logs["loss_projection"]
             return loss, (ws, logs)

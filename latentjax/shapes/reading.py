@@ -68,6 +68,8 @@ def rerender(images: jax.Array, given: Mapping[str, jax.Array] | None = None) ->
     and scale be read for that class. Jittable; no gradient flows through the read-out (thresholds and
     an argmax)."""
     images = _check_images(images)
+    if given is not None and not isinstance(given, Mapping):
+        raise TypeError(f"given must be a mapping {{factor name: [n] values}}, got {type(given).__name__}")
     given = dict(given or {})
     for name, values in given.items():
         if name not in world.FACTOR_NAMES:

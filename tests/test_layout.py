@@ -7,9 +7,10 @@
 """
 
 import ast
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "latentjax"
+from support import REPO
+
+PACKAGE = REPO / "latentjax"
 COMMAND_LAYER = ("cli.py", "__main__.py", "programs/")
 BELOW_FAMILIES = ("models/", "load.py", "io/", "ops/")  # the parts allowed to know model families
 

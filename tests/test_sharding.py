@@ -2,9 +2,8 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
-from support import device_env
+from support import FIXTURES, device_env
 
 SCRIPT = r"""
 import jax, jax.numpy as jnp, numpy as np
@@ -29,7 +28,7 @@ print("ok", err)
 
 
 def test_sharded_batch_matches_single_device():
-    fixture = Path(__file__).parent / "fixtures" / "stylegan2" / "ada_s32.pt"
+    fixture = FIXTURES / "stylegan2" / "ada_s32.pt"
     env = device_env(4)
     result = subprocess.run([sys.executable, "-c", f"FIXTURE = {str(fixture)!r}\n" + SCRIPT],
                             capture_output=True, text=True, env=env)

@@ -4,7 +4,6 @@ import dataclasses
 import importlib
 import importlib.util
 import types
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +21,9 @@ from latentjax.latent import standard_normal
 from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
-from support import random_params
-from support import assert_trees_close, run_python
+from support import FIXTURES, REPO, assert_trees_close, random_params, run_python
 
-CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "dplase.py"
+CONFIG_FILE = REPO / "configs" / "dplase.py"
 # the settings of `configs/dplase.py:smoke` (shapes variant) at layer b4 of `tiny_generator`
 SMOKE = dict(k=4, steps=4, batch_size=8, layer="b4", num_groups=2, subspace_steps=2, score_samples=4, lr=1e-2,
              subspace_lr=1e-2)
@@ -154,7 +152,7 @@ def test_channel_groups_partition_the_channels(num_groups, method):
         subspace.channel_groups(S, num_groups, method="kmeans")
 
 
-REFERENCE_CLUSTERING = Path(__file__).parent / "fixtures" / "dplase" / "reference_clustering.npz"
+REFERENCE_CLUSTERING = FIXTURES / "dplase" / "reference_clustering.npz"
 
 
 @pytest.mark.parametrize("case", ["a", "b"])
@@ -391,7 +389,7 @@ def test_subspace_latents_are_linear_shifts_along_their_direction():
 
 def test_default_subspace_layer_is_the_first_16px_map():
     """The reference's s_layer 5 (PGGAN): the 16x16 block's first conv; none at 16x16: the fallback."""
-    pggan = lj.load_generator(str(CONFIG_FILE.parents[1] / "tests" / "fixtures" / "pggan" / "pgan_tiny.pth"))
+    pggan = lj.load_generator(str(FIXTURES / "pggan" / "pgan_tiny.pth"))
     assert dp.default_subspace_layer(lj.latent_space(pggan, "z"), "b32") == "b16.conv0"
     assert dp.default_subspace_layer(lj.latent_space(tiny_generator(), "z"), "b4") == "b4"
 
@@ -418,7 +416,7 @@ def smoke_runs(tmp_path_factory, compile_cache):
     dp = importlib.import_module("latentjax.directions.dplase")
     from latentjax.directions.learned import train_config
     from latentjax.train.trainer import train
-    from test_dplase import SMOKE
+    from directions.test_dplase import SMOKE
 
     space = lj.latent_space(lj.load_generator({str(generator)!r}), "z")
     settings = dp.DPLaSEConfig(**SMOKE)
@@ -496,7 +494,7 @@ def load_config(arg, fixture: bool = False):
     model = next((word for word in FIXTURE_GENERATORS if word in (arg or "")), None)
     assert config.generator == ("" if model else "builtin:shapes")
     if model and fixture:
-        config.generator = str(CONFIG_FILE.parents[1] / "tests" / "fixtures" / FIXTURE_GENERATORS[model])
+        config.generator = str(FIXTURES / FIXTURE_GENERATORS[model])
     return config
 
 
@@ -567,7 +565,7 @@ def test_eight_devices_match_one_device(tmp_path, compile_cache):
     from latentjax.directions.learned import train_config
     from latentjax.train.metrics import read_metrics
     from latentjax.train.trainer import train
-    from test_dplase import SMOKE, tiny_generator
+    from directions.test_dplase import SMOKE, tiny_generator
     from support import assert_trees_close
 
     space = lj.latent_space(tiny_generator(), "z")

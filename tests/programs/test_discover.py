@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,9 @@ import latentjax as lj
 from latentjax.cli import main as cli_main
 from latentjax.directions import METHODS, Directions
 from latentjax.latent import latent_space
-from support import FIXTURES
+from support import FIXTURES, REPO
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+CONFIGS = REPO / "configs"
 ADA = FIXTURES / "stylegan2" / "ada_s32.pt"
 GRAY = FIXTURES / "stylegan2" / "ada_gray_s16.pt"
 

@@ -3,7 +3,6 @@ format, the shapes labels, regression targets, accuracy and errors, short traini
 learn (a class head, a value head), the assessor as a scorer, and the world probe."""
 
 import importlib.util
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +17,10 @@ from latentjax.shapes.recognition import (VALUE_HEADS, accuracy, assessor_scorer
                                           value_errors, value_targets)
 from latentjax.tasks.recognizer import make_task
 
+from support import REPO
+
 _spec = importlib.util.spec_from_file_location(
-    "train_recognizer", Path(__file__).resolve().parents[1] / "configs" / "train_recognizer.py")
+    "train_recognizer", REPO / "configs" / "train_recognizer.py")
 train_recognizer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_recognizer)
 

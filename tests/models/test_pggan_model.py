@@ -2,7 +2,6 @@
 
 import dataclasses
 import runpy
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +11,7 @@ import pytest
 from latentjax.models import FAMILIES
 from latentjax.models.pggan import PGGAN, PGGANConfig, upsample_nearest
 from latentjax.load import load_pggan
-from support import FIXTURES, relative_error
+from support import FIXTURES, REPO, relative_error
 
 SMALL = PGGANConfig(z_dim=6, c_dim=3, channels=(8, 4), img_channels=3, alpha=0.3, output_activation="tanh")
 
@@ -184,7 +183,7 @@ def test_convert_script_writes_a_native_generator(tmp_path, monkeypatch, capsys)
     def convert(argv):
         monkeypatch.setattr("sys.argv", ["convert/pggan.py", *argv])
         with pytest.raises(SystemExit) as done:
-            runpy.run_path(str(Path(__file__).parents[1] / "convert" / "pggan.py"), run_name="__main__")
+            runpy.run_path(str(REPO / "convert" / "pggan.py"), run_name="__main__")
         return done.value.code
 
     source = FIXTURES / "pggan" / "pgan_cond16.pth"

@@ -2,7 +2,6 @@
 (`tests/fixtures/disentanglement/README.md`, on the reference's train / test split), exact values on
 hand-made codes, and disentangled codes score above mixed ones."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,9 @@ import latentjax as lj
 from latentjax.metrics.disentanglement import (dci, discretize, disentanglement_completeness, gbt_importance, mig,
                                                mutual_information_matrix, sap_matrix, separability_entropies)
 
-FIXTURE = Path(__file__).parent / "fixtures" / "disentanglement" / "disentanglement_reference.npz"
+from support import FIXTURES
+
+FIXTURE = FIXTURES / "disentanglement" / "disentanglement_reference.npz"
 TRAIN = 400
 
 

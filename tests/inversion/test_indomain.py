@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from support import FIXTURES, relative_error
+from support import FIXTURES, REPO, relative_error
 
 import latentjax
 from latentjax.nn.encoder import Encoder, EncoderConfig, config_for, load_encoder, save_encoder
@@ -259,7 +259,7 @@ def test_defaults_are_the_references():
     import importlib.util
     import inspect
 
-    spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parent.parent / "configs" /
+    spec = importlib.util.spec_from_file_location("train_encoder", REPO / "configs" /
                                                   "train_encoder.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

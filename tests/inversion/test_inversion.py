@@ -8,7 +8,6 @@ import pickle
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 from PIL import Image
-from support import FIXTURES, device_env, make_generator, relative_error
+from support import FIXTURES, TESTS, device_env, make_generator, relative_error
 
 from latentjax.inversion import (Inverter, decode, invert, latent_noise_schedule, noise_regularization,
                                  projector_lr_schedule, projector_optimizer)
@@ -231,7 +230,7 @@ SHARDED = r"""
 import pickle, sys, jax, numpy as np
 from jax.sharding import Mesh
 jax.config.update("jax_default_matmul_precision", "highest")
-from test_inversion import FEW_STEPS, assert_same_inversion
+from inversion.test_inversion import FEW_STEPS, assert_same_inversion
 from latentjax import StyleGAN2, StyleGAN2Config
 from latentjax.inversion import invert
 assert jax.device_count() == 4, jax.devices()
@@ -256,7 +255,7 @@ def test_batched_and_sharded_inversion_equals_single_inversions_on_one_device(ge
     with open(tmp_path / "case.pkl", "wb") as f:  # our own arrays, read back by the subprocess below
         pickle.dump((G.config.to_dict(), jax.tree.map(np.asarray, G.params), targets, jax.random.key_data(keys),
                      batched), f)
-    env = device_env(4, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    env = device_env(4, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path / "case.pkl")], capture_output=True,
                             text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

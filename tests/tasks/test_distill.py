@@ -2,7 +2,6 @@
 the distill task learns renders of its factors and exports a generator the GAN task can start from."""
 
 import importlib.util
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +14,7 @@ from latentjax.tasks import distill, gan
 from latentjax.train.metrics import read_metrics
 from latentjax.train.trainer import train
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
 
 
 def shapes_gan_config(arg):

@@ -25,7 +25,8 @@ from latentjax.io import torch_pickle
 from latentjax.io.torch_pickle import (CheckpointError, EasyDict, PersistentObject, Record, TorchModule,
                                        UnsafeGlobalError, load)
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+from support import FIXTURES
+
 IO = os.path.join(FIXTURES, "io")
 SG2 = os.path.join(FIXTURES, "stylegan2")
 EXPECTED = dict(np.load(os.path.join(IO, "expected.npz")))

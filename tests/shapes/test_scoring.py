@@ -5,7 +5,6 @@ deterministic; heatmaps colour each cell by its value; `configs/shapes.py` runs 
 
 import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,9 @@ from latentjax.models import StyleGAN2, StyleGAN2Config
 from latentjax.nn.recognizer import Recognizer, RecognizerConfig, save_recognizer
 from latentjax.viz.heatmap import colours, heatmap
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+from support import REPO
+
+CONFIGS = REPO / "configs"
 CONTINUOUS = shapes.FACTOR_NAMES[1:]  # x, y, scale, rotation, hue, background
 
 

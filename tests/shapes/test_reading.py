@@ -1,6 +1,6 @@
 """The shapes read-out: its constants match a fine raster, components are counted right, clean
 renders are valid and corrupted ones are not, errors respect periodicity, batches are independent.
-Per-factor accuracy on renders is tested in test_shapes.py."""
+Per-factor accuracy on renders is tested in test_world.py."""
 
 import colorsys
 

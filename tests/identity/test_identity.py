@@ -4,7 +4,6 @@ features under each input convention), the mapper's pipeline and directory, and 
 the training task that resumes."""
 
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +22,9 @@ from latentjax.nn.resnet import load_resnet
 from latentjax.programs.flags import parse_config_flags
 from latentjax.train import train
 
-FIXTURES = Path(__file__).parent / "fixtures"
-CONFIGS = Path(__file__).parents[1] / "configs"
+from support import FIXTURES, REPO
+
+CONFIGS = REPO / "configs"
 
 
 def test_mlp_layers_and_the_references_initialisers():

@@ -63,7 +63,7 @@ def make_task(config) -> Task:
 
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict(dict(task="test_train_harness", seed=3, total_steps=12, batch_size=16,
+    config = ml_collections.ConfigDict(dict(task="train.test_trainer", seed=3, total_steps=12, batch_size=16,
                                             lr=0.02, log_every=1, ckpt_every=4, keep_ckpts=2, eval_every=6))
     config.update(overrides)
     return config
@@ -97,8 +97,8 @@ def test_parse_arg_choices():
 
 
 def test_harness_config_states_the_defaults_once():
-    config = harness_config("test_train_harness", total_steps=3, batch_size=8, log_every=1)
-    assert config.to_dict() == {**HARNESS_DEFAULTS, "task": "test_train_harness", "total_steps": 3, "batch_size": 8,
+    config = harness_config("train.test_trainer", total_steps=3, batch_size=8, log_every=1)
+    assert config.to_dict() == {**HARNESS_DEFAULTS, "task": "train.test_trainer", "total_steps": 3, "batch_size": 8,
                                 "log_every": 1}
 
 
@@ -136,7 +136,7 @@ def test_eight_devices_match_one_device(tmp_path):
     """Data-parallel with a sharded w1 on 8 simulated devices gives the 1-device losses and params."""
     script = f"""
     import jax, numpy as np
-    from test_train_harness import tiny_config, make_task
+    from train.test_trainer import tiny_config, make_task
     from latentjax.train import train
     from latentjax.train.metrics import read_metrics
     results = {{}}
@@ -169,7 +169,7 @@ def test_two_processes_agree_with_one(tmp_path):
     import os, jax, numpy as np
     jax.distributed.initialize("127.0.0.1:{port}", num_processes=2, process_id=int(os.environ["TEST_PROCESS_ID"]))
     from jax.experimental import multihost_utils
-    from test_train_harness import tiny_config, make_task
+    from train.test_trainer import tiny_config, make_task
     from latentjax.train import train
     config = tiny_config(total_steps=6, ckpt_every=3)
     assert jax.device_count() == 4 and jax.process_count() == 2

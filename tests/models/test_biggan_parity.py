@@ -11,7 +11,6 @@ import re
 import runpy
 import shutil
 import zipfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,7 @@ from latentjax.models.biggan import BigGAN, BigGANConfig
 from latentjax.errors import ConversionError
 from latentjax.models.biggan_convert import from_state_dict, key_map
 from latentjax.ops.batch_norm import statistics_weights
-from support import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, REPO, nchw, relative_error
 
 BIGGAN = FIXTURES / "biggan"
 CASES = ["deep_tiny", "deep_s64_attn2"]  # legacy and zip serialisation, two layouts
@@ -94,7 +93,7 @@ def test_every_recorded_array_matches_the_reference(name):
 def test_python_float_truncation_matches_the_reference():
     """The float64 path (a Python float, static under jit) reproduces the recorded images too,
     here at a grid point where float64 rounding selects the row below (0.3 / 0.1 = 2.9999999999999996).
-    Both paths give the same statistics weights everywhere: tests/test_biggan_model.py."""
+    Both paths give the same statistics weights everywhere: tests/models/test_biggan_model.py."""
     G, io = _load("deep_s64_attn2"), np.load(BIGGAN / "deep_s64_attn2_io.npz")
     z, c = jnp.asarray(io["z_t0p3"]), jnp.asarray(io["class_vector"])
     img = jax.jit(functools.partial(G.generate, truncation_psi=0.3))(G.params, z, c)
@@ -208,7 +207,7 @@ def test_native_round_trip_and_converter_script(tmp_path, monkeypatch, capsys):
     def convert(argv):
         monkeypatch.setattr("sys.argv", ["convert/biggan.py", *argv])
         with pytest.raises(SystemExit) as done:
-            runpy.run_path(str(Path(__file__).parents[1] / "convert" / "biggan.py"), run_name="__main__")
+            runpy.run_path(str(REPO / "convert" / "biggan.py"), run_name="__main__")
         return done.value.code
 
     assert convert([str(BIGGAN / "deep_s64_attn2"), str(tmp_path / "g")]) == 0

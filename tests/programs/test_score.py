@@ -3,7 +3,6 @@ completed shard by shard, and another config's workdir is refused."""
 
 import importlib.util
 import os
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -15,7 +14,10 @@ from latentjax.latent import space_from_spec
 from latentjax.metrics.scorer import score_samples
 from latentjax.programs.discover import scorer_from_spec
 from latentjax.programs.score import load_table, score, shard_path
-CONFIGS = Path(__file__).parent.parent / "configs"
+
+from support import REPO
+
+CONFIGS = REPO / "configs"
 
 
 def _config(generator):

@@ -28,8 +28,7 @@ from latentjax.nn.reconstructor import LeNetReconstructor, ResNet18Reconstructor
 from latentjax.train.checkpoint import open_manager, read_state
 from latentjax.train.metrics import read_metrics
 from latentjax.train.trainer import train
-from support import random_params
-from support import REPO, run_python
+from support import FIXTURES, REPO, random_params, run_python
 
 vy = importlib.import_module("latentjax.directions.voynov")  # the module (the package exports the function)
 
@@ -353,7 +352,7 @@ def get_config(arg):
     model = next((word for word in FIXTURE_GENERATORS if word in (arg or "")), None)
     assert config.generator == ("" if model else "builtin:shapes")
     if model:
-        config.generator = str(REPO / "tests" / "fixtures" / FIXTURE_GENERATORS[model])
+        config.generator = str(FIXTURES / FIXTURE_GENERATORS[model])
     return config
 
 
@@ -413,7 +412,7 @@ def test_eight_devices_match_one_device(tmp_path):
     from latentjax.train.metrics import read_metrics
     from latentjax.sharding import path_name
     from support import random_params
-    from test_voynov import TINY
+    from directions.test_voynov import TINY
     G = StyleGAN2(TINY, random_params(TINY, seed=1))
     chosen = vy.VoynovConfig(**{SMALL!r}, steps=3, deformator="linear")
     results = {{}}

@@ -15,7 +15,7 @@ import pytest
 from latentjax.train import Task, checkpoint, train
 from latentjax.train.checkpoint import open_manager
 from support import assert_trees_close
-from test_train_harness import make_task, tiny_config
+from test_trainer import make_task, tiny_config
 
 
 def run(workdir, **overrides):

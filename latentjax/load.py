@@ -1,19 +1,11 @@
 """`load_generator` / `save_generator`: the one place that knows every checkpoint format and family.
 
-`load_generator` recognises a checkpoint by content.
-
-Recognised (all read without torch and without executing anything from the file):
-- `builtin:NAME`: a generator shipped inside the package (`latentjax.builtin.BUILTINS`);
-- a latentjax directory (`config.json` + `params/`);
-- a pytorch-pretrained-BigGAN directory (`config.json` + `pytorch_model.bin`, legacy or zip);
-- an NVIDIA network snapshot `.pkl` (`G_ema`, or `G` with `ema=False`), from the
-  stylegan2-ada-pytorch or StyleGAN3 repositories (StyleGAN2 and StyleGAN3-T/R generators);
-- an NVIDIA `Generator` state dict (`.pt`) with its constructor kwargs in a `.json` of the same
-  stem (`{"class_name": ..., "init_kwargs": {...}}`);
-- a rosinality `.pt`: `{'g_ema', 'latent_avg'}`, a training checkpoint (`g`, `d`, `g_ema`,
-  `args`, ...: only `g_ema`, or `g` with `ema=False`, is read), or a bare `g_ema` state dict;
-- a pytorch_GAN_zoo ProgressiveGAN checkpoint (`config`, `netG`, `avgG`, `netD`: `avgG`, or `netG`
-  with `ema=False`; the pickled config object is read as plain data).
+`load_generator` recognises a checkpoint by content and reads it without torch and without
+executing anything from the file: `builtin:NAME`, a latentjax directory, a pytorch-pretrained-BigGAN
+directory, NVIDIA network snapshots and state dicts (StyleGAN2, StyleGAN3-T/R), rosinality `.pt`
+files and pytorch_GAN_zoo ProgressiveGAN checkpoints. Where a file holds both, the EMA generator is
+read by default and the other with `ema=False`.
+Details: docs/networks.md#latentjaxload
 """
 
 from __future__ import annotations

@@ -2,21 +2,10 @@
 
 Each walk takes (space, latent [*shape], direction [direction_dim], step) for one latent and
 returns the edited latent; `sweep` vmaps one over directions and steps. `layers` (a boolean mask
-over `w+` layers) restricts an edit to those layers.
-
-- `linear`: latent + step * direction.
-- `iso_density`: keeps `space.log_density` constant (a great circle in the prior's whitened
-  coordinates; see its docstring).
-- `density_preserving`: DP-LaSE's traverse, |u| (u + t du) / |u + t du| in the prior's whitened
-  coordinates u (the radius, hence the density, is kept); `density_preserving_batch` maps it.
-- `per_layer`: `linear` on the chosen `w+` layers only.
-- `conditional`: `linear` along the direction with the components along `conditions` projected
-  out, so the latent's projections onto the conditions stay fixed (InterFaceGAN).
-- `boundary`: InterFaceGAN's edit. For 1-D codes (z, w) the signed distance to the hyperplane
-  through the origin with normal `direction` is set to `step` (absolute, whatever the latent's);
-  for w+ a plain shift, as `linear`.
-
+over `w+` layers) restricts an edit to those layers. The walks: `linear`, `iso_density`,
+`density_preserving` (DP-LaSE's), `per_layer`, `conditional` and `boundary` (InterFaceGAN's).
 `restricted_decode` decodes an edit applied to some channels of one layer only (through hooks).
+Details: docs/methods.md#latentjaxwalks
 """
 
 from __future__ import annotations

@@ -1,23 +1,14 @@
 """Continuous factors of variation (Plumerault et al., ICLR 2020): directions from known image transforms.
 
-For each transform T_t (horizontal or vertical translation, zoom, brightness; `TRANSFORMS`), as in
-the reference (AntoinePlumerault/Controlling-generative-models-with-continuous-factors-of-variations):
-
-1. **Trajectories.** For latents z0, the target of step t is T_t(G(z0)) with its validity mask;
-   for each sign and t in `sign * linspace(0.1, 0.5, 5)`, z_t is found by `inversion_steps` Adam
-   steps (lr 0.01, state reset per t) on the **blurred, masked MSE** (the error G(z) - target is
-   blurred by a Gaussian of sigma 3, the reference's unnormalised kernel, then squared, masked and
-   divided by the batch's mean mask), warm-started from the previous t's solution.
-2. **Filtering.** Records (z0, z_t, t) whose final error is in the worst 10% are dropped.
-3. **Fitting.** `t = g(<u, z_t>) - g(<u, z0>)` by MSE, with g a monotone piecewise-linear function
-   on [-5, 5] (101 lattice points, non-negative increments started at ones, smoothness penalty 1.0
-   on their first differences) and u linear with L2 penalty 0.1; Adam 1e-3, batch 32, 100 epochs
-   (Keras's defaults in the reference). The direction is u / |u|.
-
-Codes are the space's direction coordinates (the latent itself in z and w; in w+ the one w repeated
-on every layer). `traverse` is the reference's traversal z - (z.u) u + alpha u. Each direction's
-score is the R² of the fitted model on the kept records; `settings` holds the transform of each
-direction and the kept / total counts.
+For each transform in `TRANSFORMS` (horizontal or vertical translation, zoom, brightness), as in the
+reference (AntoinePlumerault/Controlling-generative-models-with-continuous-factors-of-variations):
+latents z0 are inverted onto transformed renders of themselves, T_t(G(z0)), by Adam on a blurred,
+masked MSE warm-started along t; the records with the worst 10% of final errors are dropped; and a
+monotone model t = g(<u, z_t>) - g(<u, z0>) is fitted. The direction is u / |u|, and `traverse` is
+the reference's z - (z.u) u + alpha u. Codes are the space's direction coordinates (in w+ the one w
+repeated on every layer). Scores are the fit's R² on the kept records; `settings` holds each
+direction's transform and the kept / total counts.
+Details: docs/methods.md#latentjaxdirectionscontinuous
 """
 
 from __future__ import annotations

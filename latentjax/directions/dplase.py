@@ -1,51 +1,16 @@
 """DP-LaSE (Li et al., ACM MM 2021): density-preserving latent space exploration, on the harness.
 
-Two stages in one checkpointed, resumable, sharded run (guanyuelee/DP-LaSE):
-
-1. The traverse (`maximum_traverse_for_{PGGAN,BigGAN,styleGAN2}.py`): K directions D are learned so
-   that walking a latent along each one (`latentjax.walks.density_preserving`, which keeps the
-   prior density) changes the features strongly (P) and differently from the other directions
-   (N), with D kept near orthonormal (O). See `build_task` for the loss and the per-family options.
-2. The subspaces (`maximum_subspace.py`): self-expressive matrices S on the channels of
-   `subspace_layer` (`latentjax.directions.subspace`), clustered into channel groups. By default
-   (`subspace="per_direction"`, the reference's) one S per direction is trained after D, during
-   the last `subspace_steps` steps, on `subspace_batch_size` latents per direction and step moved
-   linearly along that direction: z = z0 + α d, α = subspace_scale * U(-1, 1). The K matrices train
-   side by side (in chunks of `subspace_chunk` directions), each with its own samples and its own
-   Adam moments: the same computation as the reference's loop over directions, in another order.
-   `subspace="shared"` is this module's earlier stage: one S for all directions, trained alongside D
-   during its last `subspace_steps` steps on the features of the walked latents of D's batches.
-
-`steps` counts every step of the run: with `subspace="per_direction"` D trains for the first
-`steps - subspace_steps` of them (the reference: 50K + 5K), with `"shared"` for all of them.
-
-Recipes. The `DPLaSEConfig` defaults are the PGGAN reference's (layer 8 = the 32x32 block output,
-`s_layer` 5 = the 16x16 block's first conv; `default_layer`, `default_subspace_layer`). The other
-references differ; each difference is an option here, and `configs/dplase.py` sets them per family
-(nothing above `models/` may detect a family):
-
-- BigGAN (`maximum_traverse_for_BigGAN.py`): D = the first K rows of expm((A - Aᵀ) / 2), A [dim,
-  dim] from N(0, 1) (`parametrization="expm"`: orthonormal by construction), no weights in P
-  (`weighted=False`), no O (`weight_orthogonal=0`), N weight 0.1, z ~ N(0, I) untruncated at
-  truncation 1 (`untruncated=True`), and a step scale the user must give (its default is 0).
-- StyleGAN2 (`maximum_traverse_for_styleGAN2.py`): z is walked (mapped with truncation 0.7) and the
-  *styles* of a range of synthesis layers are compared (`features="styles"`, `style_layers`: its
-  `--which_layers 1-3`, the first three convs), no weights in P, N weight 0.1, one cosine over the
-  whole style vector (no per-channel average), and D re-orthogonalised by Gram-Schmidt after every
-  step (`reorthogonalize=True`); 500K steps.
-
-Each direction -> one channel group is this module's heuristic (`channel_group="largest_change"`):
-the reference shows every group (of over 40 channels) for a person to pick. Each direction gets the
-group of its partition (per direction, or the shared one) whose channels its walk moves most
-relative to their spread (mean over the group's channels of E(f_t - f)^2 / Var f, on the evaluation
-set), in `Directions.channels`; `"none"` leaves `channels` unset. The whole partition is kept:
-`latentjax train` runs write it to `WORKDIR/subspaces.npz` (`groups`: [K, num_groups, C] per
-direction in the exported order, or [num_groups, C] shared, largest group first; `layer`; `subspace`).
-
-`directions_of(train_state)` (the task's `result`): the unit rows of D ordered by their weighted
-feature change on a fixed evaluation set (their share of P), with `settings["layer"]` the layer
-the channel masks refer to (the subspace layer; the traverse's layer when there is no subspace
-stage), `settings["traverse_layer"]` and `settings["subspace_layer"]`.
+Two stages in one checkpointed, resumable, sharded run (guanyuelee/DP-LaSE). First, K directions D
+are learned so that walking a latent along each one (`latentjax.walks.density_preserving`) changes
+the features strongly and differently from the other directions (see `build_task`). Then, by
+default (`subspace="per_direction"`, the reference's), one self-expressive matrix per direction is
+trained in the last `subspace_steps` of the run's `steps` on the channels of `subspace_layer`
+(`latentjax.directions.subspace`) and clustered into channel groups. The `DPLaSEConfig` defaults
+are the PGGAN reference's; the BigGAN and StyleGAN2 recipes are options set by `configs/dplase.py`.
+Giving each direction one group (`channel_group="largest_change"`) is this module's heuristic (the
+reference shows every group for a person to pick). `directions_of(train_state)` gives the unit rows
+of D ordered by their share of the weighted feature change.
+Details: docs/methods.md#latentjaxdirectionsdplase
 """
 
 from __future__ import annotations

@@ -1,31 +1,14 @@
 """GANalyze (Goetschalckx et al., ICCV 2019): a direction learned so that an assessor's score moves by alpha.
 
-For each attribute a of a differentiable `Scorer` (the assessor), a vector theta_a is trained so that
-`A(G(T(z, alpha))) = A(G(z)) + alpha`, minimising the squared error with alpha ~ U(-alpha_range,
-alpha_range) drawn per sample, the generator and the assessor frozen, Adam (lr 2e-4, batch 4: the
-PyTorch reference's `train_pytorch.py`). `T(z, alpha) = z + alpha theta`, then rescaled to |z|
-(`normalize`): per sample by default, as the paper and the TensorFlow code do; 'batch' is the
-PyTorch reference's norm over the whole batch tensor (a quirk, kept as an option); 'none' a plain
-shift, for spaces that are not Gaussian (w, w+). theta starts at N(0, I) as in the PyTorch code
-('zeros' is the TensorFlow code's start). Attributes train side by side on the same z and alpha,
-each its own theta: independent problems in one program.
-
-The evaluation the paper plots is the mean assessor score against alpha on held-out z
-(`curve_alphas`: the released test's "bigger step" alphas, 0.1 apart, from the original z):
-`directions_of` computes it on `eval_samples` fixed latents (rescaled per sample unless
-`normalize` is 'none'), and `Directions.settings["curve"]`
-holds it per attribute, with `monotone` and `slopes`: the slope (its least-squares line, 1 when alpha is met
-exactly) as each direction's score. The unit vectors are theta / |theta|; `theta_norms` keeps the
-trained lengths, so `transform(latent, space.embed(norm * vector), alpha, normalize)` is the
-trained edit.
-
-`class_dependent=True` is the reference's class-dependent theta (`Linear(onehot(y))`): one theta per
-attribute and class, each sample drawn with a uniform class y and decoded with it, T(z, alpha, y) =
-z + alpha theta_y. It needs a class-conditional generator's `z` space (whose samples do not depend on
-the class). The Directions then hold one row per attribute and class (attribute-major, named
-`attribute@class`, `settings["classes"]` the class of each row); the curve is taken on held-out z
-with uniform classes, each moved along its own class's theta, and every row of an attribute shares
-its slope.
+For each attribute of a differentiable `Scorer` (the assessor), theta is trained so that
+A(G(T(z, alpha))) = A(G(z)) + alpha, the generator and the assessor frozen, with the PyTorch
+reference's Adam (lr 2e-4, batch 4). T(z, alpha) = z + alpha theta, rescaled to |z| per sample by
+default (`normalize`: 'batch' is the PyTorch reference's quirk, 'none' a plain shift for w and w+).
+Attributes train side by side, each its own theta. `directions_of` computes the evaluation the paper
+plots (mean score against alpha on held-out z) as `settings["curve"]`; each direction's score is its
+slope (1 when alpha is met exactly), and `theta_norms` keeps the trained lengths.
+`class_dependent=True` is the reference's class-dependent theta (one per attribute and class).
+Details: docs/methods.md#latentjaxdirectionsganalyze
 """
 
 from __future__ import annotations

@@ -1,21 +1,13 @@
 """GANSpace (Härkönen et al., NeurIPS 2020): principal components of samples, as directions.
 
-- Latent mode (`layer=None` on `w`, `w+`, `s`): PCA of the space's own samples (StyleGAN2 `w`,
-  the reference's `--use_w`).
-- Feature mode (`layer` set, or any `z` space): PCA of the activations at `layer`, then each
-  component's latent direction by least squares: M minimising |A M - Z|², with A the samples'
-  standardised PC coordinates and Z their latents (the reference's regression, on max(10^4, N)
-  samples by default as the reference's); rows of M, normalised, are the directions. In the `z`
-  space of a style-based generator the default layer is `w` itself (`MAPPED_W`: the mapping's output,
-  the reference's 'style' layer); otherwise the generator's first layer.
-
-Scores are the components' standard deviations, as the reference's: its edits step
-sigma * scores[k] along direction k (sigma = 2 in the reference's config).
-
-Both stream: batches are drawn and reduced inside a jitted step sharded over all devices
-(`latentjax.latent.stream`), so 10^6 samples never exist at once. The PCA accumulates the exact
-covariance up to 4096 dimensions (`w`, most feature layers) and is incremental, keeping
-`num_components`, beyond that.
+Latent mode (`layer=None` on `w`, `w+`, `s`): PCA of the space's own samples (the reference's
+`--use_w`). Feature mode (`layer` set, or any `z` space): PCA of the activations at `layer`, each
+component mapped back to a latent direction by the reference's least-squares regression; in the `z`
+space of a style-based generator the default layer is the mapped `w` (`MAPPED_W`). Scores are the
+components' standard deviations, as the reference's (its edits step sigma * scores[k]). Samples are
+drawn and reduced in jitted steps sharded over all devices (`latentjax.latent.stream`), so 10^6
+samples never exist at once.
+Details: docs/methods.md#latentjaxdirectionsganspace
 """
 
 from __future__ import annotations

@@ -1,27 +1,13 @@
 """InterFaceGAN (Shen et al., CVPR 2020): the normal of a linear SVM separating high- from low-scoring latents.
 
-Follows genforce/interfacegan `utils/manipulator.py`:
-
-- `train_boundary(latents [N, d], scores [N] or [N, 1], chosen_num_or_ratio=0.02, split_ratio=0.7,
-  invalid_value=None)`: sort by score (descending), take the top and bottom `chosen_num` (the ratio
-  times N when in (0, 1], else the count; at most N // 2) as positives and negatives, shuffle each,
-  train on the first `split_ratio` of each, fit `SVC(kernel='linear')` with C = 1 (`svm.linear_svm`,
-  libsvm's solver), and return coef / |coef| (the intercept is dropped). `fit_boundary` returns
-  the same with the validation accuracy, the accuracy on the remaining middle samples (labelled by
-  the midpoint of the highest and lowest score, as the reference) and the counts.
-- `project_boundary(n, *conditions)`: n with its components along the conditions removed,
-  renormalised: the reference's closed forms for one and two conditions (with its 1e-8), the
-  Gram-system solve for three or more.
-- Edits: `latentjax.walks.boundary` (the signed distance to the hyperplane through the origin set
-  to each step in z / w; a plain shift in w+).
-
-Differences, all explicit: non-finite scores (a scorer's "cannot measure") are dropped and counted
-(the reference would rank NaN as lowest); `invalid_value` filters rows (the reference's filter
-fails on [N, 1] scores). The shuffle draws from NumPy's global state as the reference's does, in
-the same order, unless a `seed` is given (the `interfacegan` method always gives one).
-
-`interfacegan` runs the whole recipe on a generator: score samples with a `Scorer`, train one
-boundary per attribute, optionally condition each on the others' boundaries.
+Follows genforce/interfacegan `utils/manipulator.py`: `train_boundary` / `fit_boundary` (the top and
+bottom `chosen_num` samples by score, a linear SVM with C = 1 by libsvm's solver, coef / |coef|),
+`project_boundary` (a boundary made orthogonal to conditions), and `latentjax.walks.boundary` for
+the edits. `interfacegan` runs the whole recipe on a generator: score samples with a `Scorer`, train
+one boundary per attribute, optionally condition each on the others' boundaries. Departures, all
+explicit: non-finite scores are dropped and counted, `invalid_value` filters rows, and a `seed`
+replaces NumPy's global state for the shuffle (the `interfacegan` method always gives one).
+Details: docs/methods.md#latentjaxdirectionsinterfacegan
 """
 
 from __future__ import annotations

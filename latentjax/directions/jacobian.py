@@ -1,23 +1,13 @@
 """Jacobian directions (LowRankGAN, Zhu et al., NeurIPS 2021): principal directions of JᵀJ.
 
 J is the Jacobian of the image (channels averaged, as the reference) with respect to a direction's
-coordinates at a latent, restricted to a region by a mask; M = JᵀJ / (pixels in the region). Two
-modes (`JacobianConfig.mode`):
-
-- 'reference' (the default; zhujiapeng/LowRankGAN `compute_directions.py`): per latent, robust PCA
-  (`latentjax.directions.robust_pca`, lambda 1/60) splits the region's M_f and the protected
-  region's M_b into low-rank plus sparse parts, L + S; the directions are the rank(L_f) leading right
-  singular vectors of L_f. With `protect` each is projected onto the null space of L_b (its right
-  singular vectors from max(1, rank(L_b) - num_relax) on) and normalised, in the same order: edits
-  that change the region and leave the protected pixels (to first order) alone, not necessarily
-  orthogonal to each other. Every latent gives its own set, rank(L_f) directions (often 1 to 3).
-- 'averaged': M averaged over the latents; its k leading eigenvectors, or with `protect` the
-  region's principal directions *within* the null space N of the protected M (eigenvectors past
-  the rank that eigenvalues above `null_tol` times the largest give, less `num_relax`): the
-  eigenvectors of NᵀMN mapped back by N, orthonormal, exactly k of them.
-
-J is computed in forward mode: one `jax.linearize`, then the JVP vmapped over chunks of basis
-tangents (D JVPs instead of H*W VJPs for reverse mode).
+coordinates at a latent, restricted to a region by a mask; M = JᵀJ / (pixels in the region). The
+default mode, 'reference' (zhujiapeng/LowRankGAN `compute_directions.py`), splits M per latent by
+robust PCA into low-rank plus sparse parts; the directions are the low-rank part's leading singular
+vectors, with `protect` projected onto the null space of the protected region's low-rank part, and
+every latent gives its own set (often 1 to 3). 'averaged' averages M over the latents and gives
+exactly k orthonormal directions. J is computed in forward mode (`jax.linearize`, vmapped JVPs).
+Details: docs/methods.md#latentjaxdirectionsjacobian
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """Linear-encoded semantics (Zheng et al., CVPR 2021): each scored semantic regressed on the latents;
 the coefficient vector, normalised, is its direction.
 
-The paper has no public code; these are our choices, stated here. The regression runs on the
-space's direction coordinates (`space.pool`: z, w, or StyleSpace's channels), centred, with an
-intercept. `l1 = 0` (default) is ridge regression in closed form (`ridge` times the number of
-samples on the diagonal, so the penalty does not grow with N); `l1 > 0` adds a sparsity penalty
-(by FISTA) whose zeros give localised directions:
-
-- `sparsity="coordinates"`: L1, the elastic net 1/(2N) |Xb - y|² + ridge/2 |b|² + l1 |b|₁, e.g. a
-  few StyleSpace channels;
-- `sparsity="layers"`: group lasso over the generator layers the coordinates belong to
-  (`space.coordinate_layers`: StyleSpace's affine layers), l1 Σ_g sqrt(|g|) |b_g|₂ in place of
-  the L1 term, so a direction uses a few whole layers (Yuan and Lin's weighting of group sizes).
-
-Each direction's score is its R² on the held-out `holdout` share of the samples (the fit's own R²
-is in `settings`), so a semantic the latents do not encode linearly scores near 0.
+The paper has no public code; these are our choices. The regression runs on the space's direction
+coordinates (`space.pool`), centred, with an intercept. `l1 = 0` (default) is ridge regression in
+closed form; `l1 > 0` adds a sparsity penalty (by FISTA) whose zeros give localised directions:
+the elastic net over coordinates (`sparsity="coordinates"`) or group lasso over generator layers
+(`sparsity="layers"`). Each direction's score is its R² on the held-out `holdout` share of the
+samples, so a semantic the latents do not encode linearly scores near 0.
+Details: docs/methods.md#latentjaxdirectionsregression
 """
 
 from __future__ import annotations

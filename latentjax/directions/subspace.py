@@ -1,39 +1,13 @@
 """Channel subspaces of a feature layer (DP-LaSE's second stage, guanyuelee/DP-LaSE `maximum_subspace.py`).
 
-A self-expressive matrix S [C, C] (its diagonal masked: unused) rebuilds every channel of the features
-f [B, H, W, C] from the other channels: (S f)[..., c] = sum_d S[c, d] f[..., d]. It is trained to
-
-    |f - S f|^2 + |G_post(f) - G_post(S f)|^2 + weight_sparse |S|^2     (each term a mean)
-
-with G_post the generator after the layer, so that S links the channels that can stand in for one
-another, in the features and in the image. `self_expressive_losses` trains K such matrices at once
-(one per DP-LaSE direction, as the reference), each on its own samples.
-
-Channels that express each other form a subspace; `channel_groups` splits them into groups, by
-default as the reference does (`maximum_subspace.py:151-156`, `utils/file_utils.py` `thrC`,
-`post_proC`, and scikit-learn's `SpectralClustering(affinity='precomputed',
-assign_labels='discretize')`), all in numpy here:
-
-1. `threshold_rows`: relu(S), then in each row (the coefficients that rebuild one channel) only the
-   largest entries whose running sum first exceeds `threshold` (ρ = 0.2) of the row's sum are kept;
-2. `low_rank_affinity`: C = (S + Sᵀ) / 2; its rank-r part U Σ Uᵀ with r = min(subspace_dim *
-   num_groups + 1, C - 1) (73 for 6 groups of dimension 12); the rows of U Σ^½ scaled to unit length;
-   Z = that times its transpose, negative entries set to 0; L = Z^power (3), divided by its maximum;
-3. `spectral_discretize`: the `num_groups` eigenvectors of the normalised Laplacian of L (its
-   diagonal ignored) with the smallest eigenvalues, scaled by D^-½ and each to unit length, rows to
-   unit length, then Yu & Shi's (2003) discretisation: alternate labels = argmax of the rows
-   rotated by R, and R from the SVD of (one-hot labels)ᵀ times the rows, from an R built of
-   mutually near-orthogonal rows (the first drawn with `seed`; scikit-learn draws it from numpy's
-   global generator in the reference, which seeds nothing).
-
-The option `method="njw"` is this module's earlier clustering: the affinity |S| + |S|ᵀ as it is,
-normalised-affinity eigenvectors with unit rows, then k-means (Ng, Jordan & Weiss 2001).
-Everything runs on the host with fixed seeds.
-
-`self_expressive_loss` is a pure function of S; a caller trains S with optax (DP-LaSE does it in
-its train step, `latentjax.directions.dplase`). The diagonal is masked out of the loss, so it gets
-no gradient and keeps its initial value under Adam, as in the reference (where the reference's
-clustering then sees it: a 1e-4 on the diagonal of relu(S)).
+A self-expressive matrix S [C, C] (its diagonal masked) rebuilds every channel of the features from
+the other channels. `self_expressive_loss`, a pure function of S that a caller trains with optax
+(as `latentjax.directions.dplase` does), penalises the rebuild's error in the features and, through
+the rest of the generator, in the image, plus `weight_sparse` |S|^2; `self_expressive_losses` trains
+K such matrices at once. `channel_groups` clusters the channels into groups as the reference does
+(row thresholding, a low-rank affinity, spectral clustering with Yu & Shi's discretisation), in
+numpy on the host with fixed seeds; `method="njw"` is this module's earlier clustering (k-means).
+Details: docs/methods.md#latentjaxdirectionssubspace
 """
 
 from __future__ import annotations

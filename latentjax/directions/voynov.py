@@ -4,16 +4,11 @@ A deformator A maps a shift eps along basis vector k of R^K to a latent edit; a 
 G(z) and G(z + A(eps e_k)) and predicts k (cross-entropy) and eps (L1); both train together on the
 harness, the generator frozen, as in GANLatentDiscovery (`trainer.py`, `latent_deformator.py`).
 The deformator kinds are listed in `Deformator`, the method in README.md ("Learned directions");
-deviations from the reference are named in `VoynovConfig`'s comments.
-
-`directions_of(train_state)` (the task's `result`) gives the directions: the normalised edits
-A(shift_scale e_k) - A(0) (A's columns for the linear kinds), ordered by per-direction RCA (R's
-argmax accuracy in eval mode on `eval_per_direction` fixed samples each); `settings` holds each
-row's k (`deformator_index`), the overall RCA (`rca`) and the trained edit scale: `shift_norms`
-(|A(shift_scale e_k) - A(0)| / shift_scale per row) and `shift_offset` (A(0), the bias every shift
-adds), so `trained_shift(directions, eps)` reproduces the trained edit A(eps e_k) exactly for the
-linear kinds (`linear`, `ortho`, `id`, `random`) and to first order around shift_scale for `proj`
-and `fc`. StyleGAN2 shifts live in `w`.
+deviations from the reference are named in `VoynovConfig`'s comments. `directions_of(train_state)`
+gives the normalised edits A(shift_scale e_k) - A(0), ordered by per-direction RCA, and keeps the
+trained edit scale in `settings`, so `trained_shift` reproduces the trained edit. StyleGAN2 shifts
+live in `w`.
+Details: docs/methods.md#latentjaxdirectionsvoynov
 """
 
 from __future__ import annotations

@@ -1,26 +1,13 @@
 """Image encoders for identity mapping: any network with weights, as `embed(params, images) -> [N, dim]`.
 
 An `Encoder` is loaded from a spec string, so a mapper's directory records which encoders it was
-trained with and loads them again:
-
-- `recognizer:PATH`: a `latentjax.nn.recognizer` network's pooled last stage (what its heads read),
-  e.g. `recognizer:builtin:shapes_identity`, the shapes world's identity network;
-- `recognizer_values:PATH`: the same network's value heads, concatenated in head order (an
-  assessor's factor estimates: x, y, scale, ...; the shapes world's stand-in for landmarks);
-- `recognizer_heads:PATH`: every head, in head order, class heads as softmax probabilities: what
-  the network *says* (shape probabilities and hue angle for `builtin:shapes_identity`), an
-  embedding on which different identities are far apart (unit vectors of random pairs of
-  shapes-world renders: cosine 0.18, against 0.76 for the pooled features);
-- `resnet:PATH`: a torchvision-layout ResNet state dict (`latentjax.nn.resnet`, read torch-free;
-  key `state_dict` or a bare dict), its pooled penultimate features (batch norm in inference
-  mode; its statistics stay fixed when the encoder is fine-tuned), images resized to 224 and
-  normalised by torchvision's ImageNet mean and std;
-- `vggface2:PATH`: the same for a VGGFace2 ResNet-50 (the identity network of Nitzan et al.),
-  whose input is BGR in 0..255 less the VGGFace2 mean.
-
-Images come in as the generators give them: NHWC in [-1, 1]; each encoder resizes them
-(bilinear, antialiased) to its input size. `normalize` L2-normalises the embedding (identity
-embeddings are compared by cosine).
+trained with and loads them again: `recognizer:PATH` (a `latentjax.nn.recognizer` network's pooled
+last stage), `recognizer_values:PATH` (its value heads), `recognizer_heads:PATH` (every head, class
+heads as softmax probabilities), `resnet:PATH` (a torchvision-layout ResNet state dict's pooled
+penultimate features) and `vggface2:PATH` (the same for a VGGFace2 ResNet-50). Images come in as
+the generators give them (NHWC in [-1, 1]); each encoder resizes them to its input size.
+`normalize` L2-normalises the embedding (identity embeddings are compared by cosine).
+Details: docs/networks.md#latentjaxidentityencoders
 """
 
 from __future__ import annotations

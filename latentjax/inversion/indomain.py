@@ -1,22 +1,14 @@
 """In-domain GAN inversion (Zhu et al., ECCV 2020; genforce/idinvert): start from an encoder's `w+`
 code, then optimise while keeping the latent where the encoder would put its own reconstruction.
 
-`invert_in_domain(G, encoder, targets, vgg=...)` runs Adam (lr 1e-2, 100 steps) on
-
-    MSE(x, G(w)) + feature_weight * mean (F(x) - F(G(w)))^2 + regularization_weight * mean (w - E(G(w)))^2
-
-(means over elements, as the reference's `torch.mean`); the gradient flows through both w and
-E(G(w)). F (`vgg_features`) is VGG16's relu4_3 as the reference computes it: images
-nearest-resized to `feature_resolution` (256) pixels, then the caffe VGG16 (Keras' original
-weights; genforce/idinvert_pytorch's `vgg16.pth`) on BGR 0-255 input minus the BGR mean. The
-reference's weight 5e-5 is for those features. Torchvision-convention weights (their own
-ImageNet-normalised input, features about 1/57.6 of the input scale) are accepted with their
-features multiplied by `TORCHVISION_TO_CAFFE_SCALE` (57.6): the torchvision network made to take
-0-255-scale input, which puts its features on the caffe input's scale; the two trained networks
-differ, so 5e-5 then means about, not exactly, the reference's balance (see `latentjax.metrics.vgg`).
-Without VGG weights the default feature weight is refused; pass `feature_weight=0` to run without
-the term. It is an `Inverter` whose `Program` (`inversion.program`) has the in-domain init and
-loss. The encoder is trained by the task `latentjax.tasks.encoder` (same loss terms and features).
+`invert_in_domain(G, encoder, targets, vgg=...)` runs Adam (lr 1e-2, 100 steps) on pixel MSE, a
+VGG16 relu4_3 feature distance (`vgg_features`, on the reference's caffe VGG16 scale; torchvision
+weights are rescaled to it) and the domain regulariser mean (w - E(G(w)))^2, the gradient flowing
+through both w and E(G(w)). Without VGG weights the default feature weight is refused; pass
+`feature_weight=0` to run without the term. It is an `Inverter` whose `Program`
+(`inversion.program`) has the in-domain init and loss. The encoder is trained by the task
+`latentjax.tasks.encoder` (same loss terms and features).
+Details: docs/methods.md#latentjaxinversionindomain
 """
 
 from __future__ import annotations

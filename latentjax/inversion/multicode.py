@@ -1,22 +1,14 @@
 """Multi-code GAN inversion (mGANprior; Gu, Shen and Zhou, CVPR 2020; genforce/mganprior).
 
-N codes z_1..z_N and per-code channel importance alpha_n in R^C are optimised together and
-composed inside the generator at a layer L: x = G_after_L(F) with F = (sum_n alpha_n ⊙ F_n) / N,
-the reference's composition (derivable_generator.py:132); alpha starts at 1/N, so the first F is
-the codes' mean feature / N. The defaults are the reference's recipe (`PRESETS['reference']`,
-multi_code_inversion.py and inversion/losses.py): 30 codes drawn from the prior, 3,000 steps of
-plain SGD at lr 1, and the loss MSE(x, target) + 0.001 * mean |VGG16(x) - VGG16(target)|, the L1
-distance of torchvision VGG16 `features[:16]` (relu3_3) on images nearest-resized to 256 pixels
-and ImageNet-normalised (`vgg_l1_features`). That term needs torchvision VGG16 weights (`vgg=`):
-without them the default recipe refuses to run rather than drop the term; `loss='mse'` or the
-preset `PRESETS['adam']` (20 codes, Adam at lr 0.03, MSE: this project's earlier recipe) need none.
-
-Where the reference (PGGAN only) leaves room: layers after L that read a latent read the mean
-code; earlier layers the rest of the network reads (skip images, fade-ins) are composed the same
-way with each code's mean importance, F' = (sum_n mean(alpha_n) F'_n) / N, so that identical codes
-with importance 1 give the plain generator; codes start at `space.sample`; the default layer is the
-last at min(16, resolution / 4) (`default_layer`; PGGAN's 16x16 block is the reference's layer 6).
-The optimisation is a `Program` (`inversion.program`): vmapped targets, sharded jitted steps.
+N codes and per-code channel importances alpha_n are optimised together and composed inside the
+generator at a layer L as the reference does, F = (sum_n alpha_n ⊙ F_n) / N, and the rest of the
+generator runs on F. The defaults are the reference's recipe (`PRESETS['reference']`: 30 codes,
+3,000 steps of plain SGD at lr 1, MSE + 0.001 times a torchvision VGG16 relu3_3 L1 distance). That
+term needs VGG16 weights (`vgg=`): without them the default recipe refuses to run rather than drop
+the term; `loss='mse'` or `PRESETS['adam']` (this project's earlier recipe) need none. The
+reference covers PGGAN only; where it leaves room, the choices are ours. The optimisation is a
+`Program` (`inversion.program`): vmapped targets, sharded jitted steps.
+Details: docs/methods.md#latentjaxinversionmulticode
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """Read PyTorch checkpoints and NVIDIA network pickles without torch and without running their code.
 
-Supported files:
-- `torch.save` zip archives (torch >= 1.6; any entry prefix, typed or untyped storages);
-- legacy `torch.save` streams (`_use_new_zipfile_serialization=False`);
-- plain pickles, such as NVIDIA network snapshots (`torch_utils.persistence` objects, whose
-  storages are `torch.storage._load_from_bytes` blobs).
-
-Every global a pickle names is looked up in `_ALLOWED`, a table of our own data-only builders;
-any other global raises `UnsafeGlobalError`. Nothing from the file is imported or executed, and
-NVIDIA `module_src` is never read. Tensors become C-contiguous numpy arrays (bfloat16 and float8
-use `ml_dtypes`). Byte layout: little-endian files, read on a little-endian host.
-
-Hostile files are bounded in time and memory by their size (see `_Context`):
-- each pickle is read once; its opcodes are first walked (`_check_pickle`) so that memo indices
-  cannot grow the unpickler's memo table beyond the pickle's own opcode count;
-- contiguous tensors share their storage's buffer (as torch does); a strided or expanded view is
-  copied, and every byte inflated from a zip entry, read into a storage or copied for a view is
-  charged to a budget of max(`_BUDGET_FLOOR`, `_BUDGET_RATIO` x the file size);
-- `_load_from_bytes` blobs may not nest; nested containers walked after loading (`init_kwargs`,
-  `state_dict()`) are walked once per object, to a bounded depth, and refuse cycles.
+Supported files: `torch.save` zip archives (torch >= 1.6) and legacy streams, and plain pickles
+such as NVIDIA network snapshots. Every global a pickle names is looked up in `_ALLOWED`, a table of
+our own data-only builders; any other global raises `UnsafeGlobalError`. Nothing from the file is
+imported or executed, and NVIDIA `module_src` is never read. Tensors become C-contiguous numpy
+arrays. Hostile files are bounded in time and memory by their size (see `_Context`).
+Details: docs/networks.md#latentjaxiotorch_pickle
 """
 
 from __future__ import annotations

@@ -1,32 +1,14 @@
 """Disentanglement of codes with respect to known factors: MIG, SAP, DCI and linear separability.
 
-Each computes what its reference computes by default (codes [N, K], factors [N, F], one row per sample):
-
-- `mig(codes, factors, num_bins=20)`: the Mutual Information Gap (Chen et al. 2018) as
-  disentanglement_lib's `mig.py`: each code dimension discretised into `num_bins` equal-width bins
-  over its range, its mutual information with each discrete factor, and per factor
-  (top-1 MI - top-2 MI) / H(factor), averaged over factors. (Factors with a single value, whose
-  entropy is 0, are left out here; the reference divides by 0.)
-- `sap(codes, factors)`: the Separated Attribute Predictability score (Kumar et al. 2018) as
-  disentanglement_lib's `sap_score.py`: per code dimension and factor, the test accuracy of a
-  `LinearSVC(C=0.01, class_weight='balanced')` on that one dimension (discrete factors, the
-  reference's default) or the squared correlation (`continuous_factors=True`); per factor the gap
-  between the two best dimensions, averaged.
-- `dci(codes, factors)`: Disentanglement, Completeness, Informativeness (Eastwood & Williams 2018) as
-  disentanglement_lib's `dci.py`: the importance matrix of a `GradientBoostingClassifier` per
-  factor (its `feature_importances_`), D = sum over codes of (1 - entropy base F of the code's
-  importances) weighted by the code's share, C the same per factor (base K), I = test accuracy.
-  `importance='ridge'` is ours, for continuous factors: |coefficients| of a standardised ridge
-  regression per factor and I the held-out R^2.
-- `linear_separability(latents, logits)`: StyleGAN's (Karras et al. 2019, `metrics/linear_separability.py`):
-  per attribute, the classifier's logit l gives softmax([l, -l]); the `num_keep` most confident
-  samples (half by default, as 100K of 200K) train a `LinearSVC()` on the latents to predict its
-  label; the score is 2 ** (sum over attributes of H(label | SVM prediction)), in bits (1: every
-  attribute linearly separable).
-
-`sap` and `dci` train on the first `train_fraction` of the samples (2/3, the reference studies' 10,000
-train and 5,000 test) and test on the rest, unless `test=(codes, factors)` is given. The estimators
-are scikit-learn's, as in the references, so the numbers are theirs.
+Each computes what its reference computes by default (codes [N, K], factors [N, F], one row per
+sample): `mig`, `sap` and `dci` as disentanglement_lib's `mig.py`, `sap_score.py` and `dci.py`
+(Chen et al. 2018, Kumar et al. 2018, Eastwood & Williams 2018), `linear_separability` as StyleGAN's
+`metrics/linear_separability.py` (Karras et al. 2019). The estimators are scikit-learn's, as in the
+references, so the numbers are theirs. Ours: MIG leaves out factors with a single value (the
+reference divides by 0), and `dci(importance='ridge')` is for continuous factors. `sap` and `dci`
+train on the first `train_fraction` (2/3) of the samples and test on the rest, unless
+`test=(codes, factors)` is given.
+Details: docs/methods.md#latentjaxmetricsdisentanglement
 """
 
 from __future__ import annotations

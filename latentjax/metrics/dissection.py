@@ -1,24 +1,13 @@
 """Unit dissection: how well each unit of a layer detects each concept (Network Dissection).
 
 NetDissect-Lite (Bau et al. 2017) thresholds each unit at the top-`quantile` (0.005) value of its
-activations over every pixel of the probe set, and scores the binary map `activation > threshold`
-against each concept mask by IoU accumulated over the dataset, both / (unit + label - both + 1e-10);
-a unit is a detector of its best concept above IoU 0.04. `unit_iou` computes this exactly for
-arrays in memory at the masks' resolution. `dissect` streams a probe set of any size in constant
-memory, as the reference does: the threshold from per-unit histograms (three passes over the
-probe: each unit's range, a histogram of `bins` bins over it, then the tallies; the threshold falls
-within one bin, (max - min) / bins, of the two values numpy's quantile interpolates between), and
-activations upsampled bilinearly to the masks' resolution before thresholding (the reference
-reads its threshold from a quantile sketch).
-
-GAN Dissection (Bau et al. 2019, gandissect) chooses each unit's threshold by the information
-quality ratio instead (`threshold='iqr'`, `unit_iqr`): for every unit and concept, over 100
-thresholds at the unit's quantiles 1 - logspace(-3, 0, 100) (of activations upsampled to the masks),
-the 2x2 table of (unit on, concept present) pixel fractions gives IQR = mutual information / joint
-entropy; levels where unit and concept agree on at most 80% of pixels, or whose threshold is not
-positive, are skipped, as are the last level and concepts on fewer than 1e-3 of pixels (MI 0). The
-unit's threshold is the best level of its best concept by IQR, its IoU is taken there, and it is a
-detector when IQR > 0.01 and IoU > 0.05.
+activations over the probe set and scores `activation > threshold` against each concept mask by IoU
+over the dataset; a unit is a detector of its best concept above IoU 0.04. `unit_iou` is exact for
+arrays in memory; `dissect` streams a probe set of any size in constant memory, as the reference
+does (the threshold from per-unit histograms, within one bin of numpy's quantile). GAN Dissection
+(Bau et al. 2019) chooses each unit's threshold by the information quality ratio instead
+(`threshold='iqr'`, `unit_iqr`).
+Details: docs/methods.md#latentjaxmetricsdissection
 """
 
 from __future__ import annotations

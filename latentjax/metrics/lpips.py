@@ -1,18 +1,10 @@
 """LPIPS (VGG16 trunk, version 0.1): the learned perceptual distance of Zhang et al. (2018), torch-free.
 
 Weights come from two files people have, read with `latentjax.io.torch_pickle.load` (no code is
-executed): a torchvision `vgg16` state dict (`features.<i>.weight|bias`; the classifier is ignored)
-and the lpips package's linear-head file (`lin<k>.model.1.weight`, shape (1, C, 1, 1)). Channel
-widths are read from the weights, so narrow test trunks load the same way.
-
-The computation, for NHWC images in [-1, 1]:
-  x -> (x - shift) / scale (ImageNet statistics written for [-1, 1] input)
-    -> VGG16 features[0:30] (3x3 convs, ReLU, 2x2 max-pools that floor odd sizes; the trunk
-       of `latentjax.metrics.vgg`, shared with the perceptual losses), tapped after relu1_2,
-       relu2_2, relu3_3, relu4_3, relu5_3
-    -> per tap: f / (||f||_channels + 1e-10), squared difference of the two images,
-       channel-weighted sum by the lin head, mean over positions (or bilinear upsampling to the
-       input size for the spatial map) -> summed over the five taps.
+executed): a torchvision `vgg16` state dict and the lpips package's linear-head file. Channel widths
+are read from the weights, so narrow test trunks load the same way. Images are NHWC in [-1, 1]; the
+trunk is `latentjax.metrics.vgg`'s, shared with the perceptual losses.
+Details: docs/networks.md#latentjaxmetricslpips
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """VGG16 convolutional trunks for perceptual features, torch-free, in the two conventions of the weights people have.
 
-- 'torchvision': torchvision's `vgg16` state dict (`features.<i>.weight|bias`), trained on RGB
-  images normalised by the ImageNet statistics: input ((x + 1) / 2 - mean) / std for x in [-1, 1].
-  LPIPS' trunk (`metrics.lpips`) and mGANprior's perceptual loss use these weights.
-- 'caffe': the original VGG16 weights as Keras ships them, in the layout of genforce/idinvert_pytorch's
-  converted `vgg16.pth` (`layer<i>.weight|bias`, the same layer indices): input BGR on a 0-255
-  scale minus the BGR mean (103.939, 116.779, 123.68), Keras' `preprocess_input` in caffe mode:
-  (x + 1) * 127.5, channels reversed, mean subtracted. In-domain inversion's perceptual loss uses these.
-
-Both are VGG16's 13 3x3 convolutions (OIHW in the files, HWIO here) with ReLU and 2x2 max-pools
-that floor odd sizes, tapped after relu1_2, relu2_2, relu3_3, relu4_3 and relu5_3 (`TAPS`). The
-files are read with `latentjax.io.torch_pickle.load` (no code is executed); widths come from the
-weights, so narrow test trunks load the same way. `resize_nearest` is the nearest-neighbour resize
-of torch's `F.interpolate(mode='nearest')` and TF1's `resize_images(method=1)`, which both
-references apply before their VGG.
+'torchvision' (a torchvision `vgg16` state dict on ImageNet-normalised RGB; LPIPS and mGANprior's
+perceptual loss use it) and 'caffe' (the original VGG16 weights as Keras ships them, in the layout
+of genforce/idinvert_pytorch's `vgg16.pth`, on BGR 0-255 input minus the BGR mean; in-domain
+inversion's perceptual loss uses it). Both are VGG16's 13 3x3 convolutions tapped after relu1_2 ...
+relu5_3 (`TAPS`), read with `latentjax.io.torch_pickle.load` (no code is executed).
+`resize_nearest` is the nearest-neighbour resize both references apply before their VGG.
+Details: docs/networks.md#latentjaxmetricsvgg
 """
 
 from __future__ import annotations

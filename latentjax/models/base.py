@@ -2,18 +2,10 @@
 
 A generator is a config (a serialisable dataclass), a params pytree and pure functions of
 (params, inputs) that work under `jit`, `vmap` and `grad`. Code above `models/` uses only what
-this class declares, never a family name or a params path:
-
-- dimensions: `z_dim`, `c_dim`, `img_resolution`, `img_channels`, `layer_names`;
-- `sample_z(key, n, truncation_psi)`: the prior the generator expects (BigGAN: truncated);
-- `generate(params, z, c, truncation_psi, ...)` and `features(...)`, with `hooks` (`models.taps`);
-- `input_weight(params, layers)`: the weight the first layer(s) apply to the editing latent,
-  [out_features, latent dim], for closed-form methods (SeFa); `input_space` names that latent;
-- `style_based`: the family has `mapping` / `synthesis` and the `w`, `w+` and `s` spaces, with
-  `style_layers()`, `styles(params, ws)` and `with_styles(params, s)`, and `input_weight` takes
-  `torgb` ('last' or 'first': which toRGB's affine joins the convs');
-- `default_feature_layer`: the layer feature-space methods edit unless told otherwise;
-- `noise_maps(params)` / `with_noise(params, maps)`: constant noise inputs by name (default: none).
+this class declares, never a family name or a params path: the dimensions, `sample_z`, `generate`
+and `features` (with hooks), `input_weight` for closed-form methods, the style-based interface
+(`style_based`, `styles`, `with_styles`), `default_feature_layer` and constant noise maps.
+Details: docs/networks.md#latentjaxmodelsbase
 """
 
 from __future__ import annotations

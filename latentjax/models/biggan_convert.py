@@ -1,18 +1,11 @@
 """Key map from pytorch-pretrained-BigGAN directories to `BigGAN` params.
 
-A directory holds `config.json` (`BigGANConfig.to_json_string()` of the reference) and
-`pytorch_model.bin` (`torch.save(model.state_dict())`, legacy or zip serialisation), read
-without torch by `latentjax.io.torch_pickle.load`. The config decides the layout; every
-tensor of that layout must be present with the shape the config implies, and every key of
-the file must be used (the reference's `load_state_dict(strict=False)` would ignore both).
-
-Our module paths map to the reference's by a rule (`source_name`): `block{i}` is
-`generator.layers.{j}`, where j counts the attention layer that precedes it; `attention/theta`
-is `generator.layers.{p}.snconv1x1_theta`; the rest is `generator.<name>` (`embeddings` stays).
-Spectral norm is resolved as the reference does in eval mode: `W = weight_orig / sigma` with
-`sigma = weight_u . (weight_orig.reshape(out, -1) @ weight_v)` from the stored vectors, no power
-iteration. Dense weights are transposed to (in, out), conv kernels to HWIO, and `conv_to_rgb`
-keeps its first 3 output channels (the only ones the reference does not discard).
+A directory holds `config.json` and `pytorch_model.bin` (legacy or zip serialisation), read without
+torch by `latentjax.io.torch_pickle.load`. The config decides the layout; every tensor of that
+layout must be present with the shape the config implies, and every key of the file must be used
+(the reference's `load_state_dict(strict=False)` would ignore both). Spectral norm is resolved from
+the stored vectors as the reference does in eval mode, with no power iteration.
+Details: docs/networks.md#latentjaxmodelsbiggan_convert
 """
 
 from __future__ import annotations

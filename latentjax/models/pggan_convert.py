@@ -1,18 +1,11 @@
 """Key map from pytorch_GAN_zoo ProgressiveGAN checkpoints to `PGGAN` params, and the loader.
 
-A checkpoint is what `BaseGAN.save()` writes: `{'config', 'netG', 'avgG', 'netD'}` (legacy
-`torch.save`), where `config` is a pickled `models.utils.config.BaseConfig`, a plain object
-read here as a data record (`GAN_ZOO_RECORDS`), never imported. `avgG` (the moving average of
-the generator, what people sample from) is read by default, `netG` with `ema=False`; `netD`
-is ignored.
-
-Widths, depth, latent size and image channels are read from weight shapes, and the stored
-config must agree with them; the config supplies what the weights cannot tell: the split of
-the input into noise and category parts, `alpha`, the leaky ReLU slope, pixel norm, equalised
-learning rate and, through `lossCriterion`, the output activation. Keys are
-`<layer>.module.{weight,bias}`; the older layout without `.module.` (which the reference's
-`loadStateDictCompatible` still accepts) is read too. Every key must be used: unknown or
-missing keys are errors that name the key and the file.
+A checkpoint is what `BaseGAN.save()` writes: `{'config', 'netG', 'avgG', 'netD'}`; its pickled
+config is read as a data record (`GAN_ZOO_RECORDS`), never imported. `avgG` is read by default,
+`netG` with `ema=False`; `netD` is ignored. Sizes are read from weight shapes and the stored config
+must agree with them; the config supplies what the weights cannot tell. Every key must be used:
+unknown or missing keys are errors that name the key and the file.
+Details: docs/networks.md#latentjaxmodelspggan_convert
 """
 
 from __future__ import annotations

@@ -6,13 +6,7 @@ convolutions, noise inputs, skip/resnet/orig architectures). Layouts are NHWC fo
 and HWIO / (in, out) for weights. Weights are stored unscaled and scaled at run time
 (equalised learning rate), so converted checkpoints and freshly initialised models share one
 parameter convention.
-
-Parameter tree (what `StyleGAN2.params` holds)::
-
-    mapping:   embed/{weight, bias} (conditional only), fc{i}/{weight, bias}, w_avg
-    synthesis: b{res}/const (first block), b{res}/conv{0,1}/{weight, bias, affine/{weight, bias},
-               noise_strength, noise_const}, b{res}/torgb/{weight, bias, affine/...},
-               b{res}/skip/weight (resnet architecture)
+Details (the params tree): docs/networks.md#latentjaxmodelsstylegan2
 """
 
 from __future__ import annotations

@@ -1,25 +1,12 @@
 """StyleGAN3 (alias-free; configs T and R) as Flax modules and a pure-functional `StyleGAN3` wrapper.
 
-The architecture is that of NVIDIA's stylegan3 `training/networks_stylegan3.py`: a mapping
-network (2 layers by default), then `SynthesisInput` (Fourier features whose frequencies and
-phases are rotated and translated by an affine of ws[0] and by a user transform) and
-`num_layers` modulated convolutions, each followed by a filtered leaky ReLU
-(`ops.filtered_lrelu`), and a ToRGB layer; the image is scaled by `output_scale`. There is no
-constant input and no noise. The layer schedule (sizes, sampling rates, cutoffs, filter taps,
-paddings, widths) follows from the config exactly as the reference computes it, and the layer
-names are the reference's (`L{i}_{size}_{channels}`).
-
-Layouts are NHWC for activations, HWIO / (in, out) for weights. Weights are stored unscaled
-(equalised learning rate), as for `StyleGAN2`.
-
-Parameter tree (what `StyleGAN3.params` holds)::
-
-    mapping:   embed/{weight, bias} (conditional only), fc{i}/{weight, bias}, w_avg
-    synthesis: input/{weight (in, out), affine/{weight, bias}, freqs [C, 2], phases [C], transform [3, 3]},
-               L{i}_{size}_{ch}/{weight, bias, magnitude_ema, affine/{weight, bias}}
-
-The FIR filters are constants of the architecture and live in the config (read from a
-checkpoint's state, or designed from the schedule as the reference designs them).
+The architecture is that of NVIDIA's stylegan3 `training/networks_stylegan3.py`: a mapping network,
+`SynthesisInput` (Fourier features moved by an affine of ws[0] and by a user transform), modulated
+convolutions each followed by a filtered leaky ReLU (`ops.filtered_lrelu`), and a ToRGB layer.
+There is no constant input and no noise. The layer schedule follows from the config exactly as the
+reference computes it, with the reference's layer names (`L{i}_{size}_{channels}`). Weights are
+stored unscaled (equalised learning rate), as for `StyleGAN2`; the FIR filters live in the config.
+Details: docs/networks.md#latentjaxmodelsstylegan3
 """
 
 from __future__ import annotations

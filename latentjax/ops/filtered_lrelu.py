@@ -1,21 +1,10 @@
 """StyleGAN3's filtered leaky ReLU on NHWC images: bias, FIR upsample, leaky ReLU, clamp, FIR downsample.
 
-For each channel (the reference's `filtered_lrelu`, `torch_utils/ops/filtered_lrelu.py`):
-1. add the bias `b`;
-2. upsample by `up` (zero insertion), pad by `padding` (x0, x1, y0, y1; negative crops) and
-   convolve with `fu`, scaled so that the signal keeps its magnitude (gain up^2);
-3. leaky ReLU with `slope`, times `gain`, clamped to [-clamp, clamp];
-4. convolve with `fd` and keep every `down`-th pixel.
-
-Filters are numpy constants: None (identity, one tap), 1-D taps (separable: applied along x
-and along y, as the reference) or 2-D (StyleGAN3-R's radially symmetric down filters).
-`flip_filter=False` is a true convolution, as in the reference.
-
-`impl='ref'` is the reference's recipe through the plain `upfirdn2d(impl='ref')` with 2-D
-filters (zero insertion, then shift-and-add over the whole upsampled image). `impl='fast'`
-never multiplies an inserted zero nor computes a pixel that decimation drops: upsampling runs
-polyphase, downsampling only at the kept pixels, separable filters in two 1-D passes, all as
-sums of shifted slices that XLA fuses into single loops.
+Follows the reference's `filtered_lrelu` (`torch_utils/ops/filtered_lrelu.py`). Filters are numpy
+constants: None, 1-D taps (separable) or 2-D. `impl='ref'` is the reference's recipe through the
+plain `upfirdn2d(impl='ref')`; `impl='fast'` never multiplies an inserted zero nor computes a pixel
+that decimation drops (polyphase upsampling, downsampling only at the kept pixels).
+Details: docs/networks.md#latentjaxopsfiltered_lrelu
 """
 
 from __future__ import annotations

@@ -3,19 +3,13 @@
     lj.shapes.render(factors, resolution)          # factors -> images (and masks)
     images, factors = lj.shapes.sample(key, n, resolution)
     lj.shapes.readout(images)                      # images -> factors, exact on clean renders
-    lj.shapes.readout_scorer()                     # the read-out as a Scorer (guided directions)
-    lj.shapes.generator_quality(G, key)            # how well a generator renders the world
     lj.shapes.ground_truth(space, params, d)       # how well directions line up with the factors
-    lj.shapes.concept_masks(factors, resolution)   # exact concept masks for unit dissection
-    lj.shapes.recognition.accuracy(net, params, key, heads=("shape",), bins=6)   # a recognizer's accuracy
-    lj.shapes.recognition.assessor_scorer(net)     # a network's value heads as a differentiable Scorer
-    lj.shapes.swap_scores(mapper.swap, key, n, 32)  # identity kept, attributes followed, against the truth
 
-Modules: `world` (factors and renderer), `reading` (the analytic read-out), `quality`
-(generator quality), `scoring` (ground-truth scores of directions), `concepts` (dissection masks),
-`recognition` (labels, regression targets, accuracy and errors of recognition networks, the assessor),
-`swaps` (identity swaps scored against the truth), `seeding` (a random map from latents to factors that
-keeps the prior: the targets of a generator's supervised warm start).
+Modules: `world` (factors and renderer), `reading` (the analytic read-out), `quality` (generator
+quality), `scoring` (ground-truth scores of directions), `concepts` (dissection masks),
+`recognition` (recognition networks, the assessor), `swaps` (identity swaps scored against the
+truth), `seeding` (the targets of a generator's supervised warm start).
+Details: docs/shapes.md#latentjaxshapes
 """
 
 from latentjax.shapes import concepts, quality, reading, recognition, scoring, seeding, swaps, world

@@ -1,18 +1,12 @@
 """How well latent directions of a shapes generator line up with the world's true factors.
 
-Each direction is walked from `num_samples` prior samples to -step and +step, where the step is
-matched per direction so that the image changes by `image_change` on average (mean |pixel
-change|, [-1, 1] units): methods in `z`, `w`, `w+` or with different scales compare like for
-like (a fixed `distance` is an option). Start and end images are read back
-(`latentjax.shapes.reading`); a (start, end) pair counts when both are valid renders. The change
-of factor f is its mean distance (`distances`) over counted pairs, less the read-out's noise
-floor (the same walk at `null_fraction` of the step), divided by the world's exact spread of f
-(the mean distance between two independent draws of the world's factors). `purity[k, f]` is the
-share of direction k's normalised change that goes to f. A direction whose counted pairs fall
-below `min_valid` (it breaks images) scores 0. A factor's best direction is the purest that moves
-it by at least `min_change`; `num_pure` counts factors whose best purity reaches `threshold`.
-`random_baseline` scores random unit directions the same way; MIG and DCI of the directions'
-coordinates against the read-out factors speak the field's language beside purity.
+Each direction is walked from prior samples to -step and +step, the step matched per direction so
+that the image changes by `image_change` on average, and the start and end images are read back
+(`latentjax.shapes.reading`). Each factor's change (less the read-out's noise floor, over the
+world's spread of the factor) gives `purity[k, f]`, the share of direction k's change that goes to
+factor f. A direction with too few valid pairs (`min_valid`: it breaks images) scores 0.
+`random_baseline` scores random unit directions the same way.
+Details: docs/shapes.md#latentjaxshapesscoring
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """Identity swaps scored against the truth: does an image made from an identity image and an attribute
 image keep the one's identity and follow the other's attributes?
 
-In the shapes world, identity is what the object is (`IDENTITY_FACTORS`: shape and hue) and its
-attributes are how it is shown (`ATTRIBUTE_FACTORS`: x, y, scale, rotation, background). Both input
-images are true renders of fresh factors, so the factors the output should have are known
-exactly: shape and hue from the identity image, the rest from the attribute image. The read-out
-measures the output; errors count over outputs it accepts (`valid` at `tol`), rotation only where
-the output's shape is the intended one and neither it nor the attribute image's object is a
-circle (a circle shows no rotation, to follow or to keep).
-
-`swap_scores(swap, key, n, resolution)` works for any `swap(identity_images, attribute_images) ->
-images`: a trained mapper (`IdentityMapper.swap`), a baseline, or copying one of the inputs.
-`sequence_scores(frames, identity, drivers)` scores a sequence made for one identity from driver
-frames: the share of frames that keep the identity, how well they follow, and their jitter.
+In the shapes world identity is shape and hue (`IDENTITY_FACTORS`) and the attributes are x, y,
+scale, rotation and background (`ATTRIBUTE_FACTORS`). Both inputs are true renders of fresh
+factors, so the factors the output should have are known exactly. `swap_scores(swap, key, n,
+resolution)` scores any `swap(identity_images, attribute_images) -> images`; `sequence_scores`
+scores a sequence made for one identity from driver frames.
+Details: docs/shapes.md#latentjaxshapesswaps
 """
 
 from __future__ import annotations

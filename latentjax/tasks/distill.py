@@ -1,20 +1,13 @@
 """Supervised warm start of a StyleGAN2 on the shapes world, as a harness `Task`.
 
 The generator regresses `render(decode_factors(f, z))` for a fixed random factor decoder f
-(`latentjax.shapes.seeding`, drawn from `config.seeding.seed`): supervised, so it learns to draw
-the world in a fraction of the steps an adversarial run needs; `latentjax.tasks.gan` then
-fine-tunes it adversarially (`config.init_from`). The loss is `seeding.pixel_loss` with
-`seeding.render_targets`' weights (`config.object_weight` more on the object and its border).
-`config.projection_weight` > 0 adds the same loss against each image's own re-render
-(`seeding.projection_targets`, with the decoded factors named in `config.projection_given` taken as
-they are): a sharpening term for a fine-tune of a warm start, which pulls a blurred drawing to the
-nearest clean render of its intended class and size instead of to decoder factors it only approximates.
-Noise inputs are random while training, so the generator learns to ignore them. The mapping
-network's learning rate is `config.lr * config.mapping_lr_scale`: its weights carry StyleGAN2's
-lr multiplier 0.01, which suits an adversarial run but leaves the mapping almost frozen here.
-`w_avg` tracks the mapping output as in the GAN task. Periodic evaluation reads fixed latents'
-images back (`latentjax.shapes.quality.training_metrics`), so `metrics.jsonl` holds the valid
-fraction against steps. The generator is exported to `WORKDIR/generator/` at every checkpoint.
+(`latentjax.shapes.seeding`): supervised, so it learns to draw the world in a fraction of the steps
+an adversarial run needs; `latentjax.tasks.gan` then fine-tunes it adversarially (`config.init_from`).
+`config.projection_weight` > 0 adds a sharpening term against each image's own re-render. The
+mapping network's learning rate is scaled by `config.mapping_lr_scale`: StyleGAN2's lr multiplier
+0.01 would leave it almost frozen here. The generator is exported to `WORKDIR/generator/` at every
+checkpoint.
+Details: docs/shapes.md#latentjaxtasksdistill
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """Encoder training for in-domain inversion (genforce/idinvert), a harness `Task`:
 `latentjax train --config configs/train_encoder.py`.
 
-The generator G is frozen; the encoder E (`latentjax.nn.encoder`) is trained on images x with
-
-    pixel MSE(x, G(E(x)))  +  perceptual_weight * feature MSE  +  adversarial_weight * softplus(-D(G(E(x))))
-
-(the reference's `E_loss`, weights 5e-5 and 0.08 as its train_encoder.py; the features are VGG16
-relu4_3 of images nearest-resized to 256 pixels, on the caffe VGG16's input scale:
-`latentjax.inversion.indomain.vgg_features`) and the discriminator D (StyleGAN2's residual D) on x
-against G(E(x)) with the logistic loss and R1 (r1_gamma / 2 * |grad_x D(x)|^2) every step, as the
-reference's `E_loss` / `D_logistic_simplegp`; E steps first, then D sees the updated E's
-reconstructions. Adam with the reference's settings and learning-rate decay. Images (`config.data`): 'generator' (G's own samples, whose true
-latents are known), 'shapes' (the shapes world) or a directory of PNG/JPEG images.
-`export` writes the encoder to `WORKDIR/encoder/` (`latentjax.nn.encoder.load_encoder` reads it).
+The generator is frozen; the encoder (`latentjax.nn.encoder`) is trained with the reference's
+`E_loss` (pixel MSE, VGG16 feature MSE and an adversarial term, weights 5e-5 and 0.08) against
+StyleGAN2's residual discriminator (logistic loss and R1 every step), with Adam as the reference.
+Images (`config.data`): the generator's own samples, the shapes world or a directory of images.
+`export` writes the encoder to `WORKDIR/encoder/`.
+Details: docs/methods.md#latentjaxtasksencoder
 """
 
 from __future__ import annotations

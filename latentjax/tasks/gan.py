@@ -1,18 +1,11 @@
 """StyleGAN2 training (as in stylegan2-ada-pytorch) on the procedural shapes world, as a harness `Task`.
 
-Per step, in the reference's phase order: G main (non-saturating logistic loss, style mixing,
-random noise), D main, every `r1_interval` steps a lazy R1 update of D, then the EMA generator
-(half-life `ema_kimg`, optional ramp-up). D's Adam has the reference's lazy-regularisation
-correction (lr * r, betas ** r, r = interval / (interval + 1)); G has no path-length penalty.
-`w_avg` tracks the mapping output (beta 0.995) and is copied into the EMA generator.
-
-The EMA generator is exported with `latentjax.save_generator` to `WORKDIR/generator/` at every
-checkpoint. `config.init_from` (any `load_generator` source of the configured architecture)
-warm-starts G and its EMA copy with a fresh D and fresh optimisers, to fine-tune or to continue a
-run whose checkpoints are gone; a run that has checkpoints resumes from them instead.
-`config.distill_weight` > 0 adds the supervised warm start's loss (`latentjax.tasks.distill`, the
-decoder of `config.seeding`) on the unmixed latents to G's loss: an adversarial fine-tune that
-stays anchored to the seeded latent organisation.
+Per step, in the reference's phase order: G main, D main, every `r1_interval` steps a lazy R1 update
+of D, then the EMA generator; G has no path-length penalty. The EMA generator is exported with
+`latentjax.save_generator` to `WORKDIR/generator/` at every checkpoint. `config.init_from`
+warm-starts G and its EMA copy (with a fresh D and fresh optimisers); `config.distill_weight` > 0
+adds the supervised warm start's loss (`latentjax.tasks.distill`) to G's.
+Details: docs/shapes.md#latentjaxtasksgan
 """
 
 from __future__ import annotations

@@ -1,33 +1,14 @@
 """Training an identity mapper (Nitzan et al. 2020, YotamNitzan/ID-disentanglement), a harness `Task`:
 `latentjax train --config configs/identity.py`.
 
-Data (`config.data`) are the frozen generator's own samples ('generator', the reference's: z ~ N(0, I)
-mapped to w at `truncation_psi`, 0.7 as its `generate_fake_data.py`, decoded to images), or true
-renders of fresh shapes-world factors ('shapes': the images a shapes mapper is asked to swap; the
-generator's samples still give the discriminator its real w). Every `cross_every`-th step (3) is a
-"cross" step: the attribute images are the identity images rolled by one place in the batch, so no
-sample is its own attribute image; the other steps are "same" steps (attribute image = identity
-image) and add the pixel loss. The losses, with the reference's weights as defaults:
-
-- identity, `identity_weight` (1): mean |E_id(out) - E_id(identity image)| of the unit embeddings;
-- pose, `pose_weight` (0.001, the reference's landmark weight): mean squared difference of
-  `pose_encoder` outputs (landmarks, or the shapes world's factor estimates) of the output and
-  the attribute image; no pose encoder, no term;
-- pixel, `pixel_weight` (0.02), same steps only: 0.84 (1 - MS-SSIM) + 0.16 x the inverse-Gaussian
-  weighted L1 (sigma 80 * resolution / 256), on images in [0, 1]; MS-SSIM over as many of the five
-  scales as the images hold (`latentjax.metrics.image.ms_ssim_weights`);
-- adversarial on w: the non-saturating loss of a discriminator on w (MLP 512-256-128-64-1,
-  LeakyReLU 0.2) against the w of other samples, weight `adversarial_weight` (1); the
-  discriminator's loss adds R1 (gamma 10, 0.5 gamma E|grad D(w_real)|²).
-
-Three Adam optimisers, as the reference: `lr` on the mapping MLP and the attribute encoder (the
-non-adversarial losses), 0.1 `lr` on the mapping MLP for its adversarial term, 0.4 `lr` on the
-discriminator, which steps on even steps only. The identity encoder, the pose encoder and the
-generator are frozen; they ride in the train state (as arguments of the compiled step, not
-constants). Evaluation on `eval_size` held-out samples: the reference's disentanglement score
-(cos(id, out) - cos(attribute, out) under the identity encoder: TensorFlow's cosine loss is -cos),
-identity similarity of cross swaps, the pose error, and reconstruction G(x, x) (MSE, PSNR, identity
-cosine). `export` writes the mapper to `WORKDIR/identity_mapper/`.
+Data are the frozen generator's own samples (the reference's) or true shapes-world renders. Every
+`cross_every`-th step is a "cross" step (attribute images from other samples), the others "same"
+steps. The losses, with the reference's weights as defaults: identity, pose, pixel (same steps
+only) and a non-saturating adversarial loss on w against a discriminator with R1; three Adam
+optimisers, as the reference. The identity encoder, the pose encoder and the generator are frozen
+and ride in the train state. Evaluation includes the reference's disentanglement score. `export`
+writes the mapper to `WORKDIR/identity_mapper/`.
+Details: docs/methods.md#latentjaxtasksidentity
 """
 
 from __future__ import annotations

@@ -2,17 +2,11 @@
 
     state = train(config, workdir)          # or train(config, workdir, task=my_task, key=key)
 
-Running it again on the same work dir resumes from the latest checkpoint; without a work dir
-nothing is written (no checkpoints, metrics or exports) and the final state is only returned.
-Harness config fields (`harness_config` builds them; a task's config adds its own): `task` (module
-with `make_task(config)`), `total_steps`, `batch_size` (global), and with `HARNESS_DEFAULTS`:
-`seed`, `mesh` (a tuple, so that `--config.mesh="(('data', 1),)"` overrides it), `log_every`,
-`ckpt_every`, `keep_ckpts`, `sample_every`, `eval_every` (0 = only at the end).
-
-Work dir: `config.json`, `metrics.jsonl`, `tensorboard/`, `samples/*.png`, `checkpoints/<step>/`,
-and whatever the task exports. Resuming starts from the newest intact checkpoint (damaged ones are
-named, moved to `checkpoints_damaged/` and skipped: see `checkpoint.restore_latest`); `config.json`
-keeps the config the run started with, and a resume with another config says what changed.
+Running it again on the same work dir resumes from the newest intact checkpoint; without a work
+dir nothing is written and the final state is only returned. `harness_config` builds the harness's
+config fields (a task's config adds its own). The work dir holds `config.json`, `metrics.jsonl`,
+`tensorboard/`, `samples/`, `checkpoints/` and whatever the task exports.
+Details: docs/methods.md#latentjaxtraintrainer
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.ops.layers import FullyConnected
+
 
 class Generator:
     """The shared part of the family wrappers (`StyleGAN2`, `BigGAN`, `PGGAN`)."""
@@ -54,6 +56,17 @@ class Generator:
 
     def input_weight(self, params, layers=None):
         raise NotImplementedError
+
+    def check_inputs(self, z, c) -> None:
+        """z must be [N, z_dim]; c must be [N, c_dim] for a conditional generator and absent (or empty) otherwise."""
+        z_dim, c_dim = self.config.z_dim, self.config.c_dim
+        if z.ndim != 2 or z.shape[1] != z_dim:
+            raise ValueError(f"z must have shape [N, {z_dim}], got {tuple(z.shape)}")
+        if c_dim and (c is None or c.shape != (z.shape[0], c_dim)):
+            raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {c_dim}], "
+                             f"got {None if c is None else tuple(c.shape)}")
+        if not c_dim and c is not None and c.size:
+            raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
 
     def noise_maps(self, params) -> dict:
         """The constant noise maps {name: [H, W]} the generator adds (none for families without noise inputs)."""
@@ -120,18 +133,50 @@ class StyleGenerator(Generator):
         A concrete `truncation_psi` must be finite and a concrete `truncation_cutoff` None or an
         integer >= 0 (ValueError otherwise); traced ones are used as given (a NaN psi gives NaN ws).
         """
-        cfg = self.config
-        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-            raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
-        if cfg.c_dim:
-            if c is None or c.shape != (z.shape[0], cfg.c_dim):
-                got = None if c is None else tuple(c.shape)
-                raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {cfg.c_dim}], "
-                                 f"got {got}")
-        elif c is not None and c.size:
-            raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
+        self.check_inputs(z, c)
         check_style_truncation(truncation_psi, truncation_cutoff)
         return self._mapping.apply({"params": params["mapping"]}, z, c, truncation_psi, truncation_cutoff)
+
+    # --- styles (StyleSpace): every affine layer's output ---------------------------------
+    def style_layers(self) -> tuple[tuple[str, str, int], ...]:
+        """The affine (style) layers in synthesis order: (block, layer, index of the w it reads)."""
+        raise NotImplementedError
+
+    def affine_path(self, block: str, layer: str) -> tuple[str, ...]:
+        """Where a style layer's affine parameters ({'weight', 'bias'}) sit in the params tree."""
+        raise NotImplementedError
+
+    def affine(self, params, block: str, layer: str) -> dict:
+        """The affine parameters of one style layer."""
+        node = params
+        for key in self.affine_path(block, layer):
+            node = node[key]
+        return node
+
+    def style_sizes(self, params) -> tuple[int, ...]:
+        """The width of each style layer's output, in `style_layers` order."""
+        return tuple(self.affine(params, block, layer)["bias"].shape[0] for block, layer, _ in self.style_layers())
+
+    def styles(self, params, ws):
+        """ws [N, num_ws, w_dim] -> styles [N, S]: every affine layer's output, concatenated (StyleSpace)."""
+        out = [FullyConnected(size).apply({"params": self.affine(params, block, layer)}, ws[:, w_idx])
+               for (block, layer, w_idx), size in zip(self.style_layers(), self.style_sizes(params))]
+        return jnp.concatenate(out, axis=1)
+
+    def with_styles(self, params, s):
+        """`params` whose affine layers output the styles s [S] whatever w they get."""
+        offsets = np.cumsum((0,) + self.style_sizes(params))
+        for (block, layer, _), lo, hi in zip(self.style_layers(), offsets[:-1], offsets[1:]):
+            weight = self.affine(params, block, layer)["weight"]
+            params = _replaced(params, self.affine_path(block, layer), {"weight": jnp.zeros_like(weight), "bias": s[lo:hi]})
+        return params
+
+
+def _replaced(tree, path: tuple[str, ...], value):
+    """A copy of the nested dict `tree` with the entry at `path` set to `value` (the rest shared)."""
+    if not path:
+        return value
+    return {**tree, path[0]: _replaced(tree[path[0]], path[1:], value)}
 
 
 def check_single_input(layers) -> None:

@@ -297,17 +297,9 @@ class PGGAN(Generator):
 
     def _latent(self, z, c):
         """Check shapes and concatenate [z, c] as the reference's input vector."""
-        cfg = self.config
-        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-            raise ValueError(f"z must have shape [N, {cfg.z_dim}], got {tuple(z.shape)}")
-        if cfg.c_dim:
-            if c is None or c.shape != (z.shape[0], cfg.c_dim):
-                got = None if c is None else tuple(c.shape)
-                raise ValueError(f"this generator is conditional: c must have shape [{z.shape[0]}, {cfg.c_dim}], "
-                                 f"got {got}")
+        self.check_inputs(z, c)
+        if self.config.c_dim:
             return jnp.concatenate([z.astype(jnp.float32), c.astype(jnp.float32)], axis=1)
-        if c is not None and c.size:
-            raise ValueError(f"this generator is unconditional (c_dim=0); got c of shape {tuple(c.shape)}")
         return z.astype(jnp.float32)
 
 

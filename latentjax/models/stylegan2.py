@@ -342,27 +342,8 @@ class StyleGAN2(StyleGenerator):
             w_idx += len(convs)
         return tuple(layers)
 
-    def style_sizes(self, params) -> tuple[int, ...]:
-        """The width of each style layer's output, in `style_layers` order."""
-        return tuple(params["synthesis"][b][layer]["affine"]["bias"].shape[0] for b, layer, _ in self.style_layers())
-
-    def styles(self, params, ws):
-        """ws [N, num_ws, w_dim] -> styles [N, S]: every affine layer's output, concatenated (StyleSpace)."""
-        out = []
-        for (block, layer, w_idx), size in zip(self.style_layers(), self.style_sizes(params)):
-            affine = params["synthesis"][block][layer]["affine"]
-            out.append(FullyConnected(size, bias_init=1.0).apply({"params": affine}, ws[:, w_idx]))
-        return jnp.concatenate(out, axis=1)
-
-    def with_styles(self, params, s):
-        """`params` whose affine layers output the styles s [S] whatever w they get."""
-        synthesis = {block: dict(value) for block, value in params["synthesis"].items()}
-        offsets = np.cumsum((0,) + self.style_sizes(params))
-        for (block, layer, _), lo, hi in zip(self.style_layers(), offsets[:-1], offsets[1:]):
-            affine = synthesis[block][layer]["affine"]
-            synthesis[block][layer] = {**synthesis[block][layer],
-                                       "affine": {"weight": jnp.zeros_like(affine["weight"]), "bias": s[lo:hi]}}
-        return {**params, "synthesis": synthesis}
+    def affine_path(self, block: str, layer: str) -> tuple[str, ...]:
+        return ("synthesis", block, layer, "affine")
 
     def input_weight(self, params, layers=None, torgb: str = "last"):
         """The affine weights [sum of channels, w_dim] of the style layers that read the selected w
@@ -377,7 +358,7 @@ class StyleGAN2(StyleGenerator):
             raise ValueError(f"layers must be a mask of {self.num_ws} w indices, got shape {layers.shape}")
         torgbs = [(block, layer) for block, layer, _ in self.style_layers() if layer == "torgb"]
         kept = torgbs[-1 if torgb == "last" else 0]
-        chosen = [np.asarray(params["synthesis"][block][layer]["affine"]["weight"], np.float64).T
+        chosen = [np.asarray(self.affine(params, block, layer)["weight"], np.float64).T
                   for block, layer, w_idx in self.style_layers()
                   if layers[w_idx] and (layer != "torgb" or (block, layer) == kept)]
         if not chosen:

@@ -479,27 +479,8 @@ class StyleGAN3(StyleGenerator):
         names = ("input",) + tuple(spec.name for spec in self.config.layers)
         return tuple((name, "affine", idx) for idx, name in enumerate(names))
 
-    def style_sizes(self, params) -> tuple[int, ...]:
-        """The width of each style layer's output, in `style_layers` order."""
-        return tuple(params["synthesis"][name]["affine"]["bias"].shape[0] for name, _, _ in self.style_layers())
-
-    def styles(self, params, ws):
-        """ws [N, num_ws, w_dim] -> styles [N, S]: every affine layer's output, concatenated (StyleSpace)."""
-        out = []
-        for (name, _, w_idx), size in zip(self.style_layers(), self.style_sizes(params)):
-            affine = params["synthesis"][name]["affine"]
-            out.append(FullyConnected(size).apply({"params": affine}, ws[:, w_idx]))
-        return jnp.concatenate(out, axis=1)
-
-    def with_styles(self, params, s):
-        """`params` whose affine layers output the styles s [S] whatever w they get."""
-        synthesis = dict(params["synthesis"])
-        offsets = np.cumsum((0,) + self.style_sizes(params))
-        for (name, _, _), lo, hi in zip(self.style_layers(), offsets[:-1], offsets[1:]):
-            affine = synthesis[name]["affine"]
-            synthesis[name] = {**synthesis[name],
-                               "affine": {"weight": jnp.zeros_like(affine["weight"]), "bias": s[lo:hi]}}
-        return {**params, "synthesis": synthesis}
+    def affine_path(self, block: str, layer: str) -> tuple[str, ...]:
+        return ("synthesis", block, "affine")
 
     def input_weight(self, params, layers=None, torgb: str = "last"):
         """The affine weights [sum of channels, w_dim] of the synthesis layers (L0 .. ToRGB) that read
@@ -513,8 +494,8 @@ class StyleGAN3(StyleGenerator):
         layers = np.ones(self.num_ws, bool) if layers is None else np.asarray(layers, bool)
         if layers.shape != (self.num_ws,):
             raise ValueError(f"layers must be a mask of {self.num_ws} w indices, got shape {layers.shape}")
-        chosen = [np.asarray(params["synthesis"][name]["affine"]["weight"], np.float64).T
-                  for name, _, w_idx in self.style_layers() if layers[w_idx] and name != "input"]
+        chosen = [np.asarray(self.affine(params, name, layer)["weight"], np.float64).T
+                  for name, layer, w_idx in self.style_layers() if layers[w_idx] and name != "input"]
         if not chosen:
             raise ValueError("the layer selection holds only ws[0], which feeds the input's transform, not a "
                              "style layer")

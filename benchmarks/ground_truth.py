@@ -26,7 +26,7 @@ from latentjax.directions import Directions, ganspace, jacobian, sefa
 from latentjax.latent import latent_space
 from latentjax.shapes.scoring import GroundTruthConfig, comparison, ground_truth, random_baseline
 from latentjax.viz.report import markdown_table
-from latentjax.viz.grid import save_png
+from latentjax.viz.grid import encode_png
 from timing import write_record
 
 RESULTS = Path(__file__).parent / "results"
@@ -85,9 +85,10 @@ def main(argv=None) -> None:
     print(markdown_table(header, rows))
 
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name, result in scores.items():
         for kind, image in result.heatmaps().items():
-            save_png(out.with_name(f"{out.stem}_{name}_{kind}.png"), image)
+            out.with_name(f"{out.stem}_{name}_{kind}.png").write_bytes(encode_png(image))
     per_method = {name: {**result.to_dict(), "seconds": seconds[name]} for name, result in scores.items()}
     baseline_runs = {label: [r.to_dict() for r in runs] for label, runs in baselines.items()}
     write_record(out, "ground_truth", generator=str(args.generator), settings=scoring.to_dict(), quick=args.quick,

@@ -30,7 +30,7 @@ import numpy as np
 import latentjax as lj
 from latentjax.identity.sequence import drive
 from latentjax.shapes.swaps import sequence_scores
-from latentjax.viz import image_grid, save_gif, to_uint8
+from latentjax.viz import encode_gif, image_grid, to_uint8
 from timing import describe_environment, write_record
 
 RESULTS = Path(__file__).parent / "results"
@@ -91,7 +91,8 @@ def main(argv=None):
     print(f"{'sequence':<22}" + "".join(f"{c:>16}" for c in COLUMNS))
     for name, row in means.items():
         print(f"{name:<22}" + "".join(f"{row[c]:>16.3f}" for c in COLUMNS))
-    save_gif(args.gif, gif, duration_ms=80, bounce=False)
+    Path(args.gif).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.gif).write_bytes(encode_gif(gif, duration_ms=80, bounce=False))
     write_record(args.out, "identity_sequence", mapper=args.mapper, identities=args.identities, frames=args.frames,
                  inversion_steps=args.inversion_steps, seed=args.seed, tol=args.tol, step=mapper.metadata.get("step"), means=means,
                  per_identity=rows)

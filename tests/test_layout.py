@@ -4,6 +4,8 @@
 2. No `latentjax` import inside a function outside the command layer (`cli.py`, `programs/`).
 3. No `argparse` or `SystemExit` outside the command layer.
 4. Above `models/`, nothing branches on a family name (`.family ==`).
+5. Library functions return values: outside the command layer, the format writers (`io/`) and the
+   training harness (`train/`), files are written only by functions named save*, export* or write*.
 """
 
 import ast
@@ -13,6 +15,8 @@ from support import REPO
 PACKAGE = REPO / "latentjax"
 COMMAND_LAYER = ("cli.py", "__main__.py", "programs/")
 BELOW_FAMILIES = ("models/", "load.py", "io/", "ops/")  # the parts allowed to know model families
+WRITERS = COMMAND_LAYER + ("io/", "train/")  # the parts whose job is to write files
+WRITE_CALLS = {"write_bytes", "write_text", "mkdir", "savez", "savez_compressed", "touch"}
 
 
 def modules():
@@ -76,6 +80,37 @@ def graph_and_findings():
     return edges, lazy, command_bits, family_branches
 
 
+def writes_a_file(node) -> bool:
+    """A call that writes to disk: Path.write_*/mkdir/touch, np.save*, or open() with a w/a/x mode."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name in WRITE_CALLS:
+        return True
+    if name == "save" and isinstance(func, ast.Attribute) and getattr(func.value, "id", None) in ("np", "jnp"):
+        return True
+    modes = node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
+    return name == "open" and any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax") for m in modes)
+
+
+def file_writes(rel: str, tree) -> list[str]:
+    """Writes in `rel` that are not inside a function named save*, export* or write*."""
+    if rel.startswith(WRITERS):
+        return []
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not writes_a_file(node):
+            continue
+        scope = node
+        while scope in parents and not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            scope = parents[scope]
+        if not getattr(scope, "name", "").startswith(("save", "export", "write")):
+            found.append(f"{rel}:{node.lineno} writes a file in {getattr(scope, 'name', 'module scope')}")
+    return found
+
+
 def cycles(edges) -> list[list[str]]:
     """Strongly connected components with more than one part (Tarjan)."""
     index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
@@ -127,6 +162,10 @@ def test_no_family_branch_above_models():
     assert FINDINGS[3] == []
 
 
+def test_library_functions_return_values_and_only_savers_write():
+    assert [w for rel, tree in modules() for w in file_writes(rel, tree)] == []
+
+
 def test_the_checks_see_a_cycle_and_a_lazy_import():
     """The checker itself: a planted cycle and a planted lazy import are found."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
@@ -134,3 +173,7 @@ def test_the_checks_see_a_cycle_and_a_lazy_import():
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import)]
     assert in_function(imports[0], parents) and imported_modules("x.py", imports[0]) == ["latentjax.io"]
+    writes = ast.parse("def render(x, p):\n    p.write_bytes(x)\n    open(p, 'wb')\n    np.save(p, x)\n"
+                       "def save(x, p):\n    p.write_bytes(x)\ndef show(b):\n    image.save(b)\n    open(b)\n")
+    assert [w.split(":")[1].split()[0] for w in file_writes("viz/x.py", writes)] == ["2", "3", "4"]
+    assert file_writes("programs/x.py", writes) == []

@@ -33,9 +33,9 @@ from latentjax.shapes.recognition import assessor_scorer
 from latentjax.shapes.scoring import GroundTruth, GroundTruthConfig, comparison, ground_truth, random_baseline
 from latentjax.viz import encode_png
 from latentjax.viz.plot import line_plot
-from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
+from latentjax.viz.report import Section, Table, markdown_table, report
 from latentjax.programs.flags import parse_config_flags
-from latentjax.programs.outputs import output_dir
+from latentjax.programs.outputs import output_dir, write
 from latentjax.programs.walk import walk_figures, write_walks
 
 
@@ -187,16 +187,14 @@ def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
         summary["ground_truth"] = result.to_dict()
         (sub / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         found[method], scores[method], seconds[method] = directions, result, summary["seconds"]
-        change = Table("factor change / prior spread (rows = directions)", ("direction",) + result.factor_names,
-                       [(k, *row) for k, row in enumerate(result.normalised.tolist())])
         curve_tables, curve_figures = score_curves(directions)
-        curve_md[method] = "".join(f"\n{t.caption}\n\n{markdown_table(t.header, t.rows)}" for t in curve_tables)
+        curve_md[method] = "".join(f"\n{_markdown(t)}" for t in curve_tables)
         sections.append(Section(f"{method} directions in {directions.space['name']}",
                                 {k: v for k, v in summary.items() if k not in ("generator", "walk", "ground_truth")},
-                                [change] + curve_tables, directions.scores, heatmaps + curve_figures + figures))
+                                [result.table()] + curve_tables, directions.scores, heatmaps + curve_figures + figures))
     header, rows = comparison(scores, seconds, baselines)
     (workdir / "ground_truth.md").write_text(markdown_table(header, rows) + "\n" + "\n".join(
-        f"## {method}\n\n{result.to_table()}{curve_md[method]}" for method, result in scores.items()))
+        f"## {method}\n\n{_markdown(result.table())}{curve_md[method]}" for method, result in scores.items()))
     records = {method: {**result.to_dict(), "seconds": seconds[method]} for method, result in scores.items()}
     records["baselines"] = {label: [r.to_dict() for r in runs] for label, runs in baselines.items()}
     (workdir / "ground_truth.json").write_text(json.dumps(records, indent=1) + "\n")
@@ -205,9 +203,13 @@ def _discover_all(config, workdir: Path, G, space, progress: bool) -> MultiRun:
                                      f"end points that are clean renders", header, rows)])
     summary = {"generator": str(config.generator), "space": space.spec, "methods": list(found),
                "ground_truth": scoring.to_dict(), "walk": config.walk.to_dict()}
-    report = save_sections_report(workdir / "report.html", f"{', '.join(found)} directions", summary,
-                                  [overview] + sections)
-    return MultiRun(found, scores, seconds, report, baselines)
+    page = write(workdir / "report.html", report(f"{', '.join(found)} directions", summary, [overview] + sections))
+    return MultiRun(found, scores, seconds, page, baselines)
+
+
+def _markdown(table: Table) -> str:
+    """A table as Markdown, its caption as the paragraph below it."""
+    return f"{markdown_table(table.header, table.rows)}\n{table.caption}\n"
 
 
 def describe(result: Directions | MultiRun, workdir) -> str:

@@ -27,7 +27,7 @@ from latentjax.latent import space_from_spec
 from latentjax.load import load_generator
 from latentjax.metrics.dissection import IQR_DETECTOR, Dissection, dissect
 from latentjax.programs.flags import parse_config_flags
-from latentjax.programs.outputs import output_dir
+from latentjax.programs.outputs import output_dir, write
 from latentjax.nn.recognizer import load_recognizer
 from latentjax.shapes.concepts import concept_names, generator_probe, world_probe
 from latentjax.shapes.intervention import unit_intervention
@@ -35,7 +35,7 @@ from latentjax.shapes.scoring import world_spread
 from latentjax.shapes.world import FACTOR_NAMES
 from latentjax.viz import encode_png
 from latentjax.viz.heatmap import heatmap
-from latentjax.viz.report import Section, Table, markdown_table, save_sections_report
+from latentjax.viz.report import Section, Table, markdown_table, report
 
 FAMILIES = ("region", "shape", "hue", "position")  # concept families the summary counts detectors by
 
@@ -176,7 +176,7 @@ def unit_rows(result: Dissection, names, threshold: float) -> tuple[list[str], l
                      round(float(result.thresholds[u]), 4), "yes" if detector[u] else ""] for u in order]
 
 
-def write(run: dict, config, workdir: Path) -> Path:
+def write_results(run: dict, config, workdir: Path) -> Path:
     """Per-layer unit tables (`units_<layer>.md`) and IoU heatmaps, `summary.md`, `dissection.json`, `report.html`."""
     names, sections = run["names"], []
     for layer, entry in run["layers"].items():
@@ -211,8 +211,8 @@ def write(run: dict, config, workdir: Path) -> Path:
     summary = {"network": config.network, "concepts": len(names), "samples": config.num_samples}
     if config.network == "generator":
         summary["valid_tol"] = config.valid_tol
-    return save_sections_report(workdir / "report.html", f"Dissection of {run['network']}", summary,
-                                [Section("Detectors per layer", {}, tables), *sections])
+    return write(workdir / "report.html", report(f"Dissection of {run['network']}", summary,
+                                                 [Section("Detectors per layer", {}, tables), *sections]))
 
 
 def main(argv) -> int:
@@ -220,7 +220,7 @@ def main(argv) -> int:
     values = parse_config_flags(argv, "dissect")
     workdir = output_dir(values.workdir, "--workdir")
     run = dissect_layers(values.config)
-    report = write(run, values.config, workdir)
+    report = write_results(run, values.config, workdir)
     header, rows = summary_table(run)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     causal = causal_table(run)

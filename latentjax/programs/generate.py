@@ -11,9 +11,9 @@ import numpy as np
 
 from latentjax.latent import class_vectors, num_classes, sample_classes
 from latentjax.load import load_generator
-from latentjax.programs.outputs import output_file
+from latentjax.programs.outputs import output_file, write
 from latentjax.sharding import batched_map
-from latentjax.viz import image_grid, save_png, to_uint8
+from latentjax.viz import encode_png, image_grid, to_uint8
 
 
 def _generate_options(G, args) -> dict:
@@ -56,7 +56,7 @@ def main(args) -> int:
     images = batched_map(functools.partial(generate, G.params), batches, args.batch_size)
     seconds = time.perf_counter() - start
     grid = image_grid(to_uint8(images), cols=args.cols)
-    save_png(out, grid)
+    write(out, encode_png(grid))
     print(f"{G}\nwrote {args.num} samples to {out} ({seconds:.1f} s, seed {args.seed}, "
           f"truncation_psi {args.truncation_psi})")
     return 0

@@ -27,8 +27,8 @@ from latentjax.io.images import load_target
 from latentjax.load import load_generator
 from latentjax.metrics.image import image_metrics
 from latentjax.metrics.lpips import load_lpips
-from latentjax.programs.outputs import apart, output_dir
-from latentjax.viz import image_grid, save_png, to_uint8
+from latentjax.programs.outputs import apart, output_dir, write
+from latentjax.viz import encode_png, image_grid, to_uint8
 from latentjax.programs.flags import finite_float, non_negative_int, positive_float, positive_int, seed
 from latentjax.viz.report import markdown_table
 
@@ -91,7 +91,7 @@ def invert_directory(G, in_dir, out_dir, *, key, space: str = "w+", steps: int =
         result = inverter(targets, keys, classes=labels, batch_size=batch_size, progress=progress)
         metrics = {k: np.asarray(v) for k, v in image_metrics(result.images, targets, lpips=lpips).items()}
         for i, path in enumerate(paths):
-            save_png(out_dir / f"{path.stem}.png", to_uint8(result.images[i]))
+            write(out_dir / f"{path.stem}.png", encode_png(to_uint8(result.images[i])))
             arrays = {"latents": result.latents[i], "source": path.name, "settings": json.dumps(settings)}
             if result.ws is not None:
                 arrays["ws"] = result.ws[i]
@@ -132,7 +132,8 @@ def write_overview(in_dir, out_dir, pairs_per_row: int = 4) -> dict:
     (out_dir / "metrics.md").write_text(markdown_table(("image", *names), rows))
     (out_dir / "metrics.json").write_text(json.dumps({"images": table, "mean": mean}, indent=1) + "\n")
     if pairs:
-        save_png(out_dir / "comparison.png", image_grid(np.stack(pairs), cols=min(len(pairs), 2 * pairs_per_row), pad=2))
+        write(out_dir / "comparison.png",
+              encode_png(image_grid(np.stack(pairs), cols=min(len(pairs), 2 * pairs_per_row), pad=2)))
     return {"images": table, "mean": mean}
 
 

@@ -2,7 +2,7 @@
 
 `output_dir` creates the directory and proves it writable; `output_file` checks a file's name,
 suffix and directory; `apart` refuses an output directory that is, or lies inside, an input
-directory (a command never writes into what it reads).
+directory (a command never writes into what it reads). `write` puts encoded bytes or text in place.
 """
 
 from __future__ import annotations
@@ -47,3 +47,14 @@ def apart(out_dir, in_dir, flag: str) -> None:
         raise ValueError(f"{flag} {out_dir}: is or lies inside the input directory {in_dir}; results would be "
                          f"written among the inputs (and overwrite images of the same name); choose another "
                          f"directory")
+
+
+def write(path, data: bytes | str) -> Path:
+    """Write `data` (bytes, or text as UTF-8) to `path`, creating its parent directories; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return path

@@ -25,10 +25,10 @@ import numpy as np
 from latentjax.identity import load
 from latentjax.identity.sequence import drive, identity_drift
 from latentjax.io.images import load_target
-from latentjax.programs.outputs import apart, output_dir
+from latentjax.programs.outputs import apart, output_dir, write
 from latentjax.shapes import FACTOR_NAMES, check_factors, readout, render
 from latentjax.shapes.swaps import sequence_scores
-from latentjax.viz import image_grid, save_gif, save_png, to_uint8
+from latentjax.viz import encode_gif, encode_png, image_grid, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DRIVER_DEFAULTS = {"shape": 1, "x": 0.5, "y": 0.5, "scale": 0.5, "rotation": 0.0, "hue": 0.0, "background": 0.5}
@@ -79,9 +79,10 @@ def main(args) -> int:
     frames = drive(mapper, identity, drivers, args.batch_size)
     seconds = time.perf_counter() - start
     for i, frame in enumerate(to_uint8(frames)):
-        save_png(out / "frames" / f"{i:04d}.png", frame)
+        write(out / "frames" / f"{i:04d}.png", encode_png(frame))
     pairs = to_uint8(np.stack([drivers, frames], axis=1))  # [T, 2, H, W, C]
-    save_gif(out / "sequence.gif", np.stack([image_grid(p, cols=2, pad=1) for p in pairs]), args.frame_ms, bounce=False)
+    write(out / "sequence.gif", encode_gif(np.stack([image_grid(p, cols=2, pad=1) for p in pairs]), args.frame_ms,
+                                           bounce=False))
     drift = identity_drift(mapper.encode_identity, frames)
     metrics = {"mapper": str(args.mapper), "frames": len(frames), "seconds": round(seconds, 3),
                "identity_cosine_to_first": drift.tolist(), "identity_cosine_min": float(drift.min())}

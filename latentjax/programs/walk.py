@@ -13,10 +13,10 @@ import numpy as np
 from latentjax.directions import Directions
 from latentjax.latent import compiled_decode
 from latentjax.load import load_generator
-from latentjax.programs.outputs import output_dir
+from latentjax.programs.outputs import output_dir, write
 from latentjax.progress import Progress
 from latentjax.sharding import batched_map
-from latentjax.viz import encode_gif, encode_png, save_report, to_uint8, walk_grid
+from latentjax.viz import Section, encode_gif, encode_png, report, to_uint8, walk_grid
 from latentjax.walks import WALKS, sweep
 
 
@@ -78,7 +78,8 @@ def write_walks(workdir, space, params, directions: Directions, summary: dict, p
     workdir = Path(workdir)
     figures, paths = walk_figures(workdir, space, params, directions, progress=progress, **walk)
     title = f"{directions.method} directions in {directions.space['name']}"
-    paths.append(save_report(workdir / "report.html", title, summary, directions.scores, figures))
+    sections = [Section("Scores", scores=directions.scores), Section("Walks", figures=figures)]
+    paths.append(write(workdir / "report.html", report(title, summary, sections)))
     paths.append(workdir / "summary.json")
     paths[-1].write_text(json.dumps(summary, indent=1) + "\n")
     return paths

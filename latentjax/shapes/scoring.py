@@ -26,6 +26,7 @@ from latentjax.metrics.disentanglement import dci, mig
 from latentjax.shapes import reading, world
 from latentjax.sharding import batched_map
 from latentjax.viz.heatmap import heatmap
+from latentjax.viz.report import Table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,18 +97,17 @@ class GroundTruth:
         out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in dataclasses.asdict(self).items()}
         return json_safe(out)
 
-    def to_table(self) -> str:
-        """Markdown: one row per direction (normalised factor changes, valid share, step), then the
-        best direction's purity per factor."""
-        head = "| direction | " + " | ".join(self.factor_names) + " | valid | step |\n"
-        head += "|---" * (len(self.factor_names) + 3) + "|\n"
-        rows = [f"| {k} | " + " | ".join(_cell(v) for v in self.normalised[k]) + f" | {self.valid[k]:.2f} | "
-                f"{self.steps[k]:.3g} |" for k in range(len(self.change))]
-        best = " | ".join("-" if b < 0 else f"{p:.2f} (d{b})" for b, p in zip(self.best, self.best_purity))
-        return (head + "\n".join(rows) + f"\n| **best purity** | {best} | {self.valid_fraction:.2f} | |\n\n"
-                f"{self.num_pure} of {len(self.factor_names)} factors have a direction with purity >= "
-                f"{self.settings['threshold']:g}; MIG {self.mig:.3f}, DCI disentanglement "
-                f"{self.dci['disentanglement']:.3f}.\n")
+    def table(self) -> Table:
+        """One row per direction (factor change / world spread, valid share, step), then the best
+        direction's purity per factor; the caption counts the factors found and gives MIG and DCI."""
+        rows = [(k, *map(_cell, self.normalised[k]), f"{self.valid[k]:.2f}", f"{self.steps[k]:.3g}")
+                for k in range(len(self.change))]
+        best = ["-" if b < 0 else f"{p:.2f} (d{b})" for b, p in zip(self.best, self.best_purity)]
+        rows.append(("best purity", *best, f"{self.valid_fraction:.2f}", ""))
+        caption = (f"{self.num_pure} of {len(self.factor_names)} factors have a direction with purity >= "
+                   f"{self.settings['threshold']:g}; MIG {self.mig:.3f}, DCI disentanglement "
+                   f"{self.dci['disentanglement']:.3f}. Changes are divided by the world's spread.")
+        return Table(caption, ("direction", *self.factor_names, "valid", "step"), rows)
 
     def heatmaps(self) -> dict[str, np.ndarray]:
         """uint8 images: 'purity' [K, F] (0..1) and 'change' (normalised), rows = directions."""

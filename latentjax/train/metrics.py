@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jax
 
-from latentjax.viz.grid import image_grid, save_png, to_uint8
+from latentjax.viz.grid import encode_png, image_grid, to_uint8
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -89,7 +89,9 @@ class MetricWriter:
         if not self.enabled:
             return None
         grid = image_grid(to_uint8(images))
-        path = save_png(self.workdir / SAMPLES_DIR / f"{name}_{int(step):07d}.png", grid)
+        path = self.workdir / SAMPLES_DIR / f"{name}_{int(step):07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_png(grid))
         if self._tb is not None:
             self._tb.add_image(name, grid, int(step), dataformats="HWC")
         return path

@@ -1,8 +1,10 @@
-"""Pictures: image grids (PNG), walk grids and GIFs, heatmaps and self-contained HTML reports (arrays in, bytes out)."""
+"""Pictures: image grids (PNG), walk grids and GIFs, heatmaps and self-contained HTML reports (arrays in, bytes
+or text out; the programs write them)."""
 
-from latentjax.viz.grid import encode_png, image_grid, save_png, to_uint8
-from latentjax.viz.report import html_report, save_report
-from latentjax.viz.walk import encode_gif, save_gif, walk_grid
+from latentjax.viz.grid import encode_png, image_grid, to_uint8
+from latentjax.viz.heatmap import heatmap
+from latentjax.viz.report import Section, Table, markdown_table, report
+from latentjax.viz.walk import encode_gif, walk_grid
 
-__all__ = ["encode_gif", "encode_png", "html_report", "image_grid", "save_gif", "save_png", "save_report",
+__all__ = ["Section", "Table", "encode_gif", "encode_png", "heatmap", "image_grid", "markdown_table", "report",
            "to_uint8", "walk_grid"]

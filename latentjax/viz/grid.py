@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -40,10 +39,3 @@ def encode_png(image) -> bytes:
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
     return buffer.getvalue()
 
-
-def save_png(path, image) -> Path:
-    """Write an [H, W, C] uint8 image (C = 1, 3 or 4) as PNG, creating parent directories."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_png(image))
-    return path

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from latentjax.viz.grid import save_png
 
 # a perceptually ordered dark-blue -> teal -> yellow ramp (anchors interpolated linearly)
 _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
@@ -69,6 +67,3 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], title:
     draw.text((bar_x + 14, top + bar_h - line_h + 2), f"{vmin:.2g}", fill=(0, 0, 0), font=font)
     return np.asarray(image)
 
-
-def save_heatmap(path, matrix, row_labels: Sequence[str], col_labels: Sequence[str], **kwargs) -> Path:
-    return save_png(path, heatmap(matrix, row_labels, col_labels, **kwargs))

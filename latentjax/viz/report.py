@@ -1,8 +1,8 @@
 """A self-contained HTML report: one file, every picture embedded as base64.
 
 A report is a title, a summary table and sections; each section may hold its own summary, tables
-(a header row and rows of cells), a score list and captioned figures. `html_report` is the
-one-method layout (scores, then walks); multi-method runs pass their own `Section`s.
+(a header row and rows of cells), a score list and captioned figures. `report` returns the HTML
+text; the programs decide where it goes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import base64
 import dataclasses
 import html
 import json
-from pathlib import Path
 from typing import Sequence
 
 _MIME = {b"\x89PNG": "image/png", b"GIF8": "image/gif"}
@@ -76,29 +75,9 @@ def _section_html(section: Section) -> str:
     return "".join(parts)
 
 
-def sections_report(title: str, summary: dict, sections: Sequence[Section]) -> str:
+def report(title: str, summary: dict, sections: Sequence[Section]) -> str:
     """HTML text: the title, `summary` as a table, then each section."""
     esc = html.escape
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_STYLE}</style>"
             f"</head><body><h1>{esc(title)}</h1>{_summary_html(summary)}"
             f"{''.join(_section_html(s) for s in sections)}</body></html>\n")
-
-
-def html_report(title: str, summary: dict, scores: Sequence[float], figures: Sequence[tuple[str, bytes]]) -> str:
-    """HTML text: `summary` (method, space, settings, ...) as a table, the scores, then captioned figures."""
-    return sections_report(title, summary, [Section("Scores", scores=scores), Section("Walks", figures=figures)])
-
-
-def _write(path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def save_report(path, title: str, summary: dict, scores: Sequence[float], figures: Sequence[tuple[str, bytes]]) -> Path:
-    return _write(path, html_report(title, summary, scores, figures))
-
-
-def save_sections_report(path, title: str, summary: dict, sections: Sequence[Section]) -> Path:
-    return _write(path, sections_report(title, summary, sections))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -31,9 +30,3 @@ def encode_gif(frames, duration_ms: int = 100, bounce: bool = True) -> bytes:
     pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
     return buffer.getvalue()
 
-
-def save_gif(path, frames, duration_ms: int = 100, bounce: bool = True) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_gif(frames, duration_ms, bounce))
-    return path

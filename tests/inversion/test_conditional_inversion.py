@@ -152,11 +152,12 @@ def test_class_arguments_are_checked(biggan):
 
 def test_invert_command_takes_a_class_per_image(tmp_path, capsys):
     from latentjax.cli import main
-    from latentjax.viz import save_png
+    from latentjax.programs.outputs import write
+    from latentjax.viz import encode_png
 
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
-        save_png(tmp_path / "in" / f"{name}.png", rng.integers(0, 256, (16, 16), dtype=np.uint8)[..., None])
+        write(tmp_path / "in" / f"{name}.png", encode_png(rng.integers(0, 256, (16, 16), dtype=np.uint8)[..., None]))
     (tmp_path / "classes.json").write_text('{"a": 1, "b": 4}')
     checkpoint = str(FIXTURES / "pggan" / "pgan_cond16.pth")
     common = [checkpoint, str(tmp_path / "in"), str(tmp_path / "out"), "--loss", "mse", "--steps", "2", "--space", "z"]

@@ -21,7 +21,8 @@ from latentjax.metrics.lpips import load_lpips
 from latentjax.metrics.vgg import TORCHVISION_TO_CAFFE_SCALE, load_vgg16, resize_nearest, trunk_features
 from latentjax.train.checkpoint import read_state
 from latentjax.train.metrics import read_metrics
-from latentjax.viz import save_png
+from latentjax.programs.outputs import write
+from latentjax.viz import encode_png
 from support import make_generator
 
 STEPS = 20
@@ -163,7 +164,7 @@ def test_directory_data_serves_its_images(gen, tmp_path):
     G = gen[0]
     pixels = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     for i, image in enumerate(pixels):
-        save_png(tmp_path / f"{i}.png", image)
+        write(tmp_path / f"{i}.png", encode_png(image))
     task = build_task(G, config_for(G), TrainSettings(eval_size=2), data=str(tmp_path), batch_size=4, total_steps=1)
     batch = np.asarray(task.batch(jax.random.key(0))["images"])
     assert batch.shape == (4, 16, 16, 3)

@@ -24,7 +24,8 @@ from latentjax.programs.invert import add_invert_arguments, invert_directory, ma
 from latentjax.inversion.project import _area_downsample
 from latentjax.metrics.image import psnr
 from latentjax.metrics.lpips import load_lpips
-from latentjax.viz import save_png, to_uint8
+from latentjax.programs.outputs import write
+from latentjax.viz import encode_png, to_uint8
 
 STEPS = 1000  # the projector's default; after compilation 1000 steps of this generator take well under a second
 
@@ -267,7 +268,7 @@ def test_invert_directory_writes_results_and_resumes(gen, three, tmp_path):
     targets = three[0]
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
     for name, target in zip("abc", targets):
-        save_png(in_dir / f"{name}.png", to_uint8(target))
+        write(in_dir / f"{name}.png", encode_png(to_uint8(target)))
     run = dict(FEW_STEPS, key=jax.random.key(0), batch_size=3)
     first = invert_directory(G, in_dir, out_dir, **run)
     assert first["done"] == ["a", "b", "c"] and first["skipped"] == []
@@ -297,7 +298,7 @@ def test_invert_directory_writes_results_and_resumes(gen, three, tmp_path):
 def test_invert_command_inverts_a_directory_for_a_checkpoint(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for name in ("x", "y"):  # RGB pictures of another size: converted to gray, centre-cropped and resized
-        save_png(tmp_path / "in" / f"{name}.png", rng.integers(0, 256, (24, 20, 3), dtype=np.uint8))
+        write(tmp_path / "in" / f"{name}.png", encode_png(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)))
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint")
     parser.add_argument("--no-ema", action="store_true")
@@ -358,7 +359,7 @@ def test_targets_in_the_generators_own_range_and_bfloat16_are_accepted(gen):
 def test_invert_directory_reports_and_skips_unreadable_images(gen, tmp_path):
     G, _, targets, _, _ = gen
     in_dir = tmp_path / "in"
-    save_png(in_dir / "a.png", to_uint8(targets[0]))
+    write(in_dir / "a.png", encode_png(to_uint8(targets[0])))
     (in_dir / "fake.png").write_text("not an image")
     (in_dir / "cut.png").write_bytes((in_dir / "a.png").read_bytes()[:50])
     summary = invert_directory(G, in_dir, tmp_path / "out", key=jax.random.key(0), batch_size=3, **FEW_STEPS)

@@ -58,14 +58,14 @@ def test_coordinate_directions_are_pure_and_mixed_ones_are_not():
     axes = ground_truth(space, None, _directions(np.eye(6), "axes"), settings)
     assert axes.valid_fraction == 1.0 and axes.num_pure == 6
     np.testing.assert_array_equal(axes.best, [-1, 0, 1, 2, 3, 4, 5])  # shape never changes: no direction for it
-    assert np.all(axes.best_purity[1:] > 0.9), axes.to_table()
+    assert np.all(axes.best_purity[1:] > 0.9), axes.table()
     assert axes.change[0, 0] == 0 and np.allclose(axes.steps, 0.12)
     np.testing.assert_allclose(axes.spread, world_spread(), rtol=0)  # normalised by the world's own spread
     assert np.isfinite(axes.mig) and set(axes.dci) == {"disentanglement", "completeness", "informativeness"}
     # the same factors, each direction a mix of all of them
     mixing, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))
     mixed = ground_truth(space, None, _directions(mixing.T, "mixed"), settings)
-    assert mixed.num_pure == 0 and np.max(mixed.best_purity) < 0.7, mixed.to_table()
+    assert mixed.num_pure == 0 and np.max(mixed.best_purity) < 0.7, mixed.table()
     # a 45-degree mix of x and y splits the change between them
     diagonal = ground_truth(space, None, _directions(np.array([[1, 1, 0, 0, 0, 0]]) / np.sqrt(2), "xy"), settings)
     np.testing.assert_allclose(diagonal.purity[0, 1:3], [0.5, 0.5], atol=0.06)
@@ -105,9 +105,9 @@ def test_planted_direction_is_found_and_random_and_null_walks_find_nothing():
     assert planted.steps[0] != planted.steps[1] and np.all(planted.valid > 0.9), planted.steps
     for baseline in random_baseline(space, None, _directions(np.eye(6)[:3], "planted"), settings):
         assert baseline.settings["method"] == "random" and baseline.valid_fraction > 0.9
-        assert baseline.num_pure == 0 and baseline.best_purity.max() < 0.7, baseline.to_table()
+        assert baseline.num_pure == 0 and baseline.best_purity.max() < 0.7, baseline.table()
     null = ground_truth(space, None, _directions(np.eye(6)[[0, 4]], "null"), settings, image_change=1e-4)
-    assert null.num_pure == 0 and np.all(null.best == -1), null.to_table()  # images barely change: nothing found
+    assert null.num_pure == 0 and np.all(null.best == -1), null.table()  # images barely change: nothing found
 
 
 def test_random_stylegan2_scores_are_deterministic(tmp_path):
@@ -124,7 +124,10 @@ def test_random_stylegan2_scores_are_deterministic(tmp_path):
     assert first.change.dtype == np.float64 and first.best.shape == (7,) and 0 <= first.valid_fraction <= 1
     assert first.factor_names == shapes.FACTOR_NAMES and first.settings["method"] == "sefa"
     json.dumps(first.to_dict(), allow_nan=False)
-    assert first.to_table().count("\n| ") == 3 + 1  # a row per direction and the best-purity row
+    table = first.table()
+    assert table.header == ("direction", *shapes.FACTOR_NAMES, "valid", "step")
+    assert len(table.rows) == 3 + 1 and table.rows[-1][0] == "best purity"  # a row per direction, then the best
+    assert all(len(row) == len(table.header) for row in table.rows) and "MIG" in table.caption
     assert {k: v.shape[2] for k, v in first.heatmaps().items()} == {"purity": 3, "change": 3}
 
 

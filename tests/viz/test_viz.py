@@ -13,7 +13,7 @@ from PIL import Image
 import latentjax as lj
 from latentjax.latent import latent_space
 from latentjax.programs.walk import render, walk_images
-from latentjax.viz import encode_gif, encode_png, html_report, save_png, walk_grid
+from latentjax.viz import Section, Table, encode_gif, encode_png, report, walk_grid
 from support import FIXTURES
 
 
@@ -49,19 +49,19 @@ def test_gif_holds_the_frames_forth_and_back():
     assert gif.info["loop"] == 0 and gif.info["duration"] == 50
 
 
-def test_report_embeds_every_picture(tmp_path):
+def test_report_embeds_every_picture():
     png = encode_png(_coded_images(1, 1)[0, 0])
     gif = encode_gif(_coded_images(1, 3)[0])
-    text = html_report("sefa <w>", {"method": "sefa", "settings": {"k": 2}}, [2.5, 1.25],
-                       [("grid", png), ("direction 0", gif)])
+    sections = [Section("Scores", scores=[2.5, 1.25], tables=[Table("a <caption>", ("a", "b"), [(1, 0.5)])]),
+                Section("Walks", figures=[("grid", png), ("direction 0", gif)])]
+    text = report("sefa <w>", {"method": "sefa", "settings": {"k": 2}}, sections)
     sources = re.findall(r'<img src="([^"]+)"', text)
     assert [s.split(",")[0] for s in sources] == ["data:image/png;base64", "data:image/gif;base64"]
     assert base64.b64decode(sources[0].split(",")[1]) == png and base64.b64decode(sources[1].split(",")[1]) == gif
     assert "sefa &lt;w&gt;" in text and "2.5" in text and "1.25" in text and "http" not in text
+    assert "<caption>a &lt;caption&gt;</caption>" in text and "<td>0.5</td>" in text
     with pytest.raises(ValueError, match="PNG or GIF"):
-        html_report("x", {}, [], [("bad", b"JPEG")])
-    # save_png and encode_png write the same bytes
-    assert save_png(tmp_path / "a.png", _coded_images(1, 1)[0, 0]).read_bytes() == png
+        report("x", {}, [Section("bad", figures=[("bad", b"JPEG")])])
 
 
 def test_walk_images_centre_column_is_the_original():

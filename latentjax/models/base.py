@@ -124,8 +124,35 @@ class StyleGenerator(Generator):
 
     style_based = True
     input_space = "w"
+    mapping_network: type  # the family's Flax modules, built from the config
+    synthesis_network: type
     w_dim = property(lambda self: self.config.w_dim)
     num_ws = property(lambda self: self.config.num_ws)
+
+    def __init__(self, config, params, metadata: dict | None = None):
+        super().__init__(config, params, metadata)
+        self._mapping = self.mapping_network(config)
+        self._synthesis = self.synthesis_network(config)
+
+    @classmethod
+    def init(cls, config, key) -> "StyleGenerator":
+        """A generator with freshly initialised weights (the reference's init distributions)."""
+        @jax.jit
+        def init_params(key):
+            k_map, k_syn = jax.random.split(key)
+            z = jnp.zeros((1, config.z_dim))
+            c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
+            ws = jnp.zeros((1, config.num_ws, config.w_dim))
+            synthesis = cls.synthesis_network(config).init(k_syn, ws)["params"]
+            return {"mapping": cls.mapping_network(config).init(k_map, z, c)["params"],
+                    "synthesis": cls.initial_synthesis(synthesis)}
+
+        return cls(config, init_params(key))
+
+    @staticmethod
+    def initial_synthesis(synthesis):
+        """Freshly initialised synthesis params, adjusted where a family's reference starts elsewhere."""
+        return synthesis
 
     def mapping(self, params, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
         """z [N, z_dim] (and c [N, c_dim]) -> ws [N, num_ws, w_dim].

@@ -280,31 +280,13 @@ class StyleGAN2(StyleGenerator):
     """
 
     family = "stylegan2"
-
-    def __init__(self, config: StyleGAN2Config, params, metadata: dict | None = None):
-        super().__init__(config, params, metadata)
-        self._mapping = MappingNetwork(config)
-        self._synthesis = SynthesisNetwork(config)
+    mapping_network = MappingNetwork
+    synthesis_network = SynthesisNetwork
 
     def __repr__(self):
         cfg = self.config
         return (f"StyleGAN2({cfg.img_resolution}x{cfg.img_resolution}x{cfg.img_channels}, z_dim={cfg.z_dim}, "
                 f"w_dim={cfg.w_dim}, c_dim={cfg.c_dim}, num_ws={cfg.num_ws}, channels={list(cfg.channels)})")
-
-    # --- construction -------------------------------------------------------------------
-    @classmethod
-    def init(cls, config: StyleGAN2Config, key) -> "StyleGAN2":
-        """A generator with freshly initialised weights (the reference's init distributions)."""
-        @jax.jit
-        def init_params(key):
-            k_map, k_syn = jax.random.split(key)
-            z = jnp.zeros((1, config.z_dim))
-            c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
-            ws = jnp.zeros((1, config.num_ws, config.w_dim))
-            return {"mapping": MappingNetwork(config).init(k_map, z, c)["params"],
-                    "synthesis": SynthesisNetwork(config).init(k_syn, ws)["params"]}
-
-        return cls(config, init_params(key))
 
     # --- pure functions -----------------------------------------------------------------
     def synthesis(self, params, ws, noise_mode="const", key=None, compute_dtype=jnp.float32, impl="fast",

@@ -408,11 +408,8 @@ class StyleGAN3(StyleGenerator):
     """
 
     family = "stylegan3"
-
-    def __init__(self, config: StyleGAN3Config, params, metadata: dict | None = None):
-        super().__init__(config, params, metadata)
-        self._mapping = MappingNetwork(config)
-        self._synthesis = SynthesisNetwork(config)
+    mapping_network = MappingNetwork
+    synthesis_network = SynthesisNetwork
 
     make_transform = staticmethod(make_transform)
 
@@ -431,22 +428,12 @@ class StyleGAN3(StyleGenerator):
         return names[-1] if names else self.config.layers[0].name
 
     # --- construction -------------------------------------------------------------------
-    @classmethod
-    def init(cls, config: StyleGAN3Config, key) -> "StyleGAN3":
-        """A generator with freshly initialised weights (the reference's init distributions)."""
-        @jax.jit
-        def init_params(key):
-            k_map, k_syn = jax.random.split(key)
-            z = jnp.zeros((1, config.z_dim))
-            c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
-            ws = jnp.zeros((1, config.num_ws, config.w_dim))
-            synthesis = SynthesisNetwork(config).init(k_syn, ws)["params"]
-            affine = synthesis["input"]["affine"]  # the reference starts with no rotation or translation
-            synthesis["input"]["affine"] = {"weight": jnp.zeros_like(affine["weight"]),
-                                            "bias": jnp.asarray([1.0, 0.0, 0.0, 0.0])}
-            return {"mapping": MappingNetwork(config).init(k_map, z, c)["params"], "synthesis": synthesis}
-
-        return cls(config, init_params(key))
+    @staticmethod
+    def initial_synthesis(synthesis):
+        """The input's affine starts at no rotation or translation, as in the reference."""
+        affine = synthesis["input"]["affine"]
+        return {**synthesis, "input": {**synthesis["input"], "affine": {
+            "weight": jnp.zeros_like(affine["weight"]), "bias": jnp.asarray([1.0, 0.0, 0.0, 0.0])}}}
 
     # --- pure functions -----------------------------------------------------------------
     def synthesis(self, params, ws, transform=None, noise_mode="const", key=None, compute_dtype=jnp.float32,

@@ -1,5 +1,5 @@
 """Every latentjax feature runs on a StyleGAN3 (a tiny random T config): latent spaces z, w, w+ and s,
-SeFa, GANSpace, the Jacobian method, walks, features and hooks, and inversion."""
+SeFa, GANSpace, the Jacobian method, Voynov, DP-LaSE, walks, features and hooks, and inversion."""
 
 import jax
 import jax.numpy as jnp
@@ -51,3 +51,17 @@ def test_inversion_recovers_a_generated_image(sg3):
     start_images = jax.jit(sg3.synthesis)(sg3.params, jnp.broadcast_to(start, (2, sg3.num_ws, sg3.w_dim)))
     start_mse = np.mean(np.square(np.asarray(start_images) - targets), axis=(1, 2, 3))
     assert np.all(res.losses["mse"] < 0.5 * start_mse), (res.losses["mse"], start_mse)
+
+
+@pytest.mark.slow  # compiles a reconstructor, a deformator and DP-LaSE's subspace model
+def test_learned_methods_train_on_it(sg3):
+    """Voynov (LeNet reconstructor on images resized to 32 px) and DP-LaSE (channel subspaces of a
+    StyleGAN3 layer) train a few steps on it and return finite directions in its w."""
+    space = lj.latent_space(sg3, "w")
+    voynov = lj.directions.voynov(space, k=3, steps=3, batch_size=4, eval_per_direction=2, grid_size=0,
+                                  fc_inner_dim=16, reconstructor="lenet", reconstructor_size=32, progress=False)
+    dplase = lj.directions.dplase(space, k=3, steps=4, batch_size=4, layer=sg3.layer_names[2], num_groups=2,
+                                  subspace_steps=2, score_samples=4, lr=1e-2, subspace_lr=1e-2, progress=False)
+    for d in (voynov, dplase):
+        assert d.vectors.shape == (3, sg3.w_dim) and np.isfinite(d.vectors).all() and d.space["name"] == "w"
+    assert np.isfinite(voynov.scores).all() and voynov.settings["step"] == 3

@@ -27,7 +27,7 @@ from latentjax.models import StyleGAN3, StyleGAN3Config, stylegan3_convert
 from support import FIXTURES, PARITY_RTOL, nchw, relative_error
 
 SG3 = FIXTURES / "stylegan3"
-STEMS = ["sg3t_s32", "sg3r_s32"]
+STEMS = ["sg3t_s32", "sg3r_s32", "sg3t_cond_gray_s16", "sg3r_other_s16"]
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +43,22 @@ def generators(tmp_path_factory):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _outputs(G, params, z, transform):
-    ws = G.mapping(params, z)
-    return {"ws": ws, "ws06": G.mapping(params, z, truncation_psi=0.6),
-            "ws05c4": G.mapping(params, z, truncation_psi=0.5, truncation_cutoff=4),
-            "features": G.features(params, ws), "img06": G.generate(params, z, truncation_psi=0.6),
+def _outputs(G, params, z, c, transform):
+    ws = G.mapping(params, z, c)
+    return {"ws": ws, "ws06": G.mapping(params, z, c, truncation_psi=0.6),
+            "ws05c4": G.mapping(params, z, c, truncation_psi=0.5, truncation_cutoff=4),
+            "features": G.features(params, ws), "img06": G.generate(params, z, c, truncation_psi=0.6),
             "img_transformed": G.synthesis(params, ws, transform=transform)}
 
 
 def _expected(G, io):
     """Yield (name, ours, reference) for every array of a fixture."""
     transform = G.make_transform(io["transform_translate"], io["transform_angle_deg"])
-    out = _outputs(G, G.params, jnp.asarray(io["z"]), transform)
+    c = jnp.asarray(io["c"]) if "c" in io.files else None
+    out = _outputs(G, G.params, jnp.asarray(io["z"]), c, transform)
     for name in io.files:
         ref = io[name]
-        if name in ("z", "transform_translate", "transform_angle_deg"):
+        if name in ("z", "c", "transform_translate", "transform_angle_deg"):
             continue
         if name == "ws_psi1":
             ours = out["ws"]
@@ -113,6 +114,11 @@ def test_config_and_layer_names_come_from_init_kwargs(generators):
     assert t.config.filters(14) == (None, None)
     state = load_pickle(SG3 / "sg3r_s32.pkl")["G_ema"].state_dict()
     assert {k.split(".")[1] for k in state if k.startswith("synthesis.L")} == set(r.layer_names[1:])
+    cond, other = generators["sg3t_cond_gray_s16", "snapshot"], generators["sg3r_other_s16", "snapshot"]
+    assert (cond.c_dim, cond.img_channels, cond.num_ws, cond.config.conv_clamp, cond.config.num_critical,
+            cond.config.margin_size, cond.config.output_scale) == (3, 1, 8, None, 1, 4, 1.0)
+    assert (other.num_ws, other.config.filter_size, other.config.lrelu_upsampling, other.config.first_cutoff,
+            other.config.last_stopband_rel, other.config.conv_clamp) == (7, 4, 1, 1.5, 2 ** 0.5, 64)
 
 
 # --- the user transform ------------------------------------------------------------------------
@@ -148,7 +154,7 @@ def test_jit_vmap_grad_of_generate(generators):
     G = generators["sg3t_s32", "snapshot"]
     io = np.load(SG3 / "sg3t_s32_io.npz")
     z = jnp.asarray(io["z"])
-    batched = _outputs(G, G.params, z, G.make_transform(io["transform_translate"], io["transform_angle_deg"]))
+    batched = _outputs(G, G.params, z, None, G.make_transform(io["transform_translate"], io["transform_angle_deg"]))
     per_sample = jax.jit(jax.vmap(lambda zi: G.generate(G.params, zi[None], truncation_psi=0.6)[0]))(z)
     np.testing.assert_allclose(per_sample, batched["img06"], rtol=1e-5, atol=1e-6)
 
@@ -192,7 +198,7 @@ def test_bfloat16_compute(generators):
     io = np.load(SG3 / "sg3r_s32_io.npz")
     z = jnp.asarray(io["z"])
     transform = G.make_transform(io["transform_translate"], io["transform_angle_deg"])
-    img32 = _outputs(G, G.params, z, transform)["img06"]  # the parity test's compiled program
+    img32 = _outputs(G, G.params, z, None, transform)["img06"]  # the parity test's compiled program
     img16 = jax.jit(lambda z: G.generate(G.params, z, truncation_psi=0.6, compute_dtype=jnp.bfloat16))(z)
     assert img16.dtype == jnp.float32
     peak = float(jnp.abs(img32).max())

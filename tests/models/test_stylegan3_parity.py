@@ -24,9 +24,10 @@ from latentjax.cli import main as cli_main
 from latentjax.errors import ConversionError, UnsafeGlobalError
 from latentjax.io.torch_pickle import load as load_pickle
 from latentjax.models import StyleGAN3, StyleGAN3Config, stylegan3_convert
-from support import FIXTURES, PARITY_RTOL, nchw, relative_error
+from support import FIXTURES, PARITY_RTOL, REPO, nchw, relative_error
 
 SG3 = FIXTURES / "stylegan3"
+CONFIGS = REPO / "configs"
 STEMS = ["sg3t_s32", "sg3r_s32", "sg3t_cond_gray_s16", "sg3r_other_s16"]
 
 
@@ -322,3 +323,21 @@ def test_cli_info_and_generate(tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert cli_main(["generate", str(SG3 / "sg3t_s32.pkl"), "--num", "2", "--out", str(out)]) == 0
     assert Image.open(out).size == (2 * 32, 32)
+
+
+@pytest.mark.slow  # compiles the gradient through the synthesis for the inversion
+def test_cli_discover_and_invert(tmp_path, capsys):
+    """`latentjax discover` (SeFa smoke config) and `latentjax invert` run on an NVIDIA StyleGAN3 snapshot."""
+    snapshot = str(SG3 / "sg3r_other_s16.pkl")
+    assert cli_main(["discover", "--config", str(CONFIGS / "sefa.py:smoke"), f"--config.generator={snapshot}",
+                     "--config.settings.k=2", "--workdir", str(tmp_path / "sefa")]) == 0
+    assert "sefa: 2 directions" in capsys.readouterr().out
+    assert Image.open(tmp_path / "sefa" / "walk_seed0.png").size[1] == 2 * 16 + 2  # 2 directions, padded by 2
+    G = lj.load_generator(snapshot)
+    image = np.clip(np.asarray(G.generate(G.params, jax.random.normal(jax.random.key(0), (1, G.z_dim))))[0], -1, 1)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.rint((image + 1) * 127.5).astype(np.uint8)).save(tmp_path / "in" / "a.png")
+    assert cli_main(["invert", snapshot, str(tmp_path / "in"), str(tmp_path / "out"), "--loss", "mse",
+                     "--steps", "3", "--space", "w"]) == 0
+    assert "inverted 1 images" in capsys.readouterr().out
+    assert np.load(tmp_path / "out" / "a.npz")["latents"].shape == (G.w_dim,)

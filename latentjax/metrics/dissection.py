@@ -19,8 +19,10 @@ from typing import Callable, Iterable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from latentjax.progress import Progress
+from latentjax.sharding import DATA_AXIS, data_mesh
 
 DETECTOR_IOU = 0.04  # NetDissect-Lite's SEG_THRESHOLD / SCORE_THRESHOLD
 IQR_FRACTIONS = np.logspace(-3, 0, 100)  # gandissect's threshold search: quantiles 1 - these of each unit
@@ -232,8 +234,19 @@ def _histogram_quantile(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, leve
 THRESHOLDS = ("quantile", "iqr")
 
 
+def _placed(activations, masks, keep, mesh: Mesh):
+    """A batch split over the mesh's "data" axis; padded to a multiple of it with samples that do not
+    count (keep False), so any batch size runs on any mesh."""
+    pad = -len(keep) % mesh.shape[DATA_AXIS]
+    if pad:
+        activations, masks = (jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) for x in (activations, masks))
+        keep = jnp.concatenate([keep, jnp.zeros(pad, jnp.bool_)])
+    return jax.device_put((activations, masks, keep), NamedSharding(mesh, P(DATA_AXIS)))
+
+
 def dissect(batches: Callable[[], Iterable], *, threshold: str = "quantile", quantile: float = 0.005,
-            bins: int = 4096, num_batches: int | None = None, progress: bool = True) -> Dissection:
+            bins: int = 4096, num_batches: int | None = None, mesh: Mesh | None = None,
+            progress: bool = True) -> Dissection:
     """Network Dissection over a streamed probe set. `batches()` returns a fresh iterable of
     (activations [n, h, w, U], masks [n, H, W, C]) pairs, or triples with keep [n] (bool: the samples
     that count, e.g. generated images that read back validly), the same each call (it is read three
@@ -241,7 +254,9 @@ def dissect(batches: Callable[[], Iterable], *, threshold: str = "quantile", qua
 
     `threshold`: 'quantile' (NetDissect: each unit's top-`quantile` value over its activations at
     their own resolution) or 'iqr' (GAN Dissection's information-quality-ratio search over the
-    upsampled activations; `Dissection.search` holds it). Quantiles come from `bins`-bin histograms."""
+    upsampled activations; `Dissection.search` holds it). Quantiles come from `bins`-bin histograms.
+    Each batch is split over `mesh`'s "data" axis (default: every device) and the tallies summed
+    across it, so the result does not depend on the device count."""
     if threshold not in THRESHOLDS:
         raise ValueError(f"threshold must be one of {THRESHOLDS}, got {threshold!r}")
     if not 0 < quantile < 1:
@@ -255,15 +270,17 @@ def dissect(batches: Callable[[], Iterable], *, threshold: str = "quantile", qua
                 if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
                     raise ValueError(f"batch {i}: expected a pair (activations, masks) or a triple (activations, "
                                      f"masks, keep), got {type(batch).__name__}")
-                yield _check_batch(*batch, where=f"batch {i}")
+                checked = _check_batch(*batch, where=f"batch {i}")
+                yield (*_placed(*checked, mesh), len(checked[2]))
                 bar.update()
 
+    mesh = data_mesh() if mesh is None else mesh
     size = None  # the resolution quantiles are taken at: the activations' own (NetDissect) or the masks' (IQR)
     lo = hi = None
     samples = seen = 0
-    for activations, masks, keep in passes("dissection: ranges"):
+    for activations, masks, keep, count in passes("dissection: ranges"):
         size = tuple(masks.shape[1:3]) if threshold == "iqr" else None
-        samples, seen = samples + int(np.sum(keep)), seen + len(keep)
+        samples, seen = samples + int(np.sum(keep)), seen + count
         a, b = (np.asarray(v) for v in _range(activations, keep, size))
         lo, hi = (a, b) if lo is None else (np.minimum(lo, a), np.maximum(hi, b))
     if lo is None:
@@ -271,14 +288,14 @@ def dissect(batches: Callable[[], Iterable], *, threshold: str = "quantile", qua
     if not np.all(np.isfinite(lo)):
         raise ValueError("the batches keep no sample (every keep flag is False)")
     counts = None
-    for activations, _, keep in passes("dissection: histograms"):
+    for activations, _, keep, _ in passes("dissection: histograms"):
         c = np.asarray(_histogram(activations, keep, lo, hi, int(bins), size), np.int64)
         counts = c if counts is None else counts + c
     search = None
     if threshold == "iqr":
         levels = _histogram_quantile(counts, lo, hi, 1.0 - IQR_FRACTIONS).astype(np.float32)  # [U, L]
         above = joint = truth = 0.0
-        for activations, masks, keep in passes("dissection: IQR tallies"):
+        for activations, masks, keep, _ in passes("dissection: IQR tallies"):
             a, j, t = (np.asarray(v, np.float64) for v in _level_tally(activations, masks, keep, levels))
             above, joint, truth = above + a, joint + j, truth + t
         # on at level l: the activation exceeds level l, i.e. more than the L - 1 - l levels below it
@@ -291,7 +308,7 @@ def dissect(batches: Callable[[], Iterable], *, threshold: str = "quantile", qua
     else:
         thresholds = _histogram_quantile(counts, lo, hi, 1.0 - quantile).astype(np.float32)
     on = labels = both = total = 0.0
-    for activations, masks, keep in passes("dissection: tallies"):
+    for activations, masks, keep, _ in passes("dissection: tallies"):
         u, l, b, t = (np.asarray(v, np.float64) for v in _tally(activations, masks, keep, thresholds))
         on, labels, both, total = on + u, labels + l, both + b, total + t
     iou = both / (on[:, None] + labels[None, :] - both + 1e-10)

@@ -12,12 +12,15 @@ rendering them again; only valid samples count.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from latentjax.sharding import DATA_AXIS, data_mesh
 from latentjax.shapes.reading import dilate, erode, readout
 from latentjax.shapes.world import FACTOR_NAMES, SHAPES, check_factors, check_ranges, render, sample_factors
 
@@ -66,6 +69,14 @@ def _as_factors(read: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return out
 
 
+def _sharded_batch_size(batch_size: int, mesh: Mesh | None) -> tuple[int, NamedSharding]:
+    """`batch_size` rounded up to a multiple of the mesh's "data" axis (default mesh: every device),
+    and the sharding that splits a batch over that axis."""
+    mesh = data_mesh() if mesh is None else mesh
+    ways = mesh.shape[DATA_AXIS]
+    return -(-int(batch_size) // ways) * ways, NamedSharding(mesh, P(DATA_AXIS))
+
+
 def _replayable(batch, params, key, num_samples: int, batch_size: int) -> Callable[[], Iterator]:
     """A probe: each call iterates `batch(params, fold_in(key, i))` over the batches covering `num_samples`."""
     num_batches = -(-num_samples // batch_size)
@@ -73,16 +84,18 @@ def _replayable(batch, params, key, num_samples: int, batch_size: int) -> Callab
 
 
 def generator_probe(space, params, layer: str, key, *, num_samples: int, batch_size: int, valid_tol: float,
-                    hue_bins: int = 6, position_bins: int = 3,
-                    rotation=None) -> Callable[[], Iterator[tuple[jax.Array, jax.Array, jax.Array]]]:
+                    hue_bins: int = 6, position_bins: int = 3, rotation=None,
+                    mesh: Mesh | None = None) -> Callable[[], Iterator[tuple[jax.Array, jax.Array, jax.Array]]]:
     """A probe for `latentjax.metrics.dissection.dissect` on a shapes generator: batches of
     (activations of `layer` [n, h, w, U], concept masks of the images' read-out rendered again
     [n, H, W, C], valid [n]: the samples whose read-out re-renders them within `valid_tol`), batch i
     drawn from `fold_in(key, i)`, the same on every call. `rotation` [U, U] (orthogonal) rotates
-    the layer's basis, for Network Dissection's axis-alignment test."""
+    the layer's basis, for Network Dissection's axis-alignment test. Each batch is computed split over
+    `mesh`'s "data" axis (default: every device); `batch_size` is rounded up to a multiple of it."""
     resolution = space.generator.img_resolution
+    batch_size, sharding = _sharded_batch_size(batch_size, mesh)
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=sharding)
     def batch(params, k):
         features = space.features(params, space.sample(k, batch_size, params), [layer, "img"])
         read = readout(features["img"], valid_tol)
@@ -94,15 +107,16 @@ def generator_probe(space, params, layer: str, key, *, num_samples: int, batch_s
 
 
 def world_probe(features, params, layer: str, key, *, resolution: int, num_samples: int, batch_size: int,
-                hue_bins: int = 6, position_bins: int = 3, rotation=None,
-                ranges=None) -> Callable[[], Iterator[tuple[jax.Array, jax.Array]]]:
+                hue_bins: int = 6, position_bins: int = 3, rotation=None, ranges=None,
+                mesh: Mesh | None = None) -> Callable[[], Iterator[tuple[jax.Array, jax.Array]]]:
     """A probe for `latentjax.metrics.dissection.dissect` on a network that looks at the world:
     batches of (activations of `layer` [n, h, w, U] under `features(params, images, [layer])`,
     exact concept masks [n, resolution, resolution, C]) of true renders (factors in `ranges`),
-    batch i drawn from `fold_in(key, i)`, the same on every call; `rotation` as `generator_probe`."""
+    batch i drawn from `fold_in(key, i)`, the same on every call; `rotation` and `mesh` as `generator_probe`."""
     check_ranges(ranges)
+    batch_size, sharding = _sharded_batch_size(batch_size, mesh)
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=sharding)
     def batch(params, k):
         factors = sample_factors(k, batch_size, ranges)
         activations = features(params, render(factors, resolution).images, [layer])[layer]

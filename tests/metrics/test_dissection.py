@@ -8,6 +8,7 @@ import pytest
 import latentjax as lj
 from latentjax.metrics.dissection import best_concepts, dissect, unit_thresholds
 from latentjax.shapes.concepts import concept_masks, concept_names
+from support import run_python
 
 
 def reference_iou(activations, masks, quantile):
@@ -201,3 +202,38 @@ def test_streamed_iqr_dissection_matches_the_exact_search():
     assert detector[0] and detector[1] and streamed.pixels == 40 * 256
     with pytest.raises(ValueError, match="threshold must be one of"):
         dissect(_batches(activations, masks, 16), threshold="top", progress=False)
+
+
+def test_eight_devices_match_one_device(compile_cache):
+    """`dissect` splits each batch over the mesh (padding odd batches with samples that do not count)
+    and a probe computes its batches split the same way: the tallies, thresholds and IoU are those of
+    one device, for host batches of 5 and for a world probe."""
+    script = """
+    import jax, jax.numpy as jnp, numpy as np
+    from latentjax.metrics.dissection import dissect
+    from latentjax.sharding import data_mesh
+    from latentjax.shapes.concepts import world_probe
+
+    rng = np.random.default_rng(4)
+    masks = rng.uniform(size=(13, 8, 8, 3)) < [0.05, 0.2, 0.5]
+    activations = rng.gamma(2.0, size=(13, 8, 8, 6)).astype(np.float32)
+    batches = lambda: ((activations[i:i + 5], masks[i:i + 5]) for i in range(0, 13, 5))
+    features = lambda w, images, layers: {"mix": images @ w}
+    w = jax.random.normal(jax.random.key(0), (3, 4))
+    results = {}
+    for n in (8, 1):
+        mesh = data_mesh(jax.devices()[:n])
+        probe = world_probe(features, w, "mix", jax.random.key(1), resolution=16, num_samples=16, batch_size=8,
+                            mesh=mesh)
+        first = next(iter(probe()))
+        assert len(first[0].sharding.device_set) == n and first[0].shape[0] == 8
+        results[n] = [dissect(batches, quantile=0.05, bins=512, mesh=mesh, progress=False)] + [
+            dissect(probe, threshold=t, quantile=0.05, bins=512, mesh=mesh, progress=False) for t in ("quantile", "iqr")]
+    for eight, one in zip(results[8], results[1]):
+        assert (eight.samples, eight.seen, eight.pixels) == (one.samples, one.seen, one.pixels)
+        np.testing.assert_allclose(eight.thresholds, one.thresholds, rtol=1e-5)
+        np.testing.assert_allclose(eight.iou, one.iou, atol=1e-6)
+    assert results[8][0].seen == 13 and results[8][0].pixels == 13 * 64
+    print("ok")
+    """
+    assert run_python(script, devices=8, cache=compile_cache).strip().endswith("ok")

@@ -22,10 +22,10 @@ import numpy as np
 
 from latentjax.config import ConfigMixin
 from latentjax.models.base import StyleGenerator, select_layers
-from latentjax.models.stylegan2 import truncate
+from latentjax.models.stylegan2 import MappingNetwork
 from latentjax.models.taps import Hooks, check_hooks, tap
 from latentjax.ops.filtered_lrelu import filtered_lrelu
-from latentjax.ops.layers import FullyConnected, normal_init, normalize_2nd_moment
+from latentjax.ops.layers import FullyConnected, normal_init
 from latentjax.ops.modulated_conv import modulated_conv2d
 
 NOISE_MODES = ("const", "random", "none")  # accepted for the shared interface; StyleGAN3 has no noise
@@ -140,6 +140,12 @@ class StyleGAN3Config(ConfigMixin):
     conv_clamp: float | None = 256.0
     up_filters: tuple = ()
     down_filters: tuple = ()
+
+    # StyleGAN2's mapping network with StyleGAN3's fixed choices: the class embedding and every
+    # layer w_dim wide, leaky ReLU
+    embed_features = property(lambda self: self.w_dim)
+    mapping_features = property(lambda self: self.w_dim)
+    mapping_activation = "lrelu"
 
     def __post_init__(self):
         for name in ("z_dim", "w_dim", "img_resolution", "img_channels", "mapping_layers", "num_layers",
@@ -278,26 +284,6 @@ def make_transform(translate, angle_deg):
 
 
 # --- the networks -------------------------------------------------------------------------------
-class MappingNetwork(nn.Module):
-    """z (and class c) -> w, broadcast to num_ws, with truncation towards `w_avg`."""
-
-    config: StyleGAN3Config
-
-    @nn.compact
-    def __call__(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
-        cfg = self.config
-        x = normalize_2nd_moment(z.astype(jnp.float32))
-        if cfg.c_dim > 0:
-            y = FullyConnected(cfg.w_dim, name="embed")(c.astype(jnp.float32))
-            x = jnp.concatenate([x, normalize_2nd_moment(y)], axis=1)
-        for idx in range(cfg.mapping_layers):
-            x = FullyConnected(cfg.w_dim, activation="lrelu", lr_multiplier=cfg.mapping_lr_multiplier,
-                               name=f"fc{idx}")(x)
-        w_avg = self.param("w_avg", nn.initializers.zeros_init(), (cfg.w_dim,))
-        ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], cfg.num_ws, cfg.w_dim))
-        return truncate(ws, w_avg, truncation_psi, truncation_cutoff)
-
-
 def _init_freqs(bandwidth):
     def init(key, shape):
         freqs = jax.random.normal(key, shape, jnp.float32)

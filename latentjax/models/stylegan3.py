@@ -387,11 +387,8 @@ class SynthesisNetwork(nn.Module):
 
 
 class StyleGAN3(StyleGenerator):
-    """A StyleGAN3 generator: a config, a params pytree, and pure functions of (params, inputs).
-
-    Every entry point takes `params` first, has no hidden state, and works under `jit`, `vmap`
-    and `grad`. Images are NHWC in the source model's value range (about [-1, 1]).
-    """
+    """A StyleGAN3 generator (T or R), pure-functional like `StyleGAN2`, whose synthesis also takes
+    the user transform (`make_transform`); it has no noise inputs."""
 
     family = "stylegan3"
     mapping_network = MappingNetwork

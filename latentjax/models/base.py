@@ -16,7 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.models.taps import check_hooks
 from latentjax.ops.layers import FullyConnected
+
+NOISE_MODES = ("const", "random", "none")  # StyleGAN3 and PGGAN accept them for the shared interface
 
 
 class Generator:
@@ -148,6 +151,17 @@ class StyleGenerator(Generator):
                     "synthesis": cls.initial_synthesis(synthesis)}
 
         return cls(config, init_params(key))
+
+    def check_synthesis_inputs(self, ws, noise_mode, compute_dtype, hooks):
+        """ws [N, num_ws, w_dim], a known noise mode, hooks on known layers and a floating-point
+        compute dtype (returned as a dtype): the checks every synthesis makes before it runs."""
+        cfg = self.config
+        check_hooks(hooks, cfg.layer_names)
+        if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
+            raise ValueError(f"ws must have shape [N, {cfg.num_ws}, {cfg.w_dim}], got {tuple(ws.shape)}")
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        return check_compute_dtype(compute_dtype)
 
     @staticmethod
     def initial_synthesis(synthesis):

@@ -17,10 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.config import coerce_fields
-from latentjax.models.stylegan2 import NOISE_MODES
 from latentjax.ops.layers import normalize_2nd_moment
 from latentjax.ops.conv2d_resample import conv2d
-from latentjax.models.base import Generator, check_compute_dtype, check_single_input, select_layers
+from latentjax.models.base import NOISE_MODES, Generator, check_compute_dtype, check_single_input, select_layers
 from latentjax.models.taps import Hooks, check_hooks, tap
 
 OUTPUT_ACTIVATIONS = ("linear", "tanh")

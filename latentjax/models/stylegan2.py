@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.config import ConfigMixin, check_clamp, check_filter, check_positive, check_resolution
-from latentjax.models.base import StyleGenerator, check_compute_dtype, select_layers
-from latentjax.models.taps import Hooks, check_hooks, tap
+from latentjax.models.base import StyleGenerator, select_layers
+from latentjax.models.taps import Hooks, tap
 from latentjax.ops.bias_act import ACTIVATIONS, bias_act, check_activation
 from latentjax.ops.conv2d_resample import conv2d_resample
 from latentjax.ops.layers import FullyConnected, normal_init, normalize_2nd_moment
@@ -29,7 +29,6 @@ from latentjax.ops.modulated_conv import modulated_conv2d
 from latentjax.ops.upfirdn2d import setup_filter, upsample2d
 
 ARCHITECTURES = ("orig", "skip", "resnet")
-NOISE_MODES = ("const", "random", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,12 +369,7 @@ class StyleGAN2(StyleGenerator):
 
     def _run_synthesis(self, params, ws, noise_mode, key, compute_dtype, impl, hooks=None):
         cfg = self.config
-        check_hooks(hooks, cfg.layer_names)
-        if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
-            raise ValueError(f"ws must have shape [N, {cfg.num_ws}, {cfg.w_dim}], got {tuple(ws.shape)}")
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        compute_dtype = check_compute_dtype(compute_dtype)
+        compute_dtype = self.check_synthesis_inputs(ws, noise_mode, compute_dtype, hooks)
         rngs = {}
         if noise_mode == "random" and cfg.use_noise:
             if key is None:

@@ -23,12 +23,11 @@ import numpy as np
 from latentjax.config import ConfigMixin
 from latentjax.models.base import StyleGenerator, select_layers
 from latentjax.models.stylegan2 import MappingNetwork
-from latentjax.models.taps import Hooks, check_hooks, tap
+from latentjax.models.taps import Hooks, tap
 from latentjax.ops.filtered_lrelu import filtered_lrelu
 from latentjax.ops.layers import FullyConnected, normal_init
 from latentjax.ops.modulated_conv import modulated_conv2d
 
-NOISE_MODES = ("const", "random", "none")  # accepted for the shared interface; StyleGAN3 has no noise
 LRELU_GAIN = float(np.sqrt(2))
 
 
@@ -472,11 +471,6 @@ class StyleGAN3(StyleGenerator):
         return np.concatenate(chosen, axis=0)
 
     def _run_synthesis(self, params, ws, transform, noise_mode, compute_dtype, impl, hooks=None):
-        cfg = self.config
-        check_hooks(hooks, cfg.layer_names)
-        if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
-            raise ValueError(f"ws must have shape [N, {cfg.num_ws}, {cfg.w_dim}], got {tuple(ws.shape)}")
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        compute_dtype = self.check_synthesis_inputs(ws, noise_mode, compute_dtype, hooks)
         return self._synthesis.apply({"params": params["synthesis"]}, ws.astype(jnp.float32), transform,
                                      compute_dtype=compute_dtype, impl=impl, hooks=hooks)

@@ -29,7 +29,7 @@ import latentjax as lj
 from latentjax.directions import forward_jacobian, ganspace, jacobian, sefa
 from latentjax.latent import latent_space
 from timing import describe_environment, median_seconds, write_record
-from generator_throughput import make_config  # the same 256x256 config-f model as the throughput benchmark
+import zoo
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "stylegan2"
 MODELS = {"fixture-ada32": FIXTURES / "ada_s32.pt", "fixture-gray16": FIXTURES / "ada_gray_s16.pt",
@@ -38,7 +38,7 @@ MODELS = {"fixture-ada32": FIXTURES / "ada_s32.pt", "fixture-gray16": FIXTURES /
 
 def load(name: str):
     if MODELS[name] is None:
-        G = lj.StyleGAN2.init(make_config(name), jax.random.key(0))
+        G = zoo.init("stylegan2-256")
     else:
         G = lj.load_generator(MODELS[name])
     jax.block_until_ready(G.params)  # initialisation is asynchronous: keep it out of the first method's time
@@ -51,7 +51,8 @@ def _seconds(run) -> float:
     return time.perf_counter() - start
 
 
-def jacobian_times(G, space, chunk: int, max_columns: int, max_rows: int, repeats: int) -> dict:
+def jacobian_times(G, space, chunk: int, max_columns: int, max_rows: int, repeats: int,
+                   budget_s: float | None = None) -> dict:
     """Seconds per latent for the forward- and reverse-mode Jacobian of the channel-mean image."""
     w = space.sample(jax.random.key(0), 1)[0]
     dim = space.direction_dim
@@ -65,8 +66,8 @@ def jacobian_times(G, space, chunk: int, max_columns: int, max_rows: int, repeat
     # params and w are arguments, not constants, so that XLA cannot fold the work away
     forward = jax.jit(lambda p, w: forward_jacobian(lambda v: image(p, w, v), jnp.zeros((columns,)), chunk))
     reverse = jax.jit(lambda p, w: jax.jacrev(lambda v: image(p, w, v).reshape(-1)[:rows])(jnp.zeros((dim,))))
-    fwd = median_seconds(lambda: forward(G.params, w), repeats) * dim / columns
-    rev = median_seconds(lambda: reverse(G.params, w), repeats) * pixels / rows
+    fwd = median_seconds(lambda: forward(G.params, w), repeats, budget_s) * dim / columns
+    rev = median_seconds(lambda: reverse(G.params, w), repeats, budget_s) * pixels / rows
     return {"dim": dim, "pixels": pixels, "forward_s": fwd, "reverse_s": rev, "reverse_over_forward": rev / fwd,
             "forward_columns_measured": columns, "reverse_rows_measured": rows,
             "scaled": columns < dim or rows < pixels}

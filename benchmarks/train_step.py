@@ -14,7 +14,7 @@ compiles). Generator evaluations per step count the samples a step passes throug
 
 Generators: the test fixtures (32 px StyleGAN2 in `w`, 128 px BigGAN-deep in `z` with class 0,
 64 px PGGAN in `z`) and a 256x256 config-f StyleGAN2 with random weights (as in
-`generator_throughput.py`). Device counts: 1, and 8 simulated CPU devices (this script in a
+`zoo.py`). Device counts: 1, and 8 simulated CPU devices (this script in a
 subprocess with `XLA_FLAGS=--xla_force_host_platform_device_count=8`).
 
 `--reference DIR` (a GANLatentDiscovery checkout; its modules are imported from there at run time)
@@ -23,7 +23,7 @@ reconstructor, CE + 0.25 L1, backward, both Adam steps) beside ours, for each im
 generators do not run here (its StyleGAN2 needs CUDA extensions; the others are not our
 architectures), so both sides use the same stand-in generator, image = tanh(latent @ A) with a
 fixed random A, and both use the `linear` deformator (its `ortho` allocates on CUDA): the rows
-compare everything but the generator, whose speed `generator_throughput.py` compares. Prints a
+compare everything but the generator, whose speed `campaign.py` compares. Prints a
 table and writes JSON.
 
 OpenBLAS runs single-threaded here (OPENBLAS_NUM_THREADS=1 unless set): XLA's CPU programs call
@@ -55,10 +55,12 @@ import latentjax as lj
 from latentjax.config import ConfigMixin
 from latentjax.directions.learned import train_config
 from latentjax.latent import LatentSpace, space_from_spec, standard_normal
+from latentjax.nn.reconstructor import resolve
 from latentjax.train.metrics import read_metrics
 from latentjax.train.trainer import train
-from generator_throughput import make_config  # the same 256x256 config-f model as the throughput benchmark
-from timing import describe_environment, import_reference, median_seconds, write_record
+import references
+import zoo
+from timing import describe_environment, write_record
 
 METHODS = ("latentjax.directions.voynov", "latentjax.directions.dplase")
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -89,7 +91,7 @@ def settings_class(module):
 
 def load_generator(name: str):
     path = MODELS[name][0]
-    return lj.StyleGAN2.init(make_config(name), jax.random.key(0)) if path is None else lj.load_generator(path)
+    return zoo.init("stylegan2-256") if path is None else lj.load_generator(path)
 
 
 def count_generator_evals(space: LatentSpace):
@@ -185,70 +187,36 @@ class StandInSpace(LatentSpace):
         return jnp.tanh(latent @ params["A"]).reshape(latent.shape[0], r, r, 3)
 
 
-def load_reference(path: str | None):
-    """GANLatentDiscovery's (LatentDeformator, DeformatorType, LatentShiftPredictor, LeNetShiftPredictor),
-    or None (with the reason printed) when it cannot run here."""
-    def load():
-        from latent_deformator import DeformatorType, LatentDeformator
-        from latent_shift_predictor import LatentShiftPredictor, LeNetShiftPredictor
-        return LatentDeformator, DeformatorType, LatentShiftPredictor, LeNetShiftPredictor
-
-    return import_reference(path, "GANLatentDiscovery", load)
-
-
-def time_reference(reference, space: StandInSpace, kind: str, batch: int, repeats: int) -> float:
-    """Steps/s of the reference's train step (as `trainer.Trainer.train` runs it, on the CPU) with
-    the stand-in generator, K = D, `linear` deformator, reconstructor `kind`."""
-    import torch
-    import torch.nn.functional as F
-
-    LatentDeformator, DeformatorType, LatentShiftPredictor, LeNetShiftPredictor = reference
-    torch.manual_seed(0)
-    dim, res = space.shape[0], space.resolution
-    matrix = torch.from_numpy(np.asarray(space.generator.params["A"]))
-    generate = lambda z: torch.tanh(z @ matrix).view(-1, res, res, 3).permute(0, 3, 1, 2)
-    deformator = LatentDeformator(shift_dim=dim, input_dim=dim, out_dim=dim, type=DeformatorType.LINEAR).train()
-    predictor = (LeNetShiftPredictor(dim, 3) if kind == "lenet" else LatentShiftPredictor(dim)).train()
-    deformator_opt = torch.optim.Adam(deformator.parameters(), lr=1e-4)
-    predictor_opt = torch.optim.Adam(predictor.parameters(), lr=1e-4)
-
-    def step():
-        deformator.zero_grad()
-        predictor.zero_grad()
-        z = torch.randn([batch, dim])
-        indices = torch.randint(0, dim, [batch])
-        shifts = 6.0 * (2.0 * torch.rand([batch]) - 1.0)
-        shifts[(shifts < 0.5) & (shifts > 0)] = 0.5
-        shifts[(shifts > -0.5) & (shifts < 0)] = -0.5
-        basis = torch.zeros([batch, dim])
-        basis[torch.arange(batch), indices] = shifts
-        logits, predicted = predictor(generate(z), generate(z + deformator(basis)))
-        loss = F.cross_entropy(logits, indices) + 0.25 * torch.mean(torch.abs(predicted - shifts))
-        loss.backward()
-        deformator_opt.step()
-        predictor_opt.step()
-
-    return 1.0 / median_seconds(step, repeats)
-
-
 def reference_rows(args) -> list[dict]:
-    reference = load_reference(args.reference)
-    if reference is None:
+    if not args.reference:
         return []
-    from latentjax.nn.reconstructor import resolve
-
     rows = []
     for name in args.stand_ins:
         dim, res = STAND_INS[name]
         kind = resolve("auto", res)[0]
         ours, evals, batch = time_ours(METHODS[0], StandInSpace(dim, res), args.batch, args.steps,
                                        {"deformator": "linear", "reconstructor": kind})
-        ref = time_reference(reference, StandInSpace(dim, res), kind, batch, args.steps)
+        space = StandInSpace(dim, res)
+        matrix = np.asarray(space.generator.params["A"])
+        try:
+            ref = references.voynov_step_rate(args.reference, stand_in_decoder(matrix, res), dim, kind, batch,
+                                              args.steps, "cpu")
+        except references.Unavailable as e:
+            print(f"reference not timed: {e}")
+            return rows
         rows.append({"method": "voynov", "model": name, "devices": 1, "batch": batch, "steps_per_s": ours,
                      "generator_evals_per_step": evals, "generator_evals_per_s": ours * evals,
                      "reference_steps_per_s": ref, "ratio": ours / ref})
         print(format_row(rows[-1]), flush=True)
     return rows
+
+
+def stand_in_decoder(matrix: np.ndarray, resolution: int):
+    """The stand-in generator in torch: NCHW images tanh(latent @ A)."""
+    import torch
+
+    A = torch.from_numpy(matrix)
+    return lambda z: torch.tanh(z @ A).view(-1, resolution, resolution, 3).permute(0, 3, 1, 2)
 
 
 # --- table -----------------------------------------------------------------------------------------

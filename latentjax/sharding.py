@@ -90,18 +90,23 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return make_mesh(((DATA_AXIS, -1),), devices)
 
 
+def data_sharding(batch_size: int, mesh: Mesh | None = None) -> tuple[int, NamedSharding]:
+    """`batch_size` rounded up to a multiple of the mesh's "data" axis (default mesh: every device),
+    and the sharding that splits a batch over that axis: how every batched job places its batches."""
+    mesh = data_mesh() if mesh is None else mesh
+    ways = mesh.shape[DATA_AXIS]
+    return -(-int(batch_size) // ways) * ways, NamedSharding(mesh, P(DATA_AXIS))
+
+
 def batched_map(fn: Callable, xs, batch_size: int, mesh: Mesh | None = None, *, progress=None):
     """`fn(batch)` over the leading axis of `xs` (an array or pytree) in batches of `batch_size`, concatenated.
 
     Each batch is padded to `batch_size` (rounded up to a multiple of the "data" axis) so that `fn`
     compiles once, split over that axis, and trimmed after; `fn` is jitted by the caller. `progress` (a `Progress`) is advanced per batch.
     """
-    mesh = data_mesh() if mesh is None else mesh
-    ways = mesh.shape[DATA_AXIS]
-    batch_size = -(-int(batch_size) // ways) * ways
+    batch_size, sharding = data_sharding(batch_size, mesh)
     leaves = jax.tree.leaves(xs)
     total = leaves[0].shape[0] if leaves else 0
-    sharding = NamedSharding(mesh, P(DATA_AXIS))
     outputs = []
     for lo in range(0, total, batch_size):
         batch = jax.tree.map(lambda x: np.asarray(x[lo:lo + batch_size]), xs)

@@ -18,9 +18,9 @@ from typing import Callable, Iterator, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-from latentjax.sharding import DATA_AXIS, data_mesh
+from latentjax.sharding import data_sharding
 from latentjax.shapes.reading import dilate, erode, readout
 from latentjax.shapes.world import FACTOR_NAMES, SHAPES, check_factors, check_ranges, render, sample_factors
 
@@ -69,14 +69,6 @@ def _as_factors(read: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return out
 
 
-def _sharded_batch_size(batch_size: int, mesh: Mesh | None) -> tuple[int, NamedSharding]:
-    """`batch_size` rounded up to a multiple of the mesh's "data" axis (default mesh: every device),
-    and the sharding that splits a batch over that axis."""
-    mesh = data_mesh() if mesh is None else mesh
-    ways = mesh.shape[DATA_AXIS]
-    return -(-int(batch_size) // ways) * ways, NamedSharding(mesh, P(DATA_AXIS))
-
-
 def _replayable(batch, params, key, num_samples: int, batch_size: int) -> Callable[[], Iterator]:
     """A probe: each call iterates `batch(params, fold_in(key, i))` over the batches covering `num_samples`."""
     num_batches = -(-num_samples // batch_size)
@@ -93,7 +85,7 @@ def generator_probe(space, params, layer: str, key, *, num_samples: int, batch_s
     the layer's basis, for Network Dissection's axis-alignment test. Each batch is computed split over
     `mesh`'s "data" axis (default: every device); `batch_size` is rounded up to a multiple of it."""
     resolution = space.generator.img_resolution
-    batch_size, sharding = _sharded_batch_size(batch_size, mesh)
+    batch_size, sharding = data_sharding(batch_size, mesh)
 
     @functools.partial(jax.jit, out_shardings=sharding)
     def batch(params, k):
@@ -114,7 +106,7 @@ def world_probe(features, params, layer: str, key, *, resolution: int, num_sampl
     exact concept masks [n, resolution, resolution, C]) of true renders (factors in `ranges`),
     batch i drawn from `fold_in(key, i)`, the same on every call; `rotation` and `mesh` as `generator_probe`."""
     check_ranges(ranges)
-    batch_size, sharding = _sharded_batch_size(batch_size, mesh)
+    batch_size, sharding = data_sharding(batch_size, mesh)
 
     @functools.partial(jax.jit, out_shardings=sharding)
     def batch(params, k):

@@ -195,7 +195,7 @@ def stand_in_vgg16(torch):
                 features.append(unit.flatten(1) / math.sqrt(unit[0, 0].numel()))
             return torch.cat(features, dim=1)
 
-    return VGG16Features()
+    return VGG16Features().requires_grad_(False)  # a fixed feature network, as the published file is
 
 
 def projector_seconds(repo: str | None, G, steps: int, device: str, w_avg_samples: int = 10_000) -> float:

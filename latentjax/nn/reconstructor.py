@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from latentjax.ops.conv2d_resample import conv_general_dilated
+
 KINDS = ("auto", "resnet18", "lenet")
 LENET_MIN_SIZE = 32  # three unpadded 5x5 convolutions and two 2x2 pools leave 1x1 at 32x32
 AUTO_LENET_MAX_SIZE = 32  # `auto`: LeNet up to this resolution (the reference's MNIST setting), ResNet-18 above
@@ -69,7 +71,7 @@ class BasicBlock(nn.Module):
     def __call__(self, x, train: bool):
         conv = lambda features, kernel, stride, pad: nn.Conv(
             features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)), use_bias=False,
-            kernel_init=he_normal_fan_out)
+            kernel_init=he_normal_fan_out, conv_general_dilated=conv_general_dilated)
         y = nn.relu(batch_norm(train)(conv(self.features, 3, self.stride, 1)(x)))
         y = batch_norm(train)(conv(self.features, 3, 1, 1)(y))
         if self.stride != 1 or x.shape[-1] != self.features:
@@ -115,7 +117,7 @@ class LeNetReconstructor(nn.Module):
         for i, features in enumerate((3 * self.width, 8 * self.width, 60 * self.width)):
             fan_in = 25 * x.shape[-1]
             x = nn.Conv(features, (5, 5), padding="VALID", kernel_init=torch_default_kernel,
-                        bias_init=torch_default_bias(fan_in))(x)
+                        bias_init=torch_default_bias(fan_in), conv_general_dilated=conv_general_dilated)(x)
             x = nn.relu(batch_norm(train)(x))
             if i < 2:
                 x = nn.max_pool(x, (2, 2), (2, 2))

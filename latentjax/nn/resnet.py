@@ -26,6 +26,7 @@ import numpy as np
 
 from latentjax.config import ConfigMixin, check_positive
 from latentjax.io.state_dict import Source, check, read_state_dict
+from latentjax.ops.conv2d_resample import conv_general_dilated
 
 BLOCKS = ("basic", "bottleneck")
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -67,7 +68,7 @@ class ResNetConfig(ConfigMixin):
 def _conv(features: int, kernel: int, stride: int, name: str):
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)), use_bias=False,
-                   name=name)
+                   name=name, conv_general_dilated=conv_general_dilated)
 
 
 def _bn(name: str):

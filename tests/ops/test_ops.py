@@ -9,6 +9,7 @@ import pytest
 
 from latentjax.ops import bias_act, conv2d_resample, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
 from latentjax.ops.bias_act import ACTIVATIONS
+from latentjax.ops.conv2d_resample import conv_general_dilated
 
 FIR = setup_filter([1, 3, 3, 1])
 ASYM_FIR = np.arange(1, 13, dtype=np.float32).reshape(3, 4) / 78  # not symmetric: catches flips
@@ -52,6 +53,25 @@ def test_conv2d_resample_fast_matches_ref(up, k, flip):
     ref = conv2d_resample(x, w, f=FIR, up=up, padding=pad, flip_weight=flip, impl="ref")
     assert fast.shape == (2, 5 * up, 5 * up, 3)
     np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding", [
+    (1, 3, 1, ((1, 1), (1, 1))), (2, 3, 1, "SAME"), (4, 3, 2, ((1, 1), (1, 1))), (5, 5, 1, "VALID"),
+    (3, 1, 1, ((0, 0), (0, 0))), (16, 3, 1, "SAME")])  # the last has 272 positions: lax's own convolution
+def test_conv_general_dilated_matches_lax_with_its_gradients(size, kernel, stride, padding):
+    """The patches-matmul path for small outputs computes lax's convolution, values and gradients."""
+    kx, kw = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (3, size, size + 1, 7))
+    w = jax.random.normal(kw, (kernel, kernel, 7, 5))
+    args = ((stride, stride), padding)
+    dims = dict(dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ours = lambda x, w: conv_general_dilated(x, w, *args, **dims)
+    lax = lambda x, w: jax.lax.conv_general_dilated(x, w, *args, **dims)
+    assert ("conv_general_dilated" in str(jax.make_jaxpr(ours)(x, w))) == (size == 16)  # which path ran
+    np.testing.assert_allclose(jax.jit(ours)(x, w), lax(x, w), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, w) for f in (ours, lax)]
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("up,demodulate", [(1, True), (2, True), (1, False)])

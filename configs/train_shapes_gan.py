@@ -69,8 +69,9 @@ def get_config(arg=None):
         config.projection_weight = 0.0  # > 0: also pull each image to its own re-render (latentjax.tasks.distill)
         config.projection_given = ("shape", "scale")  # factors the re-render takes from the decoder, not the read-out
         config.eval_every = 1000
-        for name in ("g_lr", "d_lr", "eps", "r1_gamma", "r1_interval", "style_mixing_prob", "ema_kimg",
-                     "ema_rampup", "d_channel_base", "d_channel_max", "discriminator", "distill_weight"):
+        config.ema_kimg = 0.0  # > 0: export the params' moving average, half-life ema_kimg thousand images
+        config.ema_rampup = 0.0  # the half-life's ramp as in the GAN; 0: none (a continued run starts averaged)
+        for name in ("g_lr", "d_lr", "eps", "r1_gamma", "r1_interval", "style_mixing_prob", "d_channel_base", "d_channel_max", "discriminator", "distill_weight"):
             del config[name]
     if arg.smoke:
         config.resolution = 8

@@ -3,8 +3,9 @@
 The generator regresses `render(decode_factors(f, z))` for a fixed random factor decoder f
 (`latentjax.shapes.seeding`): supervised, so it learns to draw the world in a fraction of the steps
 an adversarial run needs; `latentjax.tasks.gan` then fine-tunes it adversarially (`config.init_from`).
-`config.projection_weight` > 0 adds a sharpening term against each image's own re-render. The
-mapping network's learning rate is scaled by `config.mapping_lr_scale`: StyleGAN2's lr multiplier
+`config.projection_weight` > 0 adds a sharpening term against each image's own re-render, and
+`config.ema_kimg` > 0 keeps StyleGAN2's moving average of the generator's params, which is then what
+is sampled, evaluated (beside the raw params, `raw_*`) and exported. The mapping network's learning rate is scaled by `config.mapping_lr_scale`: StyleGAN2's lr multiplier
 0.01 would leave it almost frozen here. The generator is exported to `WORKDIR/generator/` at every
 checkpoint.
 Details: docs/shapes.md#latentjaxtasksdistill
@@ -22,8 +23,8 @@ from latentjax.load import save_generator
 from latentjax.models.stylegan2 import StyleGAN2
 from latentjax.shapes import quality, seeding, world
 from latentjax.sharding import shard_batch
-from latentjax.tasks.gan import (EXPORT_DIR, export_metadata, fixed_latents, generator_config, track_w_avg,
-                                 warm_start_generator)
+from latentjax.tasks.gan import (EXPORT_DIR, ema_generator, export_metadata, fixed_latents, generator_config,
+                                 track_w_avg, warm_start_generator)
 from latentjax.train.task import Task
 
 
@@ -33,7 +34,9 @@ def make_task(config) -> Task:
     batch_size, resolution = int(config.batch_size), int(config.resolution)
     decoder = seeding.decoder_from(config.seeding, G.z_dim)
     object_weight, projection_weight = float(config.object_weight), float(config.projection_weight)
-    for name, value in (("object_weight", object_weight), ("projection_weight", projection_weight)):
+    ema_kimg, ema_rampup = float(config.ema_kimg), float(config.ema_rampup)
+    for name, value in (("object_weight", object_weight), ("projection_weight", projection_weight),
+                        ("ema_kimg", ema_kimg), ("ema_rampup", ema_rampup)):
         if value < 0:
             raise ValueError(f"config.{name} must be >= 0, got {value}")
     given = tuple(config.projection_given)
@@ -49,7 +52,11 @@ def make_task(config) -> Task:
 
     def init(key):
         g = StyleGAN2.init(G.config, key).params if warm_start is None else jax.tree.map(jnp.asarray, warm_start.params)
-        return {"g": g, "opt": tx.init(g)}
+        return {"g": g, "opt": tx.init(g), **({"g_ema": g} if ema_kimg else {})}
+
+    def shown(state):
+        """The params sampled, evaluated and exported: the moving average when one is kept."""
+        return state["g_ema"] if ema_kimg else state["g"]
 
     def batch(key):
         z = jax.random.normal(key, (batch_size, G.z_dim))
@@ -72,19 +79,28 @@ def make_task(config) -> Task:
         (loss, (ws, logs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["g"])
         updates, opt = tx.update(grads, state["opt"], state["g"])
         g = track_w_avg(optax.apply_updates(state["g"], updates), ws)
-        return {"g": g, "opt": opt}, {"loss": loss, **logs}
+        if not ema_kimg:
+            return {"g": g, "opt": opt}, {"loss": loss, **logs}
+        g_ema, logs["ema_beta"] = ema_generator(g, state["g_ema"], step, batch_size, ema_kimg, ema_rampup)
+        return {"g": g, "opt": opt, "g_ema": g_ema}, {"loss": loss, **logs}
 
     def sample(state):
-        return G.generate(state["g"], jnp.asarray(grid_z), noise_mode="const")
+        return G.generate(shown(state), jnp.asarray(grid_z), noise_mode="const")
 
     def evaluate(state, key):
-        images = jnp.clip(G.generate(state["g"], jnp.asarray(eval_z), noise_mode="const"), -1.0, 1.0)
         target = world.render(seeding.decode_factors(decoder, jnp.asarray(eval_z)), resolution).images
-        return {**quality.training_metrics(images), "l1_to_target": jnp.mean(jnp.abs(images - target))}
+
+        def metrics(g):
+            images = jnp.clip(G.generate(g, jnp.asarray(eval_z), noise_mode="const"), -1.0, 1.0)
+            return {**quality.training_metrics(images), "l1_to_target": jnp.mean(jnp.abs(images - target))}
+
+        if not ema_kimg:
+            return metrics(state["g"])
+        return {**metrics(state["g_ema"]), **{f"raw_{k}": v for k, v in metrics(state["g"]).items()}}
 
     def export(state, workdir: Path, step: int):
         metadata = export_metadata(config, "latentjax.tasks.distill", step, warm_start,
-                                   seeding=dict(config.seeding.to_dict()))
-        save_generator(StyleGAN2(G.config, state["g"], metadata), Path(workdir) / EXPORT_DIR)
+                                   seeding=dict(config.seeding.to_dict()), ema=bool(ema_kimg))
+        save_generator(StyleGAN2(G.config, shown(state), metadata), Path(workdir) / EXPORT_DIR)
 
     return Task(init=init, step=step, batch=batch, sample=sample, evaluate=evaluate, export=export)

@@ -96,6 +96,19 @@ def track_w_avg(params, ws):
     return {**params, "mapping": {**params["mapping"], "w_avg": w_avg}}
 
 
+def ema_generator(g, g_ema, step, batch_size: int, ema_kimg: float, ema_rampup: float):
+    """StyleGAN2's EMA of the generator's params, (new g_ema, beta): a half-life of `ema_kimg`
+    thousand images, ramped up to it over the first `step * batch_size * ema_rampup` images
+    (`ema_rampup` 0: no ramp); `w_avg` is the raw generator's, not averaged twice."""
+    ema_nimg = ema_kimg * 1000.0
+    if ema_rampup:
+        ema_nimg = jnp.minimum(ema_nimg, jnp.asarray(step, jnp.float32) * batch_size * ema_rampup)
+    beta = 0.5 ** (batch_size / jnp.maximum(ema_nimg, 1e-8))
+    g_ema = jax.tree.map(lambda p, e: p + (e - p) * beta, g, g_ema)
+    g_ema["mapping"]["w_avg"] = g["mapping"]["w_avg"]
+    return g_ema, beta
+
+
 def make_task(config) -> Task:
     """The GAN task for `config` (see `configs/train_shapes_gan.py` for the fields)."""
     G = StyleGAN2(generator_config(config), None)
@@ -190,13 +203,7 @@ def make_task(config) -> Task:
             d, d_opt, r1_penalty = jax.lax.cond(step % r1_interval == 0, r1_update, lambda args: args,
                                                 (d, d_opt, r1_penalty))
 
-        # EMA generator: half-life of ema_kimg thousand images, ramped up over the first images.
-        ema_nimg = config.ema_kimg * 1000.0
-        if config.ema_rampup:
-            ema_nimg = jnp.minimum(ema_nimg, step.astype(jnp.float32) * batch_size * config.ema_rampup)
-        beta = 0.5 ** (batch_size / jnp.maximum(ema_nimg, 1e-8))
-        g_ema = jax.tree.map(lambda p, e: p + (e - p) * beta, g, state["g_ema"])
-        g_ema["mapping"]["w_avg"] = g["mapping"]["w_avg"]
+        g_ema, beta = ema_generator(g, state["g_ema"], step, batch_size, config.ema_kimg, config.ema_rampup)
 
         metrics = {"loss_G": loss_g, "loss_D": loss_d, "score_real": score_real, "score_fake": score_fake,
                    "r1_penalty": r1_penalty, "ema_beta": beta}

@@ -98,6 +98,32 @@ def test_distill_run_learns_the_renders_and_exports_a_warm_start(tmp_path):
     assert gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), gan.generator_config(gan_config))
 
 
+def test_distill_exports_the_moving_average_when_one_is_kept(tmp_path):
+    """ema_kimg > 0 exports the params' moving average and logs the raw params' numbers beside it:
+    a vanishing half-life exports what a run without one does, a huge one keeps the start."""
+    def run(name, ema_kimg):
+        config = shapes_gan_config("smoke,distill")
+        config.total_steps, config.ckpt_every, config.eval_every = 4, 4, 4
+        config.mesh, config.ema_kimg = (("data", 1),), ema_kimg
+        train(config, tmp_path / name)
+        return lj.load_generator(str(tmp_path / name / distill.EXPORT_DIR)), read_metrics(tmp_path / name)
+
+    (raw, raw_records), (short, short_records), (long, long_records) = (
+        run("raw", 0.0), run("short", 1e-9), run("long", 1e9))
+    synthesis = lambda G: jax.tree.leaves(G.params["synthesis"])  # noqa: E731
+    for a, b in zip(synthesis(raw), synthesis(short)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(synthesis(raw), synthesis(long))) > 1e-3
+    assert long.metadata["ema"] and not raw.metadata["ema"]
+    last = lambda records, key: [r[key] for r in records if key in r][-1]  # noqa: E731
+    assert last(long_records, "eval/raw_l1_to_target") == pytest.approx(last(raw_records, "eval/l1_to_target"), rel=1e-5)
+    assert "eval/raw_valid" not in raw_records[-1]
+    config = shapes_gan_config("smoke,distill")
+    config.ema_kimg = -1.0
+    with pytest.raises(ValueError, match="ema_kimg must be >= 0"):
+        distill.make_task(config)
+
+
 def test_distill_config_refuses_bad_loss_settings():
     config = shapes_gan_config("smoke,distill")
     config.object_weight = -1.0

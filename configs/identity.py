@@ -3,7 +3,7 @@ r"""An identity mapper into a frozen generator (`latentjax.tasks.identity`; Nitz
     latentjax train --config configs/identity.py --workdir runs/identity            # the shapes world
     latentjax train --config configs/identity.py:face --workdir runs/face \
         --config.generator=ffhq-256.pkl --config.identity_encoder=vggface2:vggface2_resnet50.pt \
-        --config.attribute_encoder=resnet:resnet50.pt                              # the reference's recipe
+        --config.attribute_encoder=inception:inception_v3_google-0cc3c7bd.pth     # the reference's recipe
     latentjax train --config configs/identity.py:smoke --workdir out/smoke \
         --config.generator=G --config.identity_encoder=resnet:A.pt --config.attribute_encoder=resnet:B.pt
 
@@ -16,7 +16,8 @@ reference does at face scale. The result is `WORKDIR/identity_mapper/`
 (`lj.identity.load(path)`).
 
 `face` is the reference's recipe at face scale: a VGGFace2 ResNet-50 identity network
-(`vggface2:PATH`, with that network's input convention), a ResNet attribute encoder,
+(`vggface2:PATH`, with that network's input convention), an Inception v3 attribute encoder
+(`inception:PATH`, torchvision's weights file; any `resnet:PATH` also plugs in),
 the mapping 2048-1024-512, Adam 5e-5, batch 6, truncation 0.7, no landmark network (give one as
 `pose_encoder` where there is one). Users bring every file; nothing is downloaded.
 `smoke` shrinks either to seconds (the tests run it on fixtures).
@@ -49,7 +50,7 @@ def get_config(arg=None):
     config.eval_seed = 12345
     if arg.world == "face":
         config.update(data="generator", identity_encoder="vggface2:vggface2_resnet50.pt",
-                      attribute_encoder="resnet:resnet50.pt", pose_encoder="", hidden=(2048, 1024, 512), pose_weight=0.001,
+                      attribute_encoder="inception:inception_v3_google-0cc3c7bd.pth", pose_encoder="", hidden=(2048, 1024, 512), pose_weight=0.001,
                       lr=5e-5, batch_size=6, total_steps=500_000, eval_every=10_000, sample_every=10_000,
                       ckpt_every=5000)
     if arg.smoke:

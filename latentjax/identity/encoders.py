@@ -4,7 +4,9 @@ An `Encoder` is loaded from a spec string, so a mapper's directory records which
 trained with and loads them again: `recognizer:PATH` (a `latentjax.nn.recognizer` network's pooled
 last stage), `recognizer_values:PATH` (its value heads), `recognizer_heads:PATH` (every head, class
 heads as softmax probabilities), `resnet:PATH` (a torchvision-layout ResNet state dict's pooled
-penultimate features) and `vggface2:PATH` (the same for a VGGFace2 ResNet-50). Images come in as
+penultimate features), `vggface2:PATH` (the same for a VGGFace2 ResNet-50) and `inception:PATH` (a
+torchvision Inception v3 state dict's pooled 2048 features at 299x299, the reference's attribute
+encoder). Images come in as
 the generators give them (NHWC in [-1, 1]); each encoder resizes them to its input size.
 `normalize` L2-normalises the embedding (identity embeddings are compared by cosine).
 Details: docs/networks.md#latentjaxidentityencoders
@@ -18,12 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from latentjax.nn.inception import FEATURE_DIM, load_inception
 from latentjax.nn.recognizer import load_recognizer
 from latentjax.nn.resnet import load_resnet
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
-KINDS = ("recognizer", "recognizer_values", "recognizer_heads", "resnet", "vggface2")
+KINDS = ("recognizer", "recognizer_values", "recognizer_heads", "resnet", "vggface2", "inception")
+INCEPTION_SIZE = 299
 
 
 class Encoder:
@@ -69,6 +73,9 @@ def load_encoder(spec: str, *, normalize: bool = False) -> Encoder:
             raise ValueError(f"encoder spec {spec!r}: the recognizer has no value heads (heads: {cfg.head_names})")
         apply = lambda params, images: jnp.concatenate([net.logits(params, images)[h] for h in heads], axis=-1)  # noqa: E731
         return Encoder(spec, apply, net.params, len(heads), cfg.img_resolution, normalize)
+    if kind == "inception":  # images in [-1, 1] are the network's own input scale (see latentjax.nn.inception)
+        net = load_inception(path)
+        return Encoder(spec, _frozen_statistics(net), net.variables, FEATURE_DIM, INCEPTION_SIZE, normalize)
     net = load_resnet(path)
     if net.config.img_channels != 3:
         raise ValueError(f"encoder spec {spec!r}: a ResNet encoder takes RGB images, this one has "
@@ -79,8 +86,13 @@ def load_encoder(spec: str, *, normalize: bool = False) -> Encoder:
     else:
         prepare = lambda images: (images[..., ::-1] + 1) * 127.5 - np.asarray(VGGFACE2_MEAN_BGR)  # noqa: E731
 
-    def apply(variables, images):  # batch-norm statistics are constants: fine-tuning moves the weights only
+    return Encoder(spec, _frozen_statistics(net, prepare), net.variables, net.config.feature_dim, 224, normalize)
+
+
+def _frozen_statistics(net, prepare=lambda images: images):
+    """`embed`'s apply for a batch-norm network: its pooled features of `prepare(images)`, with the
+    batch-norm statistics as constants (fine-tuning moves the weights only)."""
+    def apply(variables, images):
         frozen = {**variables, "batch_stats": jax.lax.stop_gradient(variables["batch_stats"])}
         return net.apply(frozen, prepare(images))[1]
-
-    return Encoder(spec, apply, net.variables, net.config.feature_dim, 224, normalize)
+    return apply

@@ -32,8 +32,11 @@ figure that could not be measured (budget, no reference, an error) says why. Wri
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see train_step.py: before numpy / jax load OpenBLAS
+if "--smoke" in sys.argv[1:]:  # a check, not a figure: XLA's cheapest compiles (a third of the run's time)
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 import argparse
 import json
@@ -49,7 +52,6 @@ import references
 import zoo
 from directions import jacobian_times
 from latentjax.directions import ganspace
-from latentjax.directions.voynov import VoynovConfig
 from latentjax.inversion import Inverter
 from latentjax.latent import latent_space, space_from_spec
 from latentjax.metrics.dissection import dissect
@@ -65,7 +67,8 @@ SECTIONS = ("generator", "utilisation", "inversion", "learned", "jacobian", "str
 LEARNED = {"voynov": "latentjax.directions.voynov", "dplase": "latentjax.directions.dplase"}
 
 # What each mode measures. generator: (model, batches, precisions); inversion: (model, targets
-# per step, steps); projector: (model, steps, our batch sizes); learned: (model, batch, steps);
+# per step, steps); projector: (model, steps, our batch sizes); learned: (model, batch, steps,
+# Voynov's reconstructor);
 # jacobian: (model, columns, rows timed); streaming: GANSpace (model, samples), score and
 # dissection samples.
 PLANS = {
@@ -74,7 +77,7 @@ PLANS = {
         "generator": [("stylegan2-tiny", (1, 2), ("float32", "bfloat16")), ("stylegan3-tiny", (1,), ("float32",)),
                       ("biggan-tiny", (1,), ("float32",)), ("pggan-tiny", (1,), ("float32",))],
         "inversion": [("stylegan2-tiny", (1, 2), 2)], "projector": [("stylegan2-tiny", 2, (1,))], "loss": "mse",
-        "learned": [("stylegan2-tiny", 4, 2)], "jacobian": [("stylegan2-tiny", 8, 16)],
+        "learned": [("stylegan2-tiny", 4, 2, "lenet")], "jacobian": [("stylegan2-tiny", 8, 16)],
         "ganspace": ("stylegan2-tiny", 512), "score_samples": 64, "dissect_samples": 32,
     },
     "cpu": {
@@ -86,7 +89,7 @@ PLANS = {
                       ("pggan-256", (1, 4, 16), ("float32",))],
         "inversion": [("stylegan2-32", (1, 8, 64), 10), ("stylegan2-256", (1, 4), 2)],
         "projector": [("stylegan2-256", 3, (1, 4))],
-        "learned": [("stylegan2-32", 32, 5), ("stylegan2-256", 4, 2)],
+        "learned": [("stylegan2-32", 32, 5, "resnet18"), ("stylegan2-256", 4, 2, "resnet18")],
         "jacobian": [("stylegan2-32", 64, 1024), ("stylegan2-256", 8, 8)],
         "ganspace": ("stylegan2-256", 100_000), "score_samples": 4096, "dissect_samples": 1024,
     },
@@ -97,7 +100,7 @@ PLANS = {
                                    "biggan-deep-128", "biggan-deep-256", "biggan-deep-512", "pggan-256")],
         "inversion": [("stylegan2-32", (1, 8, 64), 50), ("stylegan2-256", (1, 8, 64), 20)],
         "projector": [("stylegan2-256", 50, (1, 8, 64))],
-        "learned": [("stylegan2-32", 32, 20), ("stylegan2-256", 32, 10)],
+        "learned": [("stylegan2-32", 32, 20, "resnet18"), ("stylegan2-256", 32, 10, "resnet18")],
         "jacobian": [("stylegan2-256", 512, 4096)],
         "ganspace": ("stylegan2-256", 1_000_000), "score_samples": 65_536, "dissect_samples": 16_384,
     },
@@ -294,12 +297,15 @@ def random_vgg16_lpips(seed: int = 0):
     return from_state_dicts(vgg, lin)
 
 
-def inversion_seconds(G, lpips, n: int, steps: int, repeats: int, budget_s: float | None, **recipe) -> float:
-    """Median seconds of one `steps`-step inversion of n generated targets (after a compiling call);
-    the LPIPS loss with `lpips`, else MSE."""
+def inversion_targets(G, n: int) -> jax.Array:
+    """n generated images to invert (one compile per model: callers slice the largest batch)."""
+    return jnp.clip(G.generate(G.params, jax.random.normal(jax.random.key(1), (n, G.z_dim)), truncation_psi=0.5), -1, 1)
+
+
+def inversion_seconds(G, lpips, targets, steps: int, repeats: int, budget_s: float | None, **recipe) -> float:
+    """Median seconds of one `steps`-step inversion of `targets` (after a compiling call); the LPIPS
+    loss with `lpips`, else MSE."""
     inverter = Inverter(G, steps=steps, loss="lpips" if lpips else "mse", lpips=lpips, **recipe)
-    targets = jnp.clip(G.generate(G.params, jax.random.normal(jax.random.key(1), (n, G.z_dim)), truncation_psi=0.5),
-                       -1, 1)
     return median_seconds(lambda: inverter(targets, jax.random.key(2), progress=False).latents, repeats, budget_s)
 
 
@@ -309,10 +315,11 @@ def inversion_section(c: Campaign):
     loss = "LPIPS" if lpips else "MSE"
     for name, ns, steps in c.plan["inversion"]:
         G, single = c.generator(name), None
+        targets = inversion_targets(G, max(ns))
         for n in ns:
             row = {"model": name, "recipe": f"w+, {loss}", "targets": n, "steps": steps}
             if c.attempt(row, "latentjax", lambda: {"target_steps_s": n * steps / inversion_seconds(
-                    G, lpips, n, steps, repeats, budget, space="w+")}):
+                    G, lpips, targets[:n], steps, repeats, budget, space="w+")}):
                 single = row["target_steps_s"] if n == 1 else single
                 row["seconds_per_image"] = steps / row["target_steps_s"]
                 if single:
@@ -320,13 +327,13 @@ def inversion_section(c: Campaign):
             c.add("inversion", row)
     for name, steps, ns in c.plan["projector"]:
         G = c.generator(name)
-        reference = {}
+        targets, reference = inversion_targets(G, max(ns)), {}
         c.attempt(reference, "NVIDIA projector", lambda: {"reference_seconds_per_image": references.projector_seconds(
             c.args.stylegan2_repo, c.reference_generator(name), steps, c.device)})
         for n in ns:
             row = {"model": name, "recipe": f"projector: w + noise, {loss}", "targets": n, "steps": steps, **reference}
             if c.attempt(row, "latentjax", lambda: {"seconds_per_image": inversion_seconds(
-                    G, lpips, n, steps, 1, budget, space="w", optimize_noise=True) / n}):
+                    G, lpips, targets[:n], steps, 1, budget, space="w", optimize_noise=True) / n}):
                 row["target_steps_s"] = steps / row["seconds_per_image"]
                 if row.get("reference_seconds_per_image"):
                     row["ratio"] = row["reference_seconds_per_image"] / row["seconds_per_image"]
@@ -335,11 +342,12 @@ def inversion_section(c: Campaign):
 
 def learned_section(c: Campaign):
     repeats, budget = c.plan["repeats"], c.plan["repeat_budget_s"]
-    for name, batch, steps in c.plan["learned"]:
+    for name, batch, steps, reconstructor in c.plan["learned"]:
         G = c.generator(name)
         for method, module in LEARNED.items():
             row = {"method": method, "model": name, "batch": batch}
-            overrides = {"deformator": "linear"} if method == "voynov" else {"subspace_steps": 0}
+            overrides = ({"deformator": "linear", "reconstructor": reconstructor} if method == "voynov"
+                         else {"subspace_steps": 0})
 
             def ours():
                 steps_s, evals, used = time_learned_step(module, space_from_spec(G, {"name": "w"}), batch, steps,
@@ -348,7 +356,7 @@ def learned_section(c: Campaign):
 
             c.attempt(row, "latentjax", ours)
             if method == "voynov":
-                kind = resolve(VoynovConfig().reconstructor, G.img_resolution)[0]  # the reconstructor ours used
+                kind = resolve(reconstructor, G.img_resolution)[0]  # the reconstructor ours used
                 c.attempt(row, "GANLatentDiscovery", lambda: {"reference_steps_s": references.voynov_step_rate(
                     c.args.gld_repo, references.stylegan2_w_decoder(c.reference_generator(name)), G.w_dim, kind,
                     batch, repeats, c.device, budget)})

@@ -129,3 +129,19 @@ def make_generator(noise_strength=0.03):
     params = tweak(G.params, 0.9 / float(jnp.max(jnp.abs(synthesis(params, ws)))), noise_strength)
     w_samples = mapping(params, jax.random.normal(jax.random.key(9), (4000, config.z_dim)))[:, 0]
     return StyleGAN2(config, params), np.asarray(ws), np.asarray(synthesis(params, ws)), np.asarray(w_samples)
+
+
+def fake_ffmpeg(tmp_path, exit_code: int = 0) -> str:
+    """An executable that records its arguments and stdin size and answers with a few bytes."""
+    path = tmp_path / "ffmpeg"
+    path.write_text(f"""#!{sys.executable}
+import json, sys
+data = sys.stdin.buffer.read()
+open({str(tmp_path / 'call.json')!r}, "w").write(json.dumps({{"argv": sys.argv[1:], "bytes": len(data)}}))
+if {exit_code}:
+    sys.stderr.write("unknown encoder 'libx264'")
+    sys.exit({exit_code})
+sys.stdout.buffer.write(b"MP4:" + str(len(data)).encode())
+""")
+    path.chmod(0o755)
+    return str(path)

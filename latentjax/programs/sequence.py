@@ -6,7 +6,8 @@
 The driver is a directory of frames (PNG / JPEG, in name order) or, for a mapper of the shapes
 world, a JSON object of per-frame factor lists ({"x": [...], "rotation": [...], ...}; factors left
 out stay at the world's middle, the driver's object is a square of hue 0), rendered exactly.
-Writes OUT/frames/NNNN.png, OUT/sequence.gif (driver beside output), OUT/metrics.json: per-frame
+Writes OUT/frames/NNNN.png, OUT/sequence.gif (driver beside output), OUT/sequence.mp4 (the same, where
+an ffmpeg is installed: `latentjax.viz.video`), OUT/metrics.json: per-frame
 identity-embedding cosine to frame 0 (identity drift) and, for a JSON driver, the read-out's
 scores against the truth (identity kept, attribute errors and jitter; `lj.shapes.swaps.sequence_scores`),
 counting frames the read-out accepts at `--valid-tol` (default 0.2: the built-in generator's
@@ -28,7 +29,7 @@ from latentjax.io.images import load_target
 from latentjax.programs.outputs import apart, output_dir, write
 from latentjax.shapes import FACTOR_NAMES, check_factors, readout, render
 from latentjax.shapes.swaps import sequence_scores
-from latentjax.viz import encode_gif, encode_png, image_grid, to_uint8
+from latentjax.viz import encode_gif, encode_mp4, encode_png, find_ffmpeg, image_grid, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DRIVER_DEFAULTS = {"shape": 1, "x": 0.5, "y": 0.5, "scale": 0.5, "rotation": 0.0, "hue": 0.0, "background": 0.5}
@@ -81,8 +82,13 @@ def main(args) -> int:
     for i, frame in enumerate(to_uint8(frames)):
         write(out / "frames" / f"{i:04d}.png", encode_png(frame))
     pairs = to_uint8(np.stack([drivers, frames], axis=1))  # [T, 2, H, W, C]
-    write(out / "sequence.gif", encode_gif(np.stack([image_grid(p, cols=2, pad=1) for p in pairs]), args.frame_ms,
-                                           bounce=False))
+    grids = np.stack([image_grid(p, cols=2, pad=1) for p in pairs])
+    write(out / "sequence.gif", encode_gif(grids, args.frame_ms, bounce=False))
+    ffmpeg = find_ffmpeg()
+    if ffmpeg:
+        write(out / "sequence.mp4", encode_mp4(grids, 1000 / args.frame_ms, ffmpeg))
+    else:
+        print("no sequence.mp4: no ffmpeg found (install ffmpeg, or the imageio-ffmpeg package)")
     drift = identity_drift(mapper.encode_identity, frames)
     metrics = {"mapper": str(args.mapper), "frames": len(frames), "seconds": round(seconds, 3),
                "identity_cosine_to_first": drift.tolist(), "identity_cosine_min": float(drift.min())}

@@ -219,9 +219,11 @@ def test_sequence_scores_on_exact_renders():
     assert other["identity_kept"] == 0.0
 
 
-def test_sequence_command_writes_frames_gif_and_metrics(parts, tmp_path):
+def test_sequence_command_writes_frames_gif_mp4_and_metrics(parts, tmp_path, monkeypatch, capsys):
     from PIL import Image
     from latentjax.cli import main
+    from latentjax.programs import sequence
+    from support import fake_ffmpeg
 
     _, generator, identity, pose = parts
     mapper = IdentityMapper.build(MapperConfig(str(generator), f"recognizer:{identity}", f"recognizer:{pose}",
@@ -235,6 +237,17 @@ def test_sequence_command_writes_frames_gif_and_metrics(parts, tmp_path):
                  "--mapper", str(mapper_dir), "--out", str(out)]) == 0
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["0000.png", "0001.png", "0002.png"]
     assert Image.open(out / "sequence.gif").n_frames == 3
+    assert not (out / "sequence.mp4").exists() or sequence.find_ffmpeg()  # written where an ffmpeg is installed
+    monkeypatch.setattr(sequence, "find_ffmpeg", lambda: fake_ffmpeg(tmp_path))
+    assert main(["sequence", "--identity", str(tmp_path / "id.png"), "--driver", str(tmp_path / "poses.json"),
+                 "--mapper", str(mapper_dir), "--out", str(tmp_path / "seq_mp4")]) == 0
+    gif = Image.open(out / "sequence.gif")
+    assert (tmp_path / "seq_mp4" / "sequence.mp4").read_bytes() == b"MP4:%d" % (3 * gif.width * gif.height * 3)
+    monkeypatch.setattr(sequence, "find_ffmpeg", lambda: None)
+    capsys.readouterr()
+    assert main(["sequence", "--identity", str(tmp_path / "id.png"), "--driver", str(tmp_path / "poses.json"),
+                 "--mapper", str(mapper_dir), "--out", str(tmp_path / "seq_no_mp4")]) == 0
+    assert not (tmp_path / "seq_no_mp4" / "sequence.mp4").exists() and "no ffmpeg found" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames"] == 3 and len(metrics["identity_cosine_to_first"]) == 3 and "identity_kept" in metrics["truth"]
     frames_dir = tmp_path / "drivers"

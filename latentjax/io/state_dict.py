@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from latentjax.errors import CheckpointError, ConversionError
@@ -105,5 +106,27 @@ def fill_params(src: Source, abstract, transposes: dict[str, tuple[int, ...]] | 
         check(value.shape == leaf.shape, src.where,
               f"key {key!r} has shape {value.shape} after layout change, expected {leaf.shape}")
         return np.array(value, dtype=np.float32, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+
+    return jax.tree_util.tree_map_with_path(fill, abstract)
+
+
+TORCH_LEAF = {("params", "kernel"): "weight", ("params", "scale"): "weight", ("params", "bias"): "bias",
+              ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
+
+
+def fill_flax_variables(src: Source, abstract, module_key, what: str):
+    """Flax variables ({"params", "batch_stats"} of Conv / Dense / BatchNorm leaves) shaped like
+    `abstract`, filled from a torch state dict: a leaf's key is `module_key(its module names)` + '.'
+    + torch's leaf name (weight, bias, running_mean, running_var); conv kernels OIHW -> HWIO, dense
+    kernels transposed. A missing key, or a shape that does not fit `what`, names the key."""
+    def fill(path, leaf):
+        names = [p.key for p in path]
+        key = f"{module_key(names[1:-1])}.{TORCH_LEAF[names[0], names[-1]]}"
+        value = src.get(key)
+        if names[-1] == "kernel":
+            value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+        check(value.shape == leaf.shape, src.where,
+              f"key {key!r} has shape {value.shape} after layout change, expected {leaf.shape} for {what}")
+        return jnp.asarray(np.asarray(value, np.float32))
 
     return jax.tree_util.tree_map_with_path(fill, abstract)

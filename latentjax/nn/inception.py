@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.config import ConfigMixin, check_positive
-from latentjax.io.state_dict import Source, check, read_state_dict
+from latentjax.io.state_dict import Source, check, fill_flax_variables, read_state_dict
 from latentjax.ops.conv2d_resample import conv_general_dilated
 
 BN_EPS = 1e-3
@@ -186,10 +186,6 @@ class Inception:
         return jax.eval_shape(self._net.init, jax.random.key(0), jnp.zeros((1, MIN_SIZE, MIN_SIZE, 3), jnp.float32))
 
 
-_TORCH_LEAF = {("params", "kernel"): "weight", ("params", "scale"): "weight", ("params", "bias"): "bias",
-               ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
-
-
 def from_state_dict(state: dict, where: str = "inception state dict") -> Inception:
     """An Inception v3 from a torchvision state dict {name: array} (torch layouts)."""
     check("fc.weight" in state and "Mixed_7c.branch_pool.conv.weight" in state, where,
@@ -199,17 +195,7 @@ def from_state_dict(state: dict, where: str = "inception state dict") -> Incepti
     src = Source({k: v for k, v in state.items()
                   if not k.endswith(".num_batches_tracked") and not k.startswith(AUX_PREFIX)}, where)
 
-    def fill(path, leaf):
-        names = [p.key for p in path]
-        key = ".".join(names[1:-1] + [_TORCH_LEAF[names[0], names[-1]]])
-        value = src.get(key)
-        if names[-1] == "kernel":
-            value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
-        check(value.shape == leaf.shape, where, f"key {key!r} has shape {value.shape} after layout change, expected "
-                                                f"{leaf.shape} for {net!r}")
-        return jnp.asarray(np.asarray(value, np.float32))
-
-    variables = jax.tree_util.tree_map_with_path(fill, net.abstract_variables())
+    variables = fill_flax_variables(src, net.abstract_variables(), ".".join, repr(net))
     src.check_all_used()
     return Inception(net.config, variables)
 

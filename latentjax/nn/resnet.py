@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentjax.config import ConfigMixin, check_positive
-from latentjax.io.state_dict import Source, check, read_state_dict
+from latentjax.io.state_dict import Source, check, fill_flax_variables, read_state_dict
 from latentjax.ops.conv2d_resample import conv_general_dilated
 
 BLOCKS = ("basic", "bottleneck")
@@ -172,24 +172,10 @@ def from_state_dict(state: dict, where: str = "resnet state dict") -> ResNet:
     net = ResNet(config, None)
     src = Source({k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}, where)
 
-    def fill(path, leaf):
-        names = [p.key for p in path]
-        collection, module, name = names[0], ".".join(_torch_name(n) for n in names[1:-1]), names[-1]
-        key = f"{module}.{_TORCH_LEAF[collection, name]}"
-        value = src.get(key)
-        if name == "kernel":
-            value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
-        check(value.shape == leaf.shape, where, f"key {key!r} has shape {value.shape} after layout change, expected "
-                                                f"{leaf.shape} for {net!r}")
-        return jnp.asarray(np.asarray(value, np.float32))
-
-    variables = jax.tree_util.tree_map_with_path(fill, net.abstract_variables())
+    variables = fill_flax_variables(src, net.abstract_variables(), lambda names: ".".join(map(_torch_name, names)),
+                                    repr(net))
     src.check_all_used()
     return ResNet(config, variables)
-
-
-_TORCH_LEAF = {("params", "kernel"): "weight", ("params", "scale"): "weight", ("params", "bias"): "bias",
-               ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
 
 
 def _torch_name(flax_name: str) -> str:

@@ -10,7 +10,9 @@ next to the same numbers for true renders (the noise floor for that sample count
 JSON to benchmarks/results/shapes_generator_quality.json. A generator that comes from the supervised
 warm start (`latentjax.tasks.distill`, its metadata or its warm start's names the seeding decoder) also
 gets its agreement with that decoder's factors (`quality.seed_agreement`): how much of the seeded
-latent organisation it kept.
+latent organisation it kept. `--refit-steps N` asks, per shape class, whether the images are off or
+only their read-out: the valid share and median error again after fitting each sample's factors to
+its image (`quality.refitted_errors`, the first `--refit-samples` samples).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import time
 
 import jax
+import numpy as np
 
 import latentjax as lj
 from latentjax import shapes
@@ -42,6 +45,8 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--refit-steps", type=int, default=0, help="> 0: also refit factors this many Adam steps")
+    parser.add_argument("--refit-samples", type=int, default=500)
     parser.add_argument("--out", default="benchmarks/results/shapes_generator_quality.json")
     args = parser.parse_args()
 
@@ -73,8 +78,29 @@ def main() -> None:
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
 
+    refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
-                 generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed)
+                 generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed, refit=refit)
+
+
+def refit_table(G, key, num_samples: int, steps: int) -> dict:
+    """Per shape class of one-object samples: valid share and median error, read-out vs refitted factors."""
+    images = next(shapes_quality.generated_batches(G, key, num_samples, num_samples))[1]
+    errors = {k: np.asarray(v) for k, v in shapes_quality.refitted_errors(images, steps).items()}
+    tol, table = shapes.reading.VALID_TOL, {}
+    print(f"\nrefitted factors ({steps} Adam steps, first {num_samples} samples; one-object samples, "
+          f"valid below {tol}):\n| shape | samples | valid (read-out) | valid (refitted) | p50 (read-out) | p50 (refitted) |"
+          "\n|---|---:|---:|---:|---:|---:|")
+    for k, name in [*enumerate(shapes.SHAPES), (None, "all")]:
+        mask = errors["one_object"] & ((errors["shape"] == k) if k is not None else True)
+        if not mask.any():
+            continue
+        row = table[name] = {"samples": int(mask.sum()), **{
+            f"{stat} ({which})": float(f(errors[which][mask])) for which in ("readout", "refitted")
+            for stat, f in (("valid", lambda e: np.mean(e < tol)), ("p50", np.median))}}
+        print(f"| {name} | {row['samples']} | {row['valid (readout)']:.3f} | {row['valid (refitted)']:.3f} | "
+              f"{row['p50 (readout)']:.4f} | {row['p50 (refitted)']:.4f} |")
+    return table
 
 
 if __name__ == "__main__":

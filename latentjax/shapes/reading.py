@@ -219,13 +219,25 @@ def _estimate(images: jax.Array, shape=None) -> tuple[dict[str, jax.Array], jax.
     return estimates, objects
 
 
+def render_error(images: jax.Array, factors: Mapping[str, jax.Array]) -> jax.Array:
+    """[n] the difference `rerender_error` measures, between images and the renders of any `factors`
+    (e.g. factors fitted to the images by gradient, to ask whether an image is off or only its
+    read-out is). Differentiable in the continuous factors. Jittable."""
+    images = _check_images(images)
+    return _render_error(images, world.render(factors, images.shape[1]), _estimate(images)[1])
+
+
+def _render_error(images: jax.Array, rendered: world.Render, objects: jax.Array) -> jax.Array:
+    region = dilate(objects | (rendered.object_mask > 0))
+    total = jnp.sum(jnp.maximum(jnp.abs(rendered.images - images) - NOISE_FLOOR, 0), axis=(1, 2, 3))
+    return total / (3 * jnp.maximum(jnp.sum(region, axis=(1, 2)), 1))
+
+
 @jax.jit
 def _readout(images: jax.Array, tol) -> dict[str, jax.Array]:
     out, objects = _estimate(images)
     rerendered = world.render({name: out[name] for name in world.FACTOR_NAMES}, images.shape[1])
-    region = dilate(objects | (rerendered.object_mask > 0))
-    total = jnp.sum(jnp.maximum(jnp.abs(rerendered.images - images) - NOISE_FLOOR, 0), axis=(1, 2, 3))
-    out["rerender_error"] = total / (3 * jnp.maximum(jnp.sum(region, axis=(1, 2)), 1))
+    out["rerender_error"] = _render_error(images, rerendered, objects)
     out["valid"] = (out["num_objects"] == 1) & (out["rerender_error"] < tol)
     return out
 

@@ -1,6 +1,7 @@
 """Generator quality on the shapes world: exact W1, total variation, and the true-render floor."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -42,3 +43,23 @@ def test_true_renders_are_valid_and_close_to_the_prior():
     assert result["rerender_error_percentiles"]["90"] < 0.005  # exact renders (see factors' docstring)
     assert result["distances"]["shape"] < 0.08
     assert max(v for k, v in result["distances"].items() if k != "shape") < 0.05
+
+
+def test_render_error_is_the_read_outs_measure_and_refitting_factors_only_lowers_it():
+    """render_error is the read-out's own measure for any factors (zero for the true ones, large for
+    factors half a pixel off); refitting keeps clean renders clean and lowers a blurred image's error."""
+    world, reading = shapes.world, shapes.reading
+    truth = world.sample_factors(jax.random.key(3), 16)
+    images = world.render(truth, 32).images
+    out = reading.readout(images)
+    read = {name: out[name] for name in world.FACTOR_NAMES}
+    np.testing.assert_allclose(reading.render_error(images, read), out["rerender_error"], atol=1e-7)
+    assert float(jnp.max(reading.render_error(images, truth))) < 1e-3
+    assert float(jnp.min(reading.render_error(images, {**read, "x": jnp.clip(read["x"] + 0.04, 0, 0.99)}))) > 0.01
+    clean = shapes_quality.refitted_errors(images, steps=50)
+    assert float(jnp.max(clean["refitted"])) < 1e-3 and bool(jnp.all(clean["one_object"]))
+    np.testing.assert_array_equal(clean["shape"], truth["shape"])
+    blurred = 0.5 * images + 0.5 * jax.lax.reduce_window(images, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), "SAME") / 9
+    refit = shapes_quality.refitted_errors(blurred, steps=50)
+    assert float(jnp.median(refit["readout"])) > 0.01
+    assert float(jnp.median(refit["refitted"])) < float(jnp.median(refit["readout"]))

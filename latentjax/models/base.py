@@ -101,7 +101,7 @@ def run_unoptimized(fn, *args):
     (weight init), whose optimised compile takes seconds for a StyleGAN (8 s -> 3 s for a tiny one on
     CPU) and whose run takes milliseconds. Values equal an optimised compile's up to float rounding.
     Traced args (under `eval_shape` or an outer `jit`) make it a plain `jax.jit(fn)(*args)`."""
-    if any(isinstance(arg, jax.core.Tracer) for arg in jax.tree.leaves(args)):
+    if not is_concrete(args):
         return jax.jit(fn)(*args)
     return jax.jit(fn).lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
 

@@ -5,8 +5,9 @@ The generator regresses `render(decode_factors(f, z))` for a fixed random factor
 an adversarial run needs; `latentjax.tasks.gan` then fine-tunes it adversarially (`config.init_from`).
 `config.projection_weight` > 0 adds a sharpening term against each image's own re-render, and
 `config.ema_kimg` > 0 keeps StyleGAN2's moving average of the generator's params, which is then what
-is sampled, evaluated (beside the raw params, `raw_*`) and exported. The mapping network's learning rate is scaled by `config.mapping_lr_scale`: StyleGAN2's lr multiplier
-0.01 would leave it almost frozen here. The generator is exported to `WORKDIR/generator/` at every
+is sampled, evaluated (beside the raw params, `raw_*`) and exported. The mapping network's learning
+rate is scaled by `config.mapping_lr_scale`: StyleGAN2's lr multiplier 0.01 would leave it almost
+frozen here. The generator is exported to `WORKDIR/generator/` at every
 checkpoint.
 Details: docs/shapes.md#latentjaxtasksdistill
 """

@@ -475,19 +475,19 @@ def main(argv=None):
 
     started = time.monotonic()
     campaign = Campaign(args, PLANS[mode])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     print(f"campaign ({mode}, budget {args.budget_s:.0f} s) on {environment()['device']}", flush=True)
-    for section in args.sections:
+    for done, section in enumerate(args.sections, 1):
         start = time.monotonic()
         SECTION_RUNS[section](campaign)
         print(f"{section}: {time.monotonic() - start:.0f} s", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for section in args.sections:
+        # Written after every section, so that a run stopped part-way keeps the sections it measured.
         (out / f"{section}.md").write_text(markdown(section, campaign.rows[section]))
-    record = {"benchmark": "campaign", "mode": mode, **environment(), "load_average": os.getloadavg(),
-              "budget_s": args.budget_s, "seconds": time.monotonic() - started, "torch_device": campaign.device,
-              "sections": campaign.rows}
-    (out / "campaign.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+        record = {"benchmark": "campaign", "mode": mode, **environment(), "load_average": os.getloadavg(),
+                  "budget_s": args.budget_s, "seconds": time.monotonic() - started, "torch_device": campaign.device,
+                  "sections_done": args.sections[:done], "sections": campaign.rows}
+        (out / "campaign.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
     print(f"\n{time.monotonic() - started:.0f} s; wrote {out}/campaign.json and one .md per section")
 
 

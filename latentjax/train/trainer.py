@@ -3,7 +3,9 @@
     state = train(config, workdir)          # or train(config, workdir, task=my_task, key=key)
 
 Running it again on the same work dir resumes from the newest intact checkpoint; without a work
-dir nothing is written and the final state is only returned. `harness_config` builds the harness's
+dir nothing is written and the final state is only returned. SIGTERM or SIGINT (a scheduler's
+preemption, Ctrl-C) stops the loop after the step in flight, which is checkpointed and exported
+first, so a stopped run loses nothing. `harness_config` builds the harness's
 config fields (a task's config adds its own). The work dir holds `config.json`, `metrics.jsonl`,
 `tensorboard/`, `samples/`, `checkpoints/` and whatever the task exports.
 Details: docs/methods.md#latentjaxtraintrainer
@@ -11,9 +13,12 @@ Details: docs/methods.md#latentjaxtraintrainer
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +102,41 @@ def write_record(workdir: Path, record: ml_collections.ConfigDict, resumed_at: i
 
 def _due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
+
+
+@contextlib.contextmanager
+def stop_requests(signals=(signal.SIGTERM, signal.SIGINT)):
+    """While the block runs, the first of `signals` is recorded in the yielded list instead of ending
+    the process; a second one acts as it did before. (Outside the main thread, where Python cannot
+    set handlers, the list stays empty.)"""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def restore():
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+    def record(signum, frame):
+        requested.append(signum)
+        restore()
+
+    for s in signals:
+        signal.signal(s, record)
+    try:
+        yield requested
+    finally:
+        restore()
+
+
+def stop_agreed(requested: list, log_step: bool) -> bool:
+    """Whether the run stops after this step: at once in one process; with several, at a log step
+    where any process was asked (all of them must stop at the same step)."""
+    if jax.process_count() == 1:
+        return bool(requested)
+    return log_step and bool(np.max(multihost_utils.process_allgather(np.int32(bool(requested)))))
 
 
 def train(config: ml_collections.ConfigDict, workdir=None, task: Task | None = None, key: jax.Array | None = None):
@@ -205,7 +245,7 @@ def train(config: ml_collections.ConfigDict, workdir=None, task: Task | None = N
     if first_step >= total_steps:
         note(f"already trained for {first_step} >= {total_steps} steps")
     shown, bar = {}, None
-    with jax.set_mesh(mesh):
+    with stop_requests() as requested, jax.set_mesh(mesh):
         if first_step == 0 and sample_fn is not None:
             log_images(0)
         clock, clock_step = time.perf_counter(), first_step
@@ -218,7 +258,8 @@ def train(config: ml_collections.ConfigDict, workdir=None, task: Task | None = N
                 bar = Progress(total_steps, "train", "step", start=step)
             else:
                 bar.update(1, **shown)
-            if _due(step, int(cfg["log_every"]), total_steps):
+            log_step = _due(step, int(cfg["log_every"]), total_steps)
+            if log_step:
                 metrics = {k: float(v) for k, v in to_host(metrics).items()}
                 bad = [k for k, v in metrics.items() if not math.isfinite(v)]
                 if bad:
@@ -237,8 +278,13 @@ def train(config: ml_collections.ConfigDict, workdir=None, task: Task | None = N
                 writer.scalars(step, {f"eval/{k}": v for k, v in results.items()})
             if sample_fn is not None and _due(step, int(cfg["sample_every"]), total_steps):
                 log_images(step)
-            if _due(step, int(cfg["ckpt_every"]), total_steps):
+            stop = stop_agreed(requested, log_step)
+            if stop or _due(step, int(cfg["ckpt_every"]), total_steps):
                 save_and_export(step)
+            if stop:
+                note(f"stopped by signal {signal.Signals(requested[0]).name if requested else '(another process)'} "
+                     f"after step {step}; its checkpoint resumes the run")
+                break
     if bar is not None:
         bar.close()
 

@@ -108,7 +108,7 @@ def test_distill_exports_the_moving_average_when_one_is_kept(tmp_path):
         train(config, tmp_path / name)
         return lj.load_generator(str(tmp_path / name / distill.EXPORT_DIR)), read_metrics(tmp_path / name)
 
-    (raw, raw_records), (short, short_records), (long, long_records) = (
+    (raw, raw_records), (short, _), (long, long_records) = (
         run("raw", 0.0), run("short", 1e-9), run("long", 1e9))
     synthesis = lambda G: jax.tree.leaves(G.params["synthesis"])  # noqa: E731
     for a, b in zip(synthesis(raw), synthesis(short)):

@@ -6,6 +6,8 @@ the GAN and learned-method tests do.
 """
 
 import json
+import os
+import signal
 import socket
 
 import jax
@@ -18,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from latentjax.config import parse_arg
 from latentjax.train import Task, train
-from latentjax.train.trainer import HARNESS_DEFAULTS, harness_config
+from latentjax.train.trainer import HARNESS_DEFAULTS, harness_config, stop_requests
 from latentjax.train.checkpoint import open_manager
 from latentjax.train.metrics import MetricWriter, read_metrics
 from latentjax.sharding import make_mesh, tree_shardings
@@ -249,3 +251,38 @@ def test_metric_writer_tensorboard_events(tmp_path):
     # (purge_step), which the file keeps.
     assert values == [(1, "loss", 0.25), (2, "loss", 0.5), (3, "loss", 0.75), (4, "loss", 1.0),
                       (3, "loss", 0.125), (3, "samples", "image")]
+
+
+def test_a_signal_stops_the_run_after_a_saved_step_and_it_resumes_exactly(tmp_path, monkeypatch):
+    """SIGTERM sent while step 5 is logged: the run returns at step 5 with a checkpoint there (ckpt_every
+    4 would have saved step 4 only), the handlers are restored, and resuming ends where an
+    uninterrupted run ends."""
+    config = tiny_config(total_steps=12, ckpt_every=4)
+    scalars = MetricWriter.scalars
+
+    def scalars_then_signal(self, step, values):
+        scalars(self, step, values)
+        if step == 5 and "loss" in values:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(MetricWriter, "scalars", scalars_then_signal)
+    handler = signal.getsignal(signal.SIGTERM)
+    stopped = train(config, tmp_path / "stopped", task=make_task(config))
+    assert int(stopped["step"]) == 5
+    assert open_manager(tmp_path / "stopped").latest_step() == 5
+    assert signal.getsignal(signal.SIGTERM) == handler
+    monkeypatch.setattr(MetricWriter, "scalars", scalars)
+    resumed = train(config, tmp_path / "stopped", task=make_task(config))
+    straight = train(config, tmp_path / "straight", task=make_task(config))
+    assert int(resumed["step"]) == 12
+    assert_trees_close(resumed["state"], straight["state"])
+
+
+def test_a_second_signal_acts_as_before():
+    """The first SIGINT is recorded; the second reaches Python's own handler (KeyboardInterrupt)."""
+    with pytest.raises(KeyboardInterrupt):
+        with stop_requests() as requested:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert requested == [signal.SIGINT]
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -107,13 +107,14 @@ def _due(step: int, every: int, total: int) -> bool:
 @contextlib.contextmanager
 def stop_requests(signals=(signal.SIGTERM, signal.SIGINT)):
     """While the block runs, the first of `signals` is recorded in the yielded list instead of ending
-    the process; a second one acts as it did before. (Outside the main thread, where Python cannot
-    set handlers, the list stays empty.)"""
+    the process; a second one acts as it did before. A signal the process ignores (as a shell's
+    background job ignores SIGINT) stays ignored. (Outside the main thread, where Python cannot set
+    handlers, the list stays empty.)"""
     requested: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield requested
         return
-    previous = {s: signal.getsignal(s) for s in signals}
+    previous = {s: signal.getsignal(s) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
 
     def restore():
         for s, handler in previous.items():
@@ -123,7 +124,7 @@ def stop_requests(signals=(signal.SIGTERM, signal.SIGINT)):
         requested.append(signum)
         restore()
 
-    for s in signals:
+    for s in previous:
         signal.signal(s, record)
     try:
         yield requested

@@ -278,11 +278,24 @@ def test_a_signal_stops_the_run_after_a_saved_step_and_it_resumes_exactly(tmp_pa
     assert_trees_close(resumed["state"], straight["state"])
 
 
-def test_a_second_signal_acts_as_before():
-    """The first SIGINT is recorded; the second reaches Python's own handler (KeyboardInterrupt)."""
-    with pytest.raises(KeyboardInterrupt):
-        with stop_requests() as requested:
-            os.kill(os.getpid(), signal.SIGINT)
-            assert requested == [signal.SIGINT]
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+def test_a_second_signal_reaches_the_handler_there_before_and_an_ignored_one_stays_ignored():
+    """The first SIGUSR1 is only recorded, the second reaches the handler installed before the block,
+    which is back after it; an ignored SIGUSR2 is neither recorded nor handled."""
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGUSR1, handler), signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        with stop_requests((signal.SIGUSR1, signal.SIGUSR2)) as requested:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert requested == [signal.SIGUSR1] and seen == []
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert seen == [signal.SIGUSR1]
+        assert signal.getsignal(signal.SIGUSR1) is handler
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR1, previous[0])
+        signal.signal(signal.SIGUSR2, previous[1])

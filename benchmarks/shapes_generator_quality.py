@@ -27,6 +27,7 @@ import latentjax as lj
 from latentjax import shapes
 from latentjax.shapes import quality as shapes_quality
 from latentjax.shapes import seeding
+from latentjax.viz.report import markdown_table
 from timing import write_record
 
 
@@ -88,18 +89,18 @@ def refit_table(G, key, num_samples: int, steps: int) -> dict:
     images = next(shapes_quality.generated_batches(G, key, num_samples, num_samples))[1]
     errors = {k: np.asarray(v) for k, v in shapes_quality.refitted_errors(images, steps).items()}
     tol, table = shapes.reading.VALID_TOL, {}
-    print(f"\nrefitted factors ({steps} Adam steps, first {num_samples} samples; one-object samples, "
-          f"valid below {tol}):\n| shape | samples | valid (read-out) | valid (refitted) | p50 (read-out) | p50 (refitted) |"
-          "\n|---|---:|---:|---:|---:|---:|")
     for k, name in [*enumerate(shapes.SHAPES), (None, "all")]:
         mask = errors["one_object"] & ((errors["shape"] == k) if k is not None else True)
         if not mask.any():
             continue
-        row = table[name] = {"samples": int(mask.sum()), **{
+        table[name] = {"samples": int(mask.sum()), **{
             f"{stat} ({which})": float(f(errors[which][mask])) for which in ("readout", "refitted")
             for stat, f in (("valid", lambda e: np.mean(e < tol)), ("p50", np.median))}}
-        print(f"| {name} | {row['samples']} | {row['valid (readout)']:.3f} | {row['valid (refitted)']:.3f} | "
-              f"{row['p50 (readout)']:.4f} | {row['p50 (refitted)']:.4f} |")
+    print(f"\nrefitted factors ({steps} Adam steps, first {num_samples} samples; one-object samples, "
+          f"valid below {tol}):\n" + markdown_table(
+              ["shape", "samples", "valid (read-out)", "valid (refitted)", "p50 (read-out)", "p50 (refitted)"],
+              [[name, row["samples"], f"{row['valid (readout)']:.3f}", f"{row['valid (refitted)']:.3f}",
+                f"{row['p50 (readout)']:.4f}", f"{row['p50 (refitted)']:.4f}"] for name, row in table.items()]))
     return table
 
 

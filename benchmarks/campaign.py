@@ -274,7 +274,6 @@ def measure_peaks(c: Campaign) -> dict:
 
 
 def utilisation_section(c: Campaign):
-    peaks = c.peaks
     for row in c.rows["generator"]:
         if not row.get("gflop_per_item") or not row.get("ours_img_s"):
             continue
@@ -285,11 +284,12 @@ def utilisation_section(c: Campaign):
         out = {"program": f"{row['model']} generate, batch {row['batch']}", "precision": row["precision"],
                "gflop_per_item": row["gflop_per_item"]}
         out["achieved_tflop_s"] = row["gflop_per_item"] * row["ours_img_s"] / 1e3
-        if "peak" in peaks[row["precision"]]:
-            out["peak_tflop_s"] = peaks[row["precision"]]["peak"] / 1e12
+        peak = c.peaks[row["precision"]]
+        if "peak" in peak:
+            out["peak_tflop_s"] = peak["peak"] / 1e12
             out["fraction_of_peak"] = out["achieved_tflop_s"] / out["peak_tflop_s"]
         else:
-            out["notes"] = peaks[row["precision"]].get("notes", [])
+            out["notes"] = peak.get("notes", [])
         c.add("utilisation", out)
 
 

@@ -114,7 +114,7 @@ def stop_requests(signals=(signal.SIGTERM, signal.SIGINT)):
     if threading.current_thread() is not threading.main_thread():
         yield requested
         return
-    previous = {s: signal.getsignal(s) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
+    previous = {s: handler for s in signals if (handler := signal.getsignal(s)) is not signal.SIG_IGN}
 
     def restore():
         for s, handler in previous.items():

@@ -30,15 +30,15 @@ from latentjax.train.trainer import harness_config
 
 def get_config(arg=None):
     arg = parse_arg(arg, network=("recognizer", "assessor", "identity", "pose"))
-    config = harness_config("latentjax.tasks.recognizer", total_steps=2000, batch_size=64, eval_every=500,
+    config = harness_config("latentjax.tasks.recognizer", total_steps=4000, batch_size=64, eval_every=500,
                             ckpt_every=1000, keep_ckpts=1)
     config.resolution = 32
     config.heads = ("shape", "hue")  # class heads
     config.value_heads = ()  # regression heads (`latentjax.shapes.recognition.VALUE_HEADS`)
     config.bins = 6  # classes of every head but 'shape'
     config.width = 16  # channels of the first conv stage; stage i has width * 2**i
-    config.depth = 3
-    config.lr = 1e-3
+    config.depth = 4
+    config.lr = 3e-3
     config.weight_decay = 0.0  # AdamW's decoupled weight decay
     config.num_train = 0  # training images (factor vectors): 0 = a fresh draw every step
     config.data_seed = 1

@@ -24,8 +24,10 @@ repeats, fewer once the timed calls have taken the plan's `repeat_budget_s`):
 - streaming: GANSpace's PCA samples/s, the sampled score table's samples/s (the shapes read-out),
   Network Dissection's units/s (the built-in shapes generator).
 
-`--budget-s` bounds the run: rows are measured in the fixed order until it is spent, and every
-figure that could not be measured (budget, no reference, an error) says why. Writes
+`--budget-s` bounds the run: each section gets its share (`SHARES`) of the budget left when it
+starts, generator rows are measured breadth first (every model's first listed batch before any
+model's second), and every figure that could not be measured (budget, no reference, an error)
+says why. Writes
 `OUT/campaign.json` and `OUT/<section>.md` (`--out`, default `benchmarks/results/campaign`).
 """
 
@@ -64,6 +66,8 @@ from timing import environment, median_seconds
 from train_step import time_ours as time_learned_step
 
 SECTIONS = ("generator", "utilisation", "inversion", "learned", "jacobian", "streaming")
+# Each section's share of the budget left when it starts (utilisation only reads the generator's rows).
+SHARES = {"generator": 4.0, "utilisation": 0.1, "inversion": 2.0, "learned": 1.5, "jacobian": 1.0, "streaming": 1.5}
 LEARNED = {"voynov": "latentjax.directions.voynov", "dplase": "latentjax.directions.dplase"}
 
 # What each mode measures. generator: (model, batches, precisions); inversion: (model, targets
@@ -95,7 +99,7 @@ PLANS = {
     },
     "gpu": {
         "repeats": 10, "repeat_budget_s": 10.0, "matmul": 8192, "loss": "lpips",
-        "generator": [(name, (1, 4, 16, 64), ("float32", "bfloat16"))
+        "generator": [(name, (16, 1, 64, 4), ("float32", "bfloat16"))  # batches by priority: 16 for all first
                       for name in ("stylegan2-256", "stylegan2-1024", "stylegan3-t-256", "stylegan3-r-256",
                                    "biggan-deep-128", "biggan-deep-256", "biggan-deep-512", "pggan-256")],
         "inversion": [("stylegan2-32", (1, 8, 64), 50), ("stylegan2-256", (1, 8, 64), 20)],
@@ -133,7 +137,7 @@ class Campaign:
 
     def __init__(self, args, plan: dict):
         self.args, self.plan = args, plan
-        self.deadline = time.monotonic() + args.budget_s
+        self.end = self.deadline = time.monotonic() + args.budget_s
         self.rows: dict[str, list[dict]] = {s: [] for s in SECTIONS}
         self.device = references.torch_device(args.device) if _has_torch() else "cpu"
         self._references: dict[str, object] = {}
@@ -145,6 +149,11 @@ class Campaign:
         if name not in self._generators:
             self._generators[name] = zoo.init(name)
         return self._generators[name]
+
+    def begin_section(self, section: str, remaining: list[str]):
+        """Give `section` its share of the budget left, so that a slow early section cannot leave the
+        later ones unmeasured; what a section does not use passes on to the next."""
+        self.deadline = section_deadline(time.monotonic(), self.end, section, remaining)
 
     def spent(self) -> bool:
         return time.monotonic() > self.deadline
@@ -190,6 +199,20 @@ class Campaign:
         return self.reference(name, build)
 
 
+def section_deadline(now: float, end: float, section: str, remaining: list[str]) -> float:
+    """When `section` (the first of the `remaining` sections) stops measuring: its `SHARES` weight's
+    part of the time left until `end`."""
+    return now + max(end - now, 0.0) * SHARES[section] / sum(SHARES[s] for s in remaining)
+
+
+def generator_order(plan: list) -> list[tuple[str, int, str]]:
+    """The generator plan's (model, batch, precision) rows, breadth first: every model's first
+    batch before any model's second, so that a budget spent part-way leaves no model unmeasured."""
+    keyed = [((rank, m, p), (name, batch, precision)) for m, (name, batches, precisions) in enumerate(plan)
+             for rank, batch in enumerate(batches) for p, precision in enumerate(precisions)]
+    return [row for _, row in sorted(keyed)]
+
+
 def _has_torch() -> bool:
     try:
         references.torch_module()
@@ -205,36 +228,38 @@ def _short(value) -> str:
 # --- sections --------------------------------------------------------------------------------------
 def generator_section(c: Campaign):
     repeats, budget = c.plan["repeats"], c.plan["repeat_budget_s"]
-    for name, batches, precisions in c.plan["generator"]:
-        for batch in batches:
-            float32_images = None
-            for precision in precisions:
-                row = {"model": name, "batch": batch, "precision": precision}
+    float32_images = {}  # (model, batch): float32 images, the bfloat16 rows' PSNR reference
+    for name, batch, precision in generator_order(c.plan["generator"]):
+        row = {"model": name, "batch": batch, "precision": precision}
 
-                def ours():
-                    G = c.generator(name)
-                    program, inputs = zoo.generate_program(G, batch, precision)
-                    lowered = program.lower(G.params, *inputs)
-                    compiled = lowered.compile()
-                    seconds = median_seconds(lambda: compiled(G.params, *inputs), repeats, budget)
-                    flops = lowered_flops(lowered)
-                    return {"ours_img_s": batch / seconds, "images": compiled(G.params, *inputs),
-                            "gflop_per_item": None if flops is None else flops / batch / 1e9}
+        def ours():
+            G = c.generator(name)
+            program, inputs = zoo.generate_program(G, batch, precision)
+            lowered = program.lower(G.params, *inputs)
+            compiled = lowered.compile()
+            seconds = median_seconds(lambda: compiled(G.params, *inputs), repeats, budget)
+            flops = lowered_flops(lowered)
+            return {"ours_img_s": batch / seconds, "images": compiled(G.params, *inputs),
+                    "gflop_per_item": None if flops is None else flops / batch / 1e9}
 
-                if c.attempt(row, "latentjax", ours):
-                    images = row.pop("images")
-                    float32_images = images if precision == "float32" else float32_images
-                    if precision != "float32" and float32_images is not None:
-                        row["psnr_db"] = psnr_db(images, float32_images)
-                if precision != "float32":
-                    row.setdefault("notes", []).append("reference: timed in float32 only")
-                else:
-                    c.attempt(row, "reference", lambda: {"reference_img_s": references.time_generator(
-                        zoo.family(name), c.reference_generator(name), batch, repeats, c.device,
-                        zoo.TRUNCATION[zoo.family(name)], getattr(zoo.config(name), "num_classes", 0), budget)})
-                if row.get("reference_img_s") and row.get("ours_img_s"):
-                    row["ratio"] = row["ours_img_s"] / row["reference_img_s"]
-                c.add("generator", row)
+        if c.attempt(row, "latentjax", ours):
+            images = row.pop("images")
+            if precision == "float32":
+                float32_images[name, batch] = images
+            elif (name, batch) in float32_images:
+                row["psnr_db"] = psnr_db(images, float32_images[name, batch])
+        if precision != "float32":
+            row.setdefault("notes", []).append("reference: timed in float32 only")
+        else:
+            c.attempt(row, "reference", lambda: {"reference_img_s": references.time_generator(
+                zoo.family(name), c.reference_generator(name), batch, repeats, c.device,
+                zoo.TRUNCATION[zoo.family(name)], getattr(zoo.config(name), "num_classes", 0), budget)})
+        if row.get("reference_img_s") and row.get("ours_img_s"):
+            row["ratio"] = row["ours_img_s"] / row["reference_img_s"]
+        c.add("generator", row)
+    table_order = {(name, batch, precision): (m, batch, p) for m, (name, batches, precisions)
+                   in enumerate(c.plan["generator"]) for batch in batches for p, precision in enumerate(precisions)}
+    c.rows["generator"].sort(key=lambda r: table_order[r["model"], r["batch"], r["precision"]])  # model by model
 
 
 def lowered_flops(lowered) -> float | None:
@@ -493,6 +518,7 @@ def main(argv=None):
         campaign.peaks = measure_peaks(campaign)
     for done, section in enumerate(args.sections, 1):
         start = time.monotonic()
+        campaign.begin_section(section, args.sections[done - 1:])
         SECTION_RUNS[section](campaign)
         print(f"{section}: {time.monotonic() - start:.0f} s", flush=True)
         # Written after every section, so that a run stopped part-way keeps the sections it measured.

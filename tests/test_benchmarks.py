@@ -36,3 +36,31 @@ def test_campaign_smoke_measures_every_section(tmp_path):
         assert row.get("ratio") is not None or row.get("notes"), row
     inversion = record["sections"]["inversion"]
     assert inversion[0]["vs_loop"] == 1.0 and all(row["seconds_per_image"] > 0 for row in inversion)
+
+
+def _campaign_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import campaign
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return campaign
+
+
+def test_each_section_gets_its_share_of_the_budget_left():
+    campaign = _campaign_module()
+    shares = campaign.SHARES
+    # at the start: the generator's share of all sections' weights
+    deadline = campaign.section_deadline(100.0, 580.0, "generator", list(SECTIONS))
+    assert deadline == 100.0 + 480.0 * shares["generator"] / sum(shares.values())
+    # the last section gets all that is left; a section that starts late gets nothing
+    assert campaign.section_deadline(500.0, 580.0, "streaming", ["streaming"]) == 580.0
+    assert campaign.section_deadline(600.0, 580.0, "jacobian", ["jacobian", "streaming"]) == 600.0
+
+
+def test_generator_rows_are_measured_breadth_first():
+    campaign = _campaign_module()
+    plan = [("a", (16, 1), ("float32", "bfloat16")), ("b", (16, 1, 64), ("float32",))]
+    assert campaign.generator_order(plan) == [
+        ("a", 16, "float32"), ("a", 16, "bfloat16"), ("b", 16, "float32"),
+        ("a", 1, "float32"), ("a", 1, "bfloat16"), ("b", 1, "float32"), ("b", 64, "float32")]

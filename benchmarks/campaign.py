@@ -25,8 +25,8 @@ repeats, fewer once the timed calls have taken the plan's `repeat_budget_s`):
   Network Dissection's units/s (the built-in shapes generator).
 
 `--budget-s` bounds the run: each section gets its share (`SHARES`) of the budget left when it
-starts, generator rows are measured breadth first (every model's first listed batch before any
-model's second), and every figure that could not be measured (budget, no reference, an error)
+starts, generator rows are measured breadth first (every model's first listed batch, precision
+by precision, before any model's second), and every figure that could not be measured (budget, no reference, an error)
 says why. Writes
 `OUT/campaign.json` and `OUT/<section>.md` (`--out`, default `benchmarks/results/campaign`).
 """
@@ -206,9 +206,10 @@ def section_deadline(now: float, end: float, section: str, remaining: list[str])
 
 
 def generator_order(plan: list) -> list[tuple[str, int, str]]:
-    """The generator plan's (model, batch, precision) rows, breadth first: every model's first
-    batch before any model's second, so that a budget spent part-way leaves no model unmeasured."""
-    keyed = [((rank, m, p), (name, batch, precision)) for m, (name, batches, precisions) in enumerate(plan)
+    """The generator plan's (model, batch, precision) rows, breadth first: every model's first batch
+    in its first precision, then in the next, before any model's second batch, so that a budget
+    spent part-way costs batch sizes and precisions before it costs a model."""
+    keyed = [((rank, p, m), (name, batch, precision)) for m, (name, batches, precisions) in enumerate(plan)
              for rank, batch in enumerate(batches) for p, precision in enumerate(precisions)]
     return [row for _, row in sorted(keyed)]
 

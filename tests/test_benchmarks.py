@@ -62,5 +62,5 @@ def test_generator_rows_are_measured_breadth_first():
     campaign = _campaign_module()
     plan = [("a", (16, 1), ("float32", "bfloat16")), ("b", (16, 1, 64), ("float32",))]
     assert campaign.generator_order(plan) == [
-        ("a", 16, "float32"), ("a", 16, "bfloat16"), ("b", 16, "float32"),
-        ("a", 1, "float32"), ("a", 1, "bfloat16"), ("b", 1, "float32"), ("b", 64, "float32")]
+        ("a", 16, "float32"), ("b", 16, "float32"), ("a", 16, "bfloat16"),
+        ("a", 1, "float32"), ("b", 1, "float32"), ("a", 1, "bfloat16"), ("b", 64, "float32")]

@@ -9,8 +9,10 @@ r"""A small recognition network on the shapes world (`latentjax.tasks.recognizer
 
 It classifies the object's shape and hue bin (`heads`, `bins`) of 32x32 true renders whose scale
 is in [0, 0.6) (`train_ranges`); evaluation also scores the held-out scales [0.6, 1)
-(`shifted_ranges`). `width`, `weight_decay`, `num_train` (0: a fresh draw every step) and `seed`
-are what the disentanglement study varies (`benchmarks/recognition_study.py`). The result is
+(`shifted_ranges`). `width`, `weight_decay`, `num_train` (0: a fresh draw every step), `seed`,
+`total_steps`, `depth` and `lr` are what the disentanglement study varies
+(`benchmarks/recognition_study.py`); shorter, shallower or slower training reads the shape from
+the object's area, which fails on the held-out scales. The result is
 `WORKDIR/recognizer/` (`latentjax.nn.recognizer.load_recognizer`); the default config trained the
 shipped `builtin:shapes_recognizer`.
 

@@ -29,7 +29,7 @@ def get_config(arg=None):
     arg = parse_arg(arg, res=32, builtin=False, distill=False)
     config = harness_config("latentjax.tasks.gan", total_steps=25_000, batch_size=32, sample_every=500)  # 800 kimg
     config.resolution = arg.res
-    config.init_from = ""  # a generator to warm-start G from (see latentjax.tasks.gan); "" = random init
+    config.init_from = ""  # a generator to warm-start G from, grown if narrower (latentjax.tasks.gan); "" = random
 
     config.channel_base = 4096
     config.channel_max = 128

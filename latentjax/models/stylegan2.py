@@ -378,3 +378,32 @@ class StyleGAN2(StyleGenerator):
         return self._synthesis.apply({"params": params["synthesis"]}, ws.astype(jnp.float32),
                                      noise_mode=noise_mode, compute_dtype=compute_dtype, impl=impl, hooks=hooks,
                                      rngs=rngs)
+
+
+def widen(generator: StyleGAN2, config: StyleGAN2Config, key) -> StyleGAN2:
+    """`generator` at the wider `config` (the same architecture but for `channels`, none narrower):
+    its params fill the leading channels and fresh ones (`key`) the rest, except that weights from
+    a new input channel into an old output channel are zero. So it draws the same images, and
+    training can then use the new channels: a trained generator grown, not restarted (Net2Net)."""
+    old = generator.config
+    same_but_channels = dataclasses.replace(config, channels=old.channels) == old
+    if not same_but_channels or len(config.channels) != len(old.channels) \
+            or any(new < was for new, was in zip(config.channels, old.channels)):
+        raise ValueError(f"widen: {config} must equal the generator's config {old} but for channels, each at least "
+                         f"the generator's")
+
+    def embed(path, fresh, trained):
+        trained = np.asarray(trained)
+        if fresh.shape == trained.shape:
+            return trained
+        out = np.array(fresh)
+        convolution = path[-1].key == "weight" and out.ndim == 4  # HWIO
+        if convolution:  # its run-time gain 1 / sqrt(fan-in) falls as inputs are added: keep the effective weights
+            trained = trained * np.sqrt(out.shape[2] / trained.shape[2])
+        out[tuple(slice(0, n) for n in trained.shape)] = trained
+        if convolution:  # new inputs -> old outputs
+            out[:, :, trained.shape[2]:, :trained.shape[3]] = 0.0
+        return out
+
+    params = jax.tree_util.tree_map_with_path(embed, StyleGAN2.init(config, key).params, generator.params)
+    return StyleGAN2(config, params, generator.metadata)

@@ -49,7 +49,8 @@ def make_task(config) -> Task:
          "synthesis": optax.adam(lr, b1=config.betas[0], b2=config.betas[1])},
         lambda params: {name: ("mapping" if name == "mapping" else "synthesis") for name in params})
     grid_z, eval_z = fixed_latents(config, G.z_dim)
-    warm_start = warm_start_generator(config.init_from, G.config) if config.get("init_from") else None
+    warm_start = warm_start_generator(config.init_from, G.config, jax.random.key(config.seed)) \
+        if config.get("init_from") else None
 
     def init(key):
         g = StyleGAN2.init(G.config, key).params if warm_start is None else jax.tree.map(jnp.asarray, warm_start.params)

@@ -21,7 +21,7 @@ from latentjax import shapes
 from latentjax.shapes import seeding
 from latentjax.load import load_generator
 from latentjax.load import save_generator
-from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config, mix_styles
+from latentjax.models.stylegan2 import StyleGAN2, StyleGAN2Config, mix_styles, widen
 from latentjax.nn.discriminator import Discriminator, DiscriminatorConfig, init_discriminator
 from latentjax.sharding import shard_batch
 from latentjax.train.task import Task
@@ -50,14 +50,21 @@ def discriminator_config(config) -> DiscriminatorConfig:
                                **config.discriminator.to_dict())
 
 
-def warm_start_generator(source, expected: StyleGAN2Config) -> StyleGAN2:
+def warm_start_generator(source, expected: StyleGAN2Config, key) -> StyleGAN2:
     """The generator at `source` (a `latentjax.load_generator` source), which must be a StyleGAN2
-    with exactly the `expected` architecture; its params as numpy arrays."""
+    with the `expected` architecture, or one that differs only by narrower channels: that one is
+    widened to it (`latentjax.models.stylegan2.widen`, new channels drawn with `key`), drawing the
+    same images. Its params as numpy arrays."""
     generator = load_generator(source)
     found = getattr(generator, "config", type(generator).__name__)
-    if not isinstance(generator, StyleGAN2) or generator.config != expected:
-        raise ValueError(f"config.init_from={source!r}: expected a StyleGAN2 generator with the configured "
-                         f"architecture {expected}, found {found}")
+    if not isinstance(generator, StyleGAN2):
+        raise ValueError(f"config.init_from={source!r}: expected a StyleGAN2 generator, found {found}")
+    if generator.config != expected:
+        try:
+            generator = widen(generator, expected, key)
+        except ValueError:
+            raise ValueError(f"config.init_from={source!r}: expected a StyleGAN2 generator with the configured "
+                             f"architecture {expected} (or the same with narrower channels), found {found}") from None
     return StyleGAN2(generator.config, jax.tree.map(np.asarray, generator.params), generator.metadata)
 
 
@@ -120,7 +127,8 @@ def make_task(config) -> Task:
     g_tx = adam(config.g_lr, tuple(config.betas), config.eps)
     d_tx = adam(config.d_lr, tuple(config.betas), config.eps, lazy_r1)
     grid_z, eval_z = fixed_latents(config, G.z_dim)
-    warm_start = warm_start_generator(config.init_from, G.config) if config.get("init_from") else None
+    warm_start = warm_start_generator(config.init_from, G.config, jax.random.key(config.seed)) \
+        if config.get("init_from") else None
     distill_weight = float(config.get("distill_weight", 0.0))
     if distill_weight:
         decoder = seeding.decoder_from(config.seeding, G.z_dim)

@@ -1,11 +1,14 @@
 """StyleGAN2 model properties: transforms agree with eager, noise modes, truncation, shapes."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from latentjax import StyleGAN2, StyleGAN2Config
+from latentjax.models.stylegan2 import widen
 from support import relative_error
 
 SMALL = StyleGAN2Config(z_dim=8, w_dim=8, c_dim=3, embed_features=8, img_resolution=16, img_channels=3,
@@ -145,3 +148,25 @@ def test_config_round_trip_and_validation():
         StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, channels=(8, 8))
     with pytest.raises(ValueError, match="unknown StyleGAN2 config keys"):
         StyleGAN2Config.from_dict({**SMALL.to_dict(), "widths": 3})
+
+
+@pytest.mark.parametrize("architecture", ["skip", "resnet"])
+def test_widen_draws_the_same_images_and_trains_the_new_channels(architecture):
+    narrow = StyleGAN2.init(dataclasses.replace(SMALL, architecture=architecture), jax.random.key(0))
+    wide_config = dataclasses.replace(narrow.config, channels=(24, 8, 16))
+    wide = widen(narrow, wide_config, jax.random.key(5))
+    assert wide.config == wide_config
+    assert jax.tree.map(np.shape, wide.params) == jax.tree.map(np.shape, StyleGAN2.init(wide_config,
+                                                                                       jax.random.key(0)).params)
+    z, c = _inputs()
+    for noise_mode in ("const", "none"):
+        np.testing.assert_allclose(wide.generate(wide.params, z, c, noise_mode=noise_mode),
+                                   narrow.generate(narrow.params, z, c, noise_mode=noise_mode), rtol=1e-4, atol=1e-5)
+    # the zeroed weights (new inputs into old outputs) get gradients, so training reaches the new channels
+    grads = jax.grad(lambda p: jnp.mean(wide.generate(p, z, c) ** 2))(wide.params)["synthesis"]
+    assert np.abs(np.asarray(grads["b8"]["conv0"]["weight"])[:, :, 16:, :]).sum() > 0  # b4's new channels
+    assert np.abs(np.asarray(grads["b16"]["torgb"]["weight"])[:, :, 8:, :]).sum() > 0  # b16's new channels
+    with pytest.raises(ValueError, match="for channels"):
+        widen(wide, narrow.config, jax.random.key(0))
+    with pytest.raises(ValueError, match="for channels"):
+        widen(narrow, dataclasses.replace(wide_config, w_dim=16), jax.random.key(0))

@@ -1,6 +1,7 @@
 """The supervised warm start: the factor decoder keeps the world's prior exactly and is not linear in z;
 the distill task learns renders of its factors and exports a generator the GAN task can start from."""
 
+import dataclasses
 import importlib.util
 
 import jax
@@ -95,7 +96,18 @@ def test_distill_run_learns_the_renders_and_exports_a_warm_start(tmp_path):
     assert exported.metadata["source_format"] == "latentjax.tasks.distill"
     assert exported.metadata["seeding"] == {"seed": 0, "rounds": 2}
     gan_config = shapes_gan_config("smoke")
-    assert gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), gan.generator_config(gan_config))
+    key = jax.random.key(0)
+    assert gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), gan.generator_config(gan_config), key)
+    # a narrower export is widened to the configured channels, drawing the same images
+    gan_config.update(channel_base=256, channel_max=32)
+    wider = gan.generator_config(gan_config)
+    grown = gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), wider, key)
+    assert grown.config == wider and wider.channels != exported.config.channels
+    z = jax.random.normal(jax.random.key(1), (2, exported.z_dim))
+    np.testing.assert_allclose(grown.generate(grown.params, z), exported.generate(exported.params, z),
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="or the same with narrower channels"):
+        gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), dataclasses.replace(wider, w_dim=8), key)
 
 
 def test_distill_exports_the_moving_average_when_one_is_kept(tmp_path):

@@ -26,8 +26,8 @@ repeats, fewer once the timed calls have taken the plan's `repeat_budget_s`):
 
 `--budget-s` bounds the run: each section gets its share (`SHARES`) of the budget left when it
 starts, generator rows are measured breadth first (every model's first listed batch, precision
-by precision, before any model's second), and every figure that could not be measured (budget, no reference, an error)
-says why. Writes
+by precision, before any model's second), and every figure that could not be measured (budget,
+no reference, an error) says why. Writes
 `OUT/campaign.json` and `OUT/<section>.md` (`--out`, default `benchmarks/results/campaign`).
 """
 

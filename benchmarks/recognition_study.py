@@ -209,13 +209,12 @@ def main(argv=None):
     area_line = (f"An area shortcut (a depth-2 tree on the object's pixel area) scores shape accuracy "
                  f"{area['accuracy']:.3f} in the training ranges and {area['shifted_accuracy']:.3f} on the held-out "
                  f"ones.")
-    print("\n" + markdown_table(header, table) + "\n\n" + area_line)
-    if corr_table:
-        print("\n" + markdown_table(corr_header, corr_table))
+    report = "\n\n".join([markdown_table(header, table), area_line]
+                           + ([markdown_table(corr_header, corr_table)] if corr_table else []))
+    print("\n" + report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(markdown_table(header, table) + "\n\n" + area_line + "\n\n" + (markdown_table(
-        corr_header, corr_table) + "\n" if corr_table else ""))
+    out.with_suffix(".md").write_text(report + "\n")
     if trained:
         out.with_suffix(".png").write_bytes(encode_png(plot(trained)))
     write_record(out, "recognition_study", steps=args.steps or train_recognizer.get_config().total_steps,

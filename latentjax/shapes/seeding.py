@@ -62,6 +62,35 @@ def decoder_from(spec, z_dim: int) -> FactorDecoder:
 
 def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]:
     """The factors ([n] each, `world.sample_factors`'s dtypes and law) of latents z [n, z_dim]."""
+    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in _mixed(decoder, z)]  # [0, 1): the renderer's range
+    factors = {"shape": jnp.floor(len(world.SHAPES) * p[0]).astype(jnp.int32)}
+    factors.update(zip(world.FACTOR_NAMES[1:], p[1:]))
+    return factors
+
+
+def shape_margin(decoder: FactorDecoder, z: jax.Array) -> jax.Array:
+    """[n] distance of each latent's shape coordinate (standard normal) from the nearest boundary
+    between two shape classes: where a continuous generator must switch from one shape to another,
+    and where it draws morphs that are no clean render (measured in the README)."""
+    shape_coordinate = _mixed(decoder, z)[0]
+    boundaries = norm.ppf(jnp.arange(1, len(world.SHAPES)) / len(world.SHAPES))
+    return jnp.min(jnp.abs(shape_coordinate[:, None] - boundaries), axis=-1)
+
+
+def boundary_latents(decoder: FactorDecoder, key: jax.Array, n: int, z_dim: int, oversample: int) -> jax.Array:
+    """[n, z_dim] latents concentrated at the shape boundaries: of `n * oversample` draws from the
+    prior, the n with the smallest `shape_margin` (their margins are roughly below the prior's
+    1 / oversample quantile). Used to give the few latents near a boundary more of a batch."""
+    if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or oversample < 1:
+        raise ValueError(f"oversample must be an int >= 1, got {oversample!r}")
+    z = jax.random.normal(key, (n * oversample, z_dim))
+    _, nearest = jax.lax.top_k(-shape_margin(decoder, z), n)
+    return z[nearest]
+
+
+def _mixed(decoder: FactorDecoder, z: jax.Array) -> list[jax.Array]:
+    """The seven standard-normal coordinates [n] each of latents z after the mixing rounds, in
+    `world.FACTOR_NAMES`' order."""
     if z.ndim != 2 or z.shape[1] != decoder.projection.shape[0]:
         raise ValueError(f"z must be [n, {decoder.projection.shape[0]}], got shape {tuple(z.shape)}")
     u = list(jnp.moveaxis(z.astype(jnp.float32) @ decoder.projection, -1, 0))
@@ -71,10 +100,7 @@ def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]
             angle = MAX_ANGLE * jnp.sin(frequency * u[k] + phase)
             cos, sin = jnp.cos(angle), jnp.sin(angle)
             u[i], u[j] = cos * u[i] - sin * u[j], sin * u[i] + cos * u[j]
-    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in u]  # [0, 1): the renderer's range
-    factors = {"shape": jnp.floor(len(world.SHAPES) * p[0]).astype(jnp.int32)}
-    factors.update(zip(world.FACTOR_NAMES[1:], p[1:]))
-    return factors
+    return u
 
 
 def render_targets(decoder: FactorDecoder, z: jax.Array, resolution: int, object_weight: float

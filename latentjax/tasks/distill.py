@@ -4,6 +4,8 @@ The generator regresses `render(decode_factors(f, z))` for a fixed random factor
 (`latentjax.shapes.seeding`): supervised, so it learns to draw the world in a fraction of the steps
 an adversarial run needs; `latentjax.tasks.gan` then fine-tunes it adversarially (`config.init_from`).
 `config.projection_weight` > 0 adds a sharpening term against each image's own re-render, and
+`config.boundary_fraction` of each batch is drawn near the decoder's shape boundaries
+(`seeding.boundary_latents`), where a generator must switch shapes sharply and few prior draws fall.
 `config.ema_kimg` > 0 keeps StyleGAN2's moving average of the generator's params, which is then what
 is sampled, evaluated (beside the raw params, `raw_*`) and exported. The mapping network's learning
 rate is scaled by `config.mapping_lr_scale`: StyleGAN2's lr multiplier 0.01 would leave it almost
@@ -40,6 +42,10 @@ def make_task(config) -> Task:
                         ("ema_kimg", ema_kimg), ("ema_rampup", ema_rampup)):
         if value < 0:
             raise ValueError(f"config.{name} must be >= 0, got {value}")
+    boundary_fraction, oversample = float(config.boundary_fraction), config.boundary_oversample
+    if not 0.0 <= boundary_fraction <= 1.0:
+        raise ValueError(f"config.boundary_fraction must be in [0, 1], got {boundary_fraction}")
+    num_boundary = round(batch_size * boundary_fraction)
     given = tuple(config.projection_given)
     if projection_weight > 0 and not set(given) <= set(world.FACTOR_NAMES):
         raise ValueError(f"config.projection_given must name factors of {world.FACTOR_NAMES}, got {given}")
@@ -61,7 +67,10 @@ def make_task(config) -> Task:
         return state["g_ema"] if ema_kimg else state["g"]
 
     def batch(key):
-        z = jax.random.normal(key, (batch_size, G.z_dim))
+        prior_key, boundary_key = jax.random.split(key)
+        z = jax.random.normal(prior_key, (batch_size - num_boundary, G.z_dim))
+        if num_boundary:
+            z = jnp.concatenate([z, seeding.boundary_latents(decoder, boundary_key, num_boundary, G.z_dim, oversample)])
         target, weight = seeding.render_targets(decoder, z, resolution, object_weight)
         factors = seeding.decode_factors(decoder, z)
         return {"z": z, "target": target, "weight": weight, "given": {name: factors[name] for name in given}}

@@ -79,6 +79,48 @@ def test_decoder_is_drawn_from_its_seed_and_checks_its_arguments():
         seeding.decode_factors(a, jnp.zeros((4, 9)))
 
 
+def test_shape_margin_is_the_distance_to_a_shape_boundary_in_standard_normal_units(decoded):
+    """Under the prior the margin's law near 0 is the normal density at the two boundaries (a
+    fraction 4 * phi(0.4307) * t below t); a tiny step changes the decoded shape only where the
+    margin is tiny; without mixing the margin is that of the projection onto the first column."""
+    z, factors = decoded
+    decoder = seeding.factor_decoder(3, 16)
+    margin = np.asarray(seeding.shape_margin(decoder, jnp.asarray(z)))
+    expected = 4 * np.exp(-0.5 * 0.4307 ** 2) / np.sqrt(2 * np.pi) * 0.05
+    assert abs(np.mean(margin < 0.05) - expected) < 0.01 and margin.min() >= 0
+    nudged = z + 1e-3 * np.random.default_rng(0).standard_normal(z.shape).astype(np.float32)
+    changed = np.asarray(seeding.decode_factors(decoder, jnp.asarray(nudged))["shape"]) != factors["shape"]
+    assert changed.any() and margin[changed].max() < 0.02
+    plain = seeding.factor_decoder(3, 16, rounds=0)
+    coordinate = z @ plain.projection[:, 0]
+    np.testing.assert_allclose(seeding.shape_margin(plain, jnp.asarray(z)),
+                               np.min(np.abs(coordinate[:, None] - [-0.430727, 0.430727]), axis=1), atol=1e-5)
+
+
+def test_boundary_latents_are_the_prior_draws_nearest_a_shape_boundary():
+    decoder = seeding.factor_decoder(3, 16)
+    z = seeding.boundary_latents(decoder, jax.random.key(1), 500, 16, 8)
+    assert z.shape == (500, 16)
+    margin = np.asarray(seeding.shape_margin(decoder, z))
+    prior = np.asarray(seeding.shape_margin(decoder, jax.random.normal(jax.random.key(2), (20_000, 16))))
+    assert margin.max() < np.quantile(prior, 1 / 8 * 1.2) and np.median(margin) < 0.6 * np.quantile(prior, 1 / 8)
+    # every shape is still drawn, from both sides of each boundary
+    assert set(np.asarray(seeding.decode_factors(decoder, z)["shape"]).tolist()) == {0, 1, 2}
+    with pytest.raises(ValueError, match="oversample must be an int >= 1"):
+        seeding.boundary_latents(decoder, jax.random.key(1), 5, 16, 0)
+
+
+def test_distill_batches_draw_the_configured_share_near_shape_boundaries():
+    config = shapes_gan_config("smoke,distill")
+    config.batch_size, config.boundary_fraction, config.boundary_oversample = 16, 0.25, 16
+    z = np.asarray(distill.make_task(config).batch(jax.random.key(0))["z"])
+    margin = np.asarray(seeding.shape_margin(seeding.decoder_from(config.seeding, z.shape[1]), jnp.asarray(z)))
+    assert z.shape == (16, config.generator.z_dim) and np.all(margin[-4:] < 0.1) and np.mean(margin[:-4] < 0.1) < 0.5
+    config.boundary_fraction = 1.5
+    with pytest.raises(ValueError, match=r"boundary_fraction must be in \[0, 1\]"):
+        distill.make_task(config)
+
+
 def test_distill_run_learns_the_renders_and_exports_a_warm_start(tmp_path):
     """Through the harness: the weighted loss falls, evaluation logs the read-out's numbers, and the
     exported generator is accepted by the GAN task's warm start (same architecture)."""

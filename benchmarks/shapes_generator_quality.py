@@ -10,7 +10,8 @@ next to the same numbers for true renders (the noise floor for that sample count
 JSON to benchmarks/results/shapes_generator_quality.json. A generator that comes from the supervised
 warm start (`latentjax.tasks.distill`, its metadata or its warm start's names the seeding decoder) also
 gets its agreement with that decoder's factors (`quality.seed_agreement`): how much of the seeded
-latent organisation it kept. `--refit-steps N` asks, per shape class, whether the images are off or
+latent organisation it kept, and its valid share by the latents' distance from the decoder's shape
+boundaries (`seeding.shape_margin`). `--refit-steps N` asks, per shape class, whether the images are off or
 only their read-out: the valid share and median error again after fitting each sample's factors to
 its image (`quality.refitted_errors`, the first `--refit-samples` samples).
 """
@@ -71,17 +72,42 @@ def main() -> None:
     for name, (ours, truth) in zip(names, rows):
         print(f"| {name} | {ours:.4f} | {truth:.4f} |")
 
-    agreement, seed = None, seeding_of(G.metadata)
+    agreement, margins, seed = None, None, seeding_of(G.metadata)
     if seed is not None:
         agreement = shapes_quality.seed_agreement(G, seeding.decoder_from(seed, G.z_dim), key, args.num_samples,
                                                   args.batch_size)
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
+        margins = margin_table(G, seeding.decoder_from(seed, G.z_dim), key, args.num_samples, args.batch_size)
 
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
-                 generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed, refit=refit)
+                 generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed, refit=refit,
+                 shape_margin=margins)
+
+
+MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, np.inf)
+
+
+def margin_table(G, decoder, key, num_samples: int, batch_size: int) -> list[dict]:
+    """Valid share by the latents' distance from the seeding decoder's shape boundaries
+    (`seeding.shape_margin`, standard-normal units): where a generator switches shapes too slowly,
+    its samples near a boundary are morphs that no clean render matches."""
+    margin, valid = [], []
+    for z, images in shapes_quality.generated_batches(G, key, num_samples, batch_size):
+        margin.append(np.asarray(seeding.shape_margin(decoder, z)))
+        valid.append(np.asarray(shapes.reading.readout(images)["valid"]))
+    margin, valid = np.concatenate(margin), np.concatenate(valid)
+    table = []
+    for low, high in zip(MARGIN_EDGES[:-1], MARGIN_EDGES[1:]):
+        band = (margin >= low) & (margin < high)
+        table.append({"margin": f"{low}-{high}", "share": float(band.mean()),
+                      "valid": float(valid[band].mean()) if band.any() else float("nan")})
+    print("\nvalid share by distance of the latent from a shape boundary of the seeding decoder:\n" + markdown_table(
+        ["shape margin", "share of samples", "valid"],
+        [[row["margin"], f"{row['share']:.3f}", f"{row['valid']:.3f}"] for row in table]))
+    return table
 
 
 def refit_table(G, key, num_samples: int, steps: int) -> dict:

@@ -11,7 +11,8 @@ JSON to benchmarks/results/shapes_generator_quality.json. A generator that comes
 warm start (`latentjax.tasks.distill`, its metadata or its warm start's names the seeding decoder) also
 gets its agreement with that decoder's factors (`quality.seed_agreement`): how much of the seeded
 latent organisation it kept, and its valid share by the latents' distance from the decoder's shape
-boundaries (`seeding.shape_margin`). `--refit-steps N` asks, per shape class, whether the images are off or
+boundaries (`seeding.shape_margin`); `--boundary-scan N` walks N latents straight across a boundary
+and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per shape class, whether the images are off or
 only their read-out: the valid share and median error again after fitting each sample's factors to
 its image (`quality.refitted_errors`, the first `--refit-samples` samples).
 """
@@ -22,6 +23,7 @@ import argparse
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import latentjax as lj
@@ -49,6 +51,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refit-steps", type=int, default=0, help="> 0: also refit factors this many Adam steps")
     parser.add_argument("--refit-samples", type=int, default=500)
+    parser.add_argument("--boundary-scan", type=int, default=0,
+                        help="> 0: walk this many latents straight across a shape boundary (seeded generators)")
     parser.add_argument("--out", default="benchmarks/results/shapes_generator_quality.json")
     args = parser.parse_args()
 
@@ -79,7 +83,10 @@ def main() -> None:
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
-        margins = margin_table(G, seeding.decoder_from(seed, G.z_dim), key, args.num_samples, args.batch_size)
+        decoder = seeding.decoder_from(seed, G.z_dim)
+        margins = margin_table(G, decoder, key, args.num_samples, args.batch_size)
+        if args.boundary_scan:
+            margins = {"bands": margins, "scan": boundary_scan(G, decoder, key, args.boundary_scan)}
 
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
@@ -127,6 +134,36 @@ def refit_table(G, key, num_samples: int, steps: int) -> dict:
               ["shape", "samples", "valid (read-out)", "valid (refitted)", "p50 (read-out)", "p50 (refitted)"],
               [[name, row["samples"], f"{row['valid (readout)']:.3f}", f"{row['valid (refitted)']:.3f}",
                 f"{row['p50 (readout)']:.4f}", f"{row['p50 (refitted)']:.4f}"] for name, row in table.items()]))
+    return table
+
+
+
+def boundary_scan(G, decoder, key, num_latents: int, offsets=np.linspace(-0.3, 0.3, 13)) -> list[dict]:
+    """Latents moved onto a shape boundary, then walked straight across it (along the gradient of the
+    shape coordinate, scaled so that the coordinate moves by the offset): per offset the valid share
+    and the median fraction of the walk's w displacement covered so far. A linear rise of that fraction
+    means the mapping does not switch at the boundary; a step, that it does."""
+    shape_coordinate = lambda z: seeding.mixed_coordinates(decoder, z[None])[0][0]  # noqa: E731
+    gradient = jax.vmap(jax.grad(shape_coordinate))
+    z = seeding.boundary_latents(decoder, key, num_latents, G.z_dim, 16)
+    boundaries = jax.scipy.stats.norm.ppf(np.arange(1, len(shapes.SHAPES)) / len(shapes.SHAPES))
+    for _ in range(5):  # Newton steps onto the nearest boundary
+        u = jax.vmap(shape_coordinate)(z)
+        target = boundaries[np.argmin(np.abs(np.asarray(u)[:, None] - boundaries), axis=1)]
+        g = gradient(z)
+        z = z + ((target - u) / np.sum(g * g, axis=1))[:, None] * g
+    g = gradient(z)
+    direction = g / np.sum(g * g, axis=1, keepdims=True)
+    generate = jax.jit(lambda z: jnp.clip(G.generate(G.params, z), -1.0, 1.0))
+    ws = np.stack([np.asarray(G.mapping(G.params, z + t * direction)[:, 0]) for t in offsets])
+    span = ws[-1] - ws[0]
+    covered = np.median(np.einsum("tnw,nw->tn", ws - ws[0], span) / np.sum(span * span, axis=-1), axis=1)
+    table = [{"offset": float(t), "valid": float(np.mean(np.asarray(
+        shapes.reading.readout(generate(z + t * direction))["valid"]))), "w_covered": float(c)}
+        for t, c in zip(offsets, covered)]
+    print(f"\n{num_latents} latents walked across a shape boundary:\n" + markdown_table(
+        ["offset", "valid", "w displacement covered"],
+        [[f"{row['offset']:+.2f}", f"{row['valid']:.3f}", f"{row['w_covered']:.2f}"] for row in table]))
     return table
 
 

@@ -62,7 +62,7 @@ def decoder_from(spec, z_dim: int) -> FactorDecoder:
 
 def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]:
     """The factors ([n] each, `world.sample_factors`'s dtypes and law) of latents z [n, z_dim]."""
-    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in _mixed(decoder, z)]  # [0, 1): the renderer's range
+    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in mixed_coordinates(decoder, z)]  # [0, 1): the renderer's range
     factors = {"shape": jnp.floor(len(world.SHAPES) * p[0]).astype(jnp.int32)}
     factors.update(zip(world.FACTOR_NAMES[1:], p[1:]))
     return factors
@@ -72,7 +72,7 @@ def shape_margin(decoder: FactorDecoder, z: jax.Array) -> jax.Array:
     """[n] distance of each latent's shape coordinate (standard normal) from the nearest boundary
     between two shape classes: where a continuous generator must switch from one shape to another,
     and where it draws morphs that are no clean render (measured in the README)."""
-    shape_coordinate = _mixed(decoder, z)[0]
+    shape_coordinate = mixed_coordinates(decoder, z)[0]
     boundaries = norm.ppf(jnp.arange(1, len(world.SHAPES)) / len(world.SHAPES))
     return jnp.min(jnp.abs(shape_coordinate[:, None] - boundaries), axis=-1)
 
@@ -88,7 +88,7 @@ def boundary_latents(decoder: FactorDecoder, key: jax.Array, n: int, z_dim: int,
     return z[nearest]
 
 
-def _mixed(decoder: FactorDecoder, z: jax.Array) -> list[jax.Array]:
+def mixed_coordinates(decoder: FactorDecoder, z: jax.Array) -> list[jax.Array]:
     """The seven standard-normal coordinates [n] each of latents z after the mixing rounds, in
     `world.FACTOR_NAMES`' order."""
     if z.ndim != 2 or z.shape[1] != decoder.projection.shape[0]:

@@ -26,8 +26,8 @@ from latentjax.load import save_generator
 from latentjax.models.stylegan2 import StyleGAN2
 from latentjax.shapes import quality, seeding, world
 from latentjax.sharding import shard_batch
-from latentjax.tasks.gan import (EXPORT_DIR, ema_generator, export_metadata, fixed_latents, generator_config,
-                                 track_w_avg, warm_start_generator)
+from latentjax.tasks.gan import (EXPORT_DIR, configured_warm_start, ema_generator, export_metadata, fixed_latents,
+                                 generator_config, track_w_avg)
 from latentjax.train.task import Task
 
 
@@ -55,8 +55,7 @@ def make_task(config) -> Task:
          "synthesis": optax.adam(lr, b1=config.betas[0], b2=config.betas[1])},
         lambda params: {name: ("mapping" if name == "mapping" else "synthesis") for name in params})
     grid_z, eval_z = fixed_latents(config, G.z_dim)
-    warm_start = warm_start_generator(config.init_from, G.config, jax.random.key(config.seed)) \
-        if config.get("init_from") else None
+    warm_start = configured_warm_start(config, G.config)
 
     def init(key):
         g = StyleGAN2.init(G.config, key).params if warm_start is None else jax.tree.map(jnp.asarray, warm_start.params)

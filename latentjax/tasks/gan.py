@@ -68,6 +68,14 @@ def warm_start_generator(source, expected: StyleGAN2Config, key) -> StyleGAN2:
     return StyleGAN2(generator.config, jax.tree.map(np.asarray, generator.params), generator.metadata)
 
 
+def configured_warm_start(config, expected: StyleGAN2Config) -> StyleGAN2 | None:
+    """The `warm_start_generator` that `config.init_from` names (None when it is empty or absent),
+    any new channels drawn from `config.seed`."""
+    if not config.get("init_from"):
+        return None
+    return warm_start_generator(config.init_from, expected, jax.random.key(config.seed))
+
+
 def fixed_latents(config, z_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """The latents of the logged image grid (`grid_size`, seed `grid_seed`) and of the periodic
     read-out evaluation (`eval_size`, seed `grid_seed + 1`)."""
@@ -127,8 +135,7 @@ def make_task(config) -> Task:
     g_tx = adam(config.g_lr, tuple(config.betas), config.eps)
     d_tx = adam(config.d_lr, tuple(config.betas), config.eps, lazy_r1)
     grid_z, eval_z = fixed_latents(config, G.z_dim)
-    warm_start = warm_start_generator(config.init_from, G.config, jax.random.key(config.seed)) \
-        if config.get("init_from") else None
+    warm_start = configured_warm_start(config, G.config)
     distill_weight = float(config.get("distill_weight", 0.0))
     if distill_weight:
         decoder = seeding.decoder_from(config.seeding, G.z_dim)

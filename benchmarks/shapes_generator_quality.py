@@ -12,9 +12,9 @@ warm start (`latentjax.tasks.distill`, its metadata or its warm start's names th
 gets its agreement with that decoder's factors (`quality.seed_agreement`): how much of the seeded
 latent organisation it kept, and its valid share by the latents' distance from the decoder's shape
 boundaries (`seeding.shape_margin`); `--boundary-scan N` walks N latents straight across a boundary
-and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per shape class, whether the images are off or
-only their read-out: the valid share and median error again after fitting each sample's factors to
-its image (`quality.refitted_errors`, the first `--refit-samples` samples).
+and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per
+shape class, whether the images are off or only their read-out: the valid share and median error
+again after fitting each sample's factors to its image (`quality.refitted_errors`, the first `--refit-samples` samples).
 """
 
 from __future__ import annotations
@@ -78,15 +78,13 @@ def main() -> None:
 
     agreement, margins, seed = None, None, seeding_of(G.metadata)
     if seed is not None:
-        agreement = shapes_quality.seed_agreement(G, seeding.decoder_from(seed, G.z_dim), key, args.num_samples,
-                                                  args.batch_size)
+        decoder = seeding.decoder_from(seed, G.z_dim)
+        agreement = shapes_quality.seed_agreement(G, decoder, key, args.num_samples, args.batch_size)
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
-        decoder = seeding.decoder_from(seed, G.z_dim)
-        margins = margin_table(G, decoder, key, args.num_samples, args.batch_size)
-        if args.boundary_scan:
-            margins = {"bands": margins, "scan": boundary_scan(G, decoder, key, args.boundary_scan)}
+        margins = {"bands": margin_table(G, decoder, key, args.num_samples, args.batch_size),
+                   "scan": boundary_scan(G, decoder, key, args.boundary_scan) if args.boundary_scan else None}
 
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
@@ -135,7 +133,6 @@ def refit_table(G, key, num_samples: int, steps: int) -> dict:
               [[name, row["samples"], f"{row['valid (readout)']:.3f}", f"{row['valid (refitted)']:.3f}",
                 f"{row['p50 (readout)']:.4f}", f"{row['p50 (refitted)']:.4f}"] for name, row in table.items()]))
     return table
-
 
 
 def boundary_scan(G, decoder, key, num_latents: int, offsets=np.linspace(-0.3, 0.3, 13)) -> list[dict]:

@@ -143,7 +143,7 @@ def boundary_scan(G, decoder, key, num_latents: int, offsets=np.linspace(-0.3, 0
     shape_coordinate = lambda z: seeding.mixed_coordinates(decoder, z[None])[0][0]  # noqa: E731
     gradient = jax.vmap(jax.grad(shape_coordinate))
     z = seeding.boundary_latents(decoder, key, num_latents, G.z_dim, 16)
-    boundaries = jax.scipy.stats.norm.ppf(np.arange(1, len(shapes.SHAPES)) / len(shapes.SHAPES))
+    boundaries = np.asarray(seeding.shape_boundaries())
     for _ in range(5):  # Newton steps onto the nearest boundary
         u = jax.vmap(shape_coordinate)(z)
         target = boundaries[np.argmin(np.abs(np.asarray(u)[:, None] - boundaries), axis=1)]

@@ -73,8 +73,12 @@ def shape_margin(decoder: FactorDecoder, z: jax.Array) -> jax.Array:
     between two shape classes: where a continuous generator must switch from one shape to another,
     and where it draws morphs that are no clean render (measured in the README)."""
     shape_coordinate = mixed_coordinates(decoder, z)[0]
-    boundaries = norm.ppf(jnp.arange(1, len(world.SHAPES)) / len(world.SHAPES))
-    return jnp.min(jnp.abs(shape_coordinate[:, None] - boundaries), axis=-1)
+    return jnp.min(jnp.abs(shape_coordinate[:, None] - shape_boundaries()), axis=-1)
+
+
+def shape_boundaries() -> jax.Array:
+    """[len(world.SHAPES) - 1] values of the shape coordinate at which `decode_factors` changes shape."""
+    return norm.ppf(jnp.arange(1, len(world.SHAPES)) / len(world.SHAPES))
 
 
 def boundary_latents(decoder: FactorDecoder, key: jax.Array, n: int, z_dim: int, oversample: int) -> jax.Array:

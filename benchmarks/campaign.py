@@ -458,7 +458,7 @@ def streaming_section(c: Campaign):
     def dissection():
         space = space_from_spec(shapes, {"name": "w"})
         probe = lambda m: generator_probe(space, shapes.params, layer, jax.random.key(0), num_samples=m,
-                                          batch_size=min(m, 256), valid_tol=0.2)
+                                          batch_size=min(m, 256), valid_tol=lj.shapes.reading.VALID_TOL)
         dissect(probe(min(n, 256)), progress=False)
         start = time.perf_counter()
         result = dissect(probe(n), progress=False)

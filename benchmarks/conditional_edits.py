@@ -46,7 +46,8 @@ def main(argv=None):
     parser.add_argument("--conditions", nargs="+", default=["y", "hue"])
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--ratio", type=float, default=0.05, help="chosen_num_or_ratio")
-    parser.add_argument("--tol", type=float, default=0.2, help="the read-out's validity tolerance")
+    parser.add_argument("--tol", type=float, default=lj.shapes.reading.VALID_TOL,
+                        help="the read-out's validity tolerance")
     parser.add_argument("--probes", type=int, default=512)
     parser.add_argument("--step", type=float, default=1.0, help="half the walk, in standard deviations")
     parser.add_argument("--out", default=str(RESULTS / "conditional_edits.json"))

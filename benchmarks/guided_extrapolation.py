@@ -68,7 +68,8 @@ def main(argv=None):
     parser.add_argument("--rare", type=int, default=30)
     parser.add_argument("--added", type=int, default=800, help="images each remedy adds")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of each downstream model")
-    parser.add_argument("--tol", type=float, default=0.2, help="the read-out's validity tolerance")
+    parser.add_argument("--tol", type=float, default=lj.shapes.reading.VALID_TOL,
+                        help="the read-out's validity tolerance")
     parser.add_argument("--seeds", type=int, default=2, help="downstream models per remedy (seeds)")
     parser.add_argument("--remedies", nargs="+", default=list(REMEDIES), choices=REMEDIES,
                         help="the rows to train (each takes one downstream model per seed)")

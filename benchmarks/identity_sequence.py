@@ -52,9 +52,8 @@ def main(argv=None):
     parser.add_argument("--identities", type=int, default=8)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--inversion-steps", type=int, default=300)
-    parser.add_argument("--tol", type=float, default=0.2,
-                        help="the read-out's validity tolerance (0.01 is strict; the built-in generator's soft "
-                             "renders need 0.2, as the main job uses)")
+    parser.add_argument("--tol", type=float, default=lj.shapes.reading.VALID_TOL,
+                        help="the read-out's validity tolerance (default: its strict 0.01)")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "identity_sequence.json"))
     parser.add_argument("--gif", default=str(RESULTS / "identity_sequence.gif"))

@@ -55,9 +55,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mapper", default="builtin:shapes")
     parser.add_argument("--pairs", type=int, default=2000)
-    parser.add_argument("--tol", type=float, default=0.2,
-                        help="the read-out's validity tolerance (0.01 is strict; the built-in generator's soft "
-                             "renders need 0.2, as the main job uses)")
+    parser.add_argument("--tol", type=float, default=lj.shapes.reading.VALID_TOL,
+                        help="the read-out's validity tolerance (default: its strict 0.01)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--inversion-pairs", type=int, default=256)
     parser.add_argument("--inversion-steps", type=int, default=300)

@@ -43,7 +43,8 @@ def main(argv=None):
     parser.add_argument("--generator", default="builtin:shapes")
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--tol", type=float, default=0.2, help="the read-out's validity tolerance on samples")
+    parser.add_argument("--tol", type=float, default=lj.shapes.reading.VALID_TOL,
+                        help="the read-out's validity tolerance on samples")
     parser.add_argument("--out", default=str(RESULTS / "shapes_assessor.json"))
     args = parser.parse_args(argv)
 

@@ -28,7 +28,8 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--l1", type=float, nargs="+", default=[0.0, 1e-3, 3e-3])
     parser.add_argument("--factors", nargs="+", default=["x", "y", "scale", "hue", "background"])
-    parser.add_argument("--tol", type=float, default=0.2, help="the read-out's validity tolerance")
+    parser.add_argument("--tol", type=float, default=lj.shapes.reading.VALID_TOL,
+                        help="the read-out's validity tolerance")
     parser.add_argument("--out", default=str(RESULTS / "sparse_semantics.json"))
     args = parser.parse_args(argv)
 

@@ -9,8 +9,8 @@ or with `network='recognizer'` (the `recognizer` variant) of a recognition netwo
 concepts (`latentjax.shapes.concepts`) on `num_samples` images, streamed in batches; a unit
 detects its best concept above IoU `iou_threshold`, `rotate` repeats each layer after a random
 rotation of its basis, and for a generator each concept family's `causal_units` best detectors
-are ablated and inserted on `causal_samples` images. `valid_tol` (generators) is 0.2, not the
-read-out's strict 0.01, while the built-in generator is preliminary. `iqr`: GAN Dissection's
+are ablated and inserted on `causal_samples` images. `valid_tol` (generators) is the
+read-out's strict 0.01. `iqr`: GAN Dissection's
 thresholds (information quality ratio; a detector above IQR 0.01 and IoU 0.05) instead of
 NetDissect's top quantile. `smoke`: one layer, a few batches (seconds). Variants combine:
 `recognizer,iqr,smoke`.
@@ -35,7 +35,7 @@ def get_config(arg=None):
         "quantile": 0.005,  # NetDissect: the top 0.5% of each unit's activations
         "bins": 4096,  # histogram bins of the streamed threshold
         "iou_threshold": 0.05 if arg.threshold == "iqr" else 0.04,  # detector threshold: GAN Dissection's, NetDissect's
-        "valid_tol": 0.2,  # read-out rerender error below which a generated image counts
+        "valid_tol": 0.01,  # read-out rerender error below which a generated image counts
         "hue_bins": 6,
         "position_bins": 3,
         "rotate": True,  # the axis-alignment test

@@ -1,8 +1,8 @@
 """A scored sample table of the shapes GAN: latentjax score --config configs/score.py --workdir out/scores
 
 Scores `num_samples` samples of `builtin:shapes` (`--config.generator=PATH` for another) with the
-world's read-out (`scorer`: 'readout' or 'readout:TOL'; TOL 0.2 while the built-in generator is
-preliminary), `shard_size` per file; run it again to complete a killed run. `smoke`: 64 samples
+world's read-out (`scorer`: 'readout' or 'readout:TOL'; the strict TOL 0.01 by default),
+`shard_size` per file; run it again to complete a killed run. `smoke`: 64 samples
 in two shards (seconds).
 """
 
@@ -16,7 +16,7 @@ def get_config(arg=None):
     config = ConfigDict({
         "generator": "builtin:shapes",
         "space": space_config("w"),  # InterFaceGAN's boundaries are trained on w
-        "scorer": "readout:0.2",
+        "scorer": "readout:0.01",
         "num_samples": 100_000,
         "shard_size": 10_000,
         "batch_size": 500,

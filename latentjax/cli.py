@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--batch-size", type=positive_int, default=64, help="frames per compiled call")
     p.add_argument("--frame-ms", type=positive_int, default=80, help="GIF frame duration")
-    p.add_argument("--valid-tol", type=positive_float, default=0.2,
+    p.add_argument("--valid-tol", type=positive_float, default=0.01,
                    help="JSON drivers: the read-out's tolerance for frames it scores (0.01: clean renders only)")
     p.set_defaults(func=_sequence)
     return parser

@@ -10,8 +10,8 @@ Writes OUT/frames/NNNN.png, OUT/sequence.gif (driver beside output), OUT/sequenc
 an ffmpeg is installed: `latentjax.viz.video`), OUT/metrics.json: per-frame
 identity-embedding cosine to frame 0 (identity drift) and, for a JSON driver, the read-out's
 scores against the truth (identity kept, attribute errors and jitter; `lj.shapes.swaps.sequence_scores`),
-counting frames the read-out accepts at `--valid-tol` (default 0.2: the built-in generator's
-renders are soft; 0.01 is the strict tolerance of clean renders).
+counting frames the read-out accepts at `--valid-tol` (default 0.01, its strict tolerance: clean
+renders only).
 """
 
 from __future__ import annotations

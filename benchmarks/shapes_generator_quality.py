@@ -9,8 +9,8 @@ distribution (`latentjax.shapes.quality`: total variation for shape, W1 for the 
 next to the same numbers for true renders (the noise floor for that sample count), and writes
 JSON to benchmarks/results/shapes_generator_quality.json. A generator that comes from the supervised
 warm start (`latentjax.tasks.distill`, its metadata or its warm start's names the seeding decoder) also
-gets its agreement with that decoder's factors (`quality.seed_agreement`): how much of the seeded
-latent organisation it kept, and its valid share by the latents' distance from the decoder's shape
+gets its agreement with that decoder's factors (`quality.factor_agreement` of each image with its
+latent's decoded factors): how much of the seeded latent organisation it kept, and its valid share by the latents' distance from the decoder's shape
 boundaries (`seeding.shape_margin`); `--boundary-scan N` walks N latents straight across a boundary
 and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per
 shape class, whether the images are off or only their read-out: the valid share and median error
@@ -59,7 +59,8 @@ def main() -> None:
     G = lj.load_generator(args.generator)
     key = jax.random.key(args.seed)
     start = time.perf_counter()
-    generated = shapes_quality.generator_quality(G, key, args.num_samples, args.batch_size)
+    batches = list(shapes_quality.generated_batches(G, key, args.num_samples, args.batch_size))  # read once, used by every table
+    generated = shapes_quality.summarize(images for _, images in batches)
     seconds = time.perf_counter() - start
     floor = shapes_quality.true_render_quality(key, G.img_resolution, args.num_samples, args.batch_size)
 
@@ -79,11 +80,11 @@ def main() -> None:
     agreement, margins, seed = None, None, seeding_of(G.metadata)
     if seed is not None:
         decoder = seeding.decoder_from(seed, G.z_dim)
-        agreement = shapes_quality.seed_agreement(G, decoder, key, args.num_samples, args.batch_size)
+        agreement = shapes_quality.factor_agreement((images, seeding.decode_factors(decoder, z)) for z, images in batches)
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
-        margins = {"bands": margin_table(G, decoder, key, args.num_samples, args.batch_size),
+        margins = {"bands": margin_table(decoder, batches),
                    "scan": boundary_scan(G, decoder, key, args.boundary_scan) if args.boundary_scan else None}
 
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
@@ -95,12 +96,12 @@ def main() -> None:
 MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, np.inf)
 
 
-def margin_table(G, decoder, key, num_samples: int, batch_size: int) -> list[dict]:
-    """Valid share by the latents' distance from the seeding decoder's shape boundaries
+def margin_table(decoder, batches) -> list[dict]:
+    """Valid share of (z, images) batches by the latents' distance from the seeding decoder's shape boundaries
     (`seeding.shape_margin`, standard-normal units): where a generator switches shapes too slowly,
     its samples near a boundary are morphs that no clean render matches."""
     margin, valid = [], []
-    for z, images in shapes_quality.generated_batches(G, key, num_samples, batch_size):
+    for z, images in batches:
         margin.append(np.asarray(seeding.shape_margin(decoder, z)))
         valid.append(np.asarray(shapes.reading.readout(images)["valid"]))
     margin, valid = np.concatenate(margin), np.concatenate(valid)

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from latentjax.latent import latent_space
-from latentjax.shapes import reading, seeding, world
+from latentjax.shapes import reading, world
 
 TOLERANCES = (reading.VALID_TOL, 0.02, 0.05, 0.1)  # rerender-error tolerances the summary reports
 PERCENTILES = (10, 50, 90)
@@ -114,15 +114,6 @@ def factor_agreement(pairs) -> dict:
         return {"num_valid": 0}
     merged = {name: jnp.asarray(np.concatenate([e[name] for e in errors])[valid]) for name in errors[0]}
     return {"num_valid": int(valid.sum()), **reading.summarize_errors(merged)}
-
-
-def seed_agreement(generator, decoder, key, num_samples: int = 10_000, batch_size: int = 250) -> dict:
-    """How closely a generator keeps the factors its warm start was seeded with (`latentjax.shapes.seeding`):
-    `factor_agreement` of G(z) with `decode_factors(decoder, z)` for latents z from its prior. Fresh
-    from the warm start it should agree closely; the drop after an adversarial fine-tune measures how
-    much that phase reorganised the latent space."""
-    return factor_agreement((images, seeding.decode_factors(decoder, z))
-                            for z, images in generated_batches(generator, key, num_samples, batch_size))
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))

@@ -119,6 +119,9 @@ def test_distill_batches_draw_the_configured_share_near_shape_boundaries():
     config.boundary_fraction = 1.5
     with pytest.raises(ValueError, match=r"boundary_fraction must be in \[0, 1\]"):
         distill.make_task(config)
+    config.boundary_fraction, config.boundary_oversample = 0.25, 0
+    with pytest.raises(ValueError, match="config.boundary_oversample must be an int >= 1, got 0"):
+        distill.make_task(config)
 
 
 def test_distill_run_learns_the_renders_and_exports_a_warm_start(tmp_path):

@@ -10,8 +10,10 @@ The `distill` variant is the supervised warm start (`latentjax.tasks.distill`): 
 regresses renders of a fixed random factor decoder's factors; a GAN run then fine-tunes it
 (`--config.init_from=runs/builtin_distill/generator`).
 
-The `builtin` variant is the narrower model shipped as `builtin:shapes` (widths 64-16, z = w = 64,
-10,000 steps = 320 kimg, seed 0): about 1.5 hours on 2 CPU cores.
+The `builtin` variant is the narrow model of the first built-in generator (widths 64-16, z = w = 64,
+10,000 steps = 320 kimg, seed 0): about 1.5 hours on 2 CPU cores. `builtin,distill` with
+`--config.channel_base=1024` (widths 64-64-64-32) is the architecture and the first phase of the
+current `builtin:shapes`; the README gives the whole chain.
 
 Hyperparameters follow stylegan2-ada-pytorch's 'auto' config where they are not about size:
 Adam lr 0.0025, betas (0, 0.99); R1 gamma 0.0002 * res^2 / batch every 16 steps; EMA half-life

@@ -35,6 +35,7 @@ def get_config(arg=None):
     config.identity_encoder = "recognizer_heads:builtin:shapes_identity"  # shape probabilities and hue angle
     config.attribute_encoder = "recognizer:builtin:shapes_pose"
     config.pose_encoder = "recognizer_values:builtin:shapes_pose"  # '' for none
+    config.pose_heads = ()  # the pose encoder's value heads the pose loss compares; () for all
     config.hidden = (256, 256, 128)  # the mapping MLP's hidden widths; its output is the generator's w
     config.class_index = None
     config.data = "shapes"  # training images: 'shapes' (true renders of fresh factors) or 'generator' (its samples)

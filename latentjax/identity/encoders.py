@@ -52,11 +52,14 @@ class Encoder:
         return out / jnp.linalg.norm(out, axis=-1, keepdims=True).clip(1e-12) if self.normalize else out
 
 
-def load_encoder(spec: str, *, normalize: bool = False) -> Encoder:
-    """The encoder a spec names (see the module docstring); a ValueError names what was expected."""
+def load_encoder(spec: str, *, normalize: bool = False, heads: tuple[str, ...] | None = None) -> Encoder:
+    """The encoder a spec names (see the module docstring); a ValueError names what was expected.
+    `heads` picks some of a `recognizer_values` network's value heads, in that order (None: all)."""
     kind, sep, path = str(spec).partition(":")
     if not sep or kind not in KINDS or not path:
         raise ValueError(f"encoder spec {spec!r}: expected KIND:PATH with KIND one of {KINDS}")
+    if heads is not None and kind != "recognizer_values":
+        raise ValueError(f"encoder spec {spec!r}: heads {heads} can only be picked from a recognizer_values encoder")
     if kind.startswith("recognizer"):
         net = load_recognizer(path)
         cfg = net.config
@@ -68,9 +71,12 @@ def load_encoder(spec: str, *, normalize: bool = False) -> Encoder:
                 return jnp.concatenate([out[h] if k == 1 else jax.nn.softmax(out[h]) for h, k in
                                         zip(cfg.head_names, cfg.head_classes)], axis=-1)
             return Encoder(spec, heads_apply, net.params, sum(cfg.head_classes), cfg.img_resolution, normalize)
-        heads = cfg.value_heads
-        if not heads:
+        if not cfg.value_heads:
             raise ValueError(f"encoder spec {spec!r}: the recognizer has no value heads (heads: {cfg.head_names})")
+        heads = cfg.value_heads if heads is None else tuple(heads)
+        if not heads or not set(heads) <= set(cfg.value_heads):
+            raise ValueError(f"encoder spec {spec!r}: heads must be some of its value heads {cfg.value_heads}, "
+                             f"got {heads}")
         apply = lambda params, images: jnp.concatenate([net.logits(params, images)[h] for h in heads], axis=-1)  # noqa: E731
         return Encoder(spec, apply, net.params, len(heads), cfg.img_resolution, normalize)
     if kind == "inception":  # images in [-1, 1] are the network's own input scale (see latentjax.nn.inception)

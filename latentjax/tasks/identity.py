@@ -60,7 +60,8 @@ def make_task(config) -> Task:
     fresh = IdentityMapper.build(mapper_config(config), jax.random.key(0))
     G = fresh.space.generator
     data_space = latent_space(G, "w", truncation_psi=float(config.truncation_psi), class_index=config.get("class_index"))
-    pose = load_encoder(config.pose_encoder) if config.get("pose_encoder") else None
+    pose = (load_encoder(config.pose_encoder, heads=tuple(config.get("pose_heads", ())) or None)
+            if config.get("pose_encoder") else None)
     resolution = G.img_resolution
     if resolution < MS_SSIM_WINDOW:
         raise ValueError(f"the pixel loss's MS-SSIM needs images of at least {MS_SSIM_WINDOW} pixels; "

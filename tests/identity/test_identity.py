@@ -102,6 +102,13 @@ def test_encoders_from_their_specs(tmp_path):
     logits = net.logits(net.params, images)
     np.testing.assert_allclose(values.embed(values.params, images),
                                np.concatenate([logits["x"], logits["y"]], axis=1), rtol=1e-6)
+    picked = load_encoder(f"recognizer_values:{path}", heads=("y",))
+    np.testing.assert_allclose(picked.embed(picked.params, images), logits["y"], rtol=1e-6)
+    assert picked.dim == 1
+    for spec, bad in ((f"recognizer_values:{path}", ("shape",)), (f"recognizer_values:{path}", ()),
+                      (f"recognizer:{path}", ("x",))):
+        with pytest.raises(ValueError, match=r"heads must be some of its value heads \('x', 'y'\)|only be picked"):
+            load_encoder(spec, heads=bad)
     heads = load_encoder(f"recognizer_heads:{path}")
     np.testing.assert_allclose(heads.embed(heads.params, images), np.concatenate(
         [logits["x"], jax.nn.softmax(logits["shape"]), logits["y"]], axis=1), rtol=1e-5, atol=1e-7)

@@ -10,8 +10,8 @@ next to the same numbers for true renders (the noise floor for that sample count
 JSON to benchmarks/results/shapes_generator_quality.json. A generator that comes from the supervised
 warm start (`latentjax.tasks.distill`, its metadata or its warm start's names the seeding decoder) also
 gets its agreement with that decoder's factors (`quality.factor_agreement` of each image with its
-latent's decoded factors): how much of the seeded latent organisation it kept, and its valid share by the latents' distance from the decoder's shape
-boundaries (`seeding.shape_margin`); `--boundary-scan N` walks N latents straight across a boundary
+latent's decoded factors): how much of the seeded latent organisation it kept, and its valid share
+by the latents' distance from the decoder's shape boundaries (`seeding.shape_margin`); `--boundary-scan N` walks N latents straight across a boundary
 and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per
 shape class, whether the images are off or only their read-out: the valid share and median error
 again after fitting each sample's factors to its image (`quality.refitted_errors`, the first `--refit-samples` samples).

@@ -85,11 +85,16 @@ def boundary_latents(decoder: FactorDecoder, key: jax.Array, n: int, z_dim: int,
     """[n, z_dim] latents concentrated at the shape boundaries: of `n * oversample` draws from the
     prior, the n with the smallest `shape_margin` (their margins are roughly below the prior's
     1 / oversample quantile). Used to give the few latents near a boundary more of a batch."""
-    if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or oversample < 1:
-        raise ValueError(f"oversample must be an int >= 1, got {oversample!r}")
+    check_oversample(oversample)
     z = jax.random.normal(key, (n * oversample, z_dim))
     _, nearest = jax.lax.top_k(-shape_margin(decoder, z), n)
     return z[nearest]
+
+
+def check_oversample(oversample, name: str = "oversample") -> None:
+    """A ValueError naming `name` unless `oversample` (of `boundary_latents`) is an int >= 1."""
+    if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or oversample < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {oversample!r}")
 
 
 def mixed_coordinates(decoder: FactorDecoder, z: jax.Array) -> list[jax.Array]:

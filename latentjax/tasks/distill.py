@@ -45,8 +45,7 @@ def make_task(config) -> Task:
     boundary_fraction, oversample = float(config.boundary_fraction), config.boundary_oversample
     if not 0.0 <= boundary_fraction <= 1.0:
         raise ValueError(f"config.boundary_fraction must be in [0, 1], got {boundary_fraction}")
-    if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
-        raise ValueError(f"config.boundary_oversample must be an int >= 1, got {oversample!r}")
+    seeding.check_oversample(oversample, "config.boundary_oversample")
     num_boundary = round(batch_size * boundary_fraction)
     given = tuple(config.projection_given)
     if projection_weight > 0 and not set(given) <= set(world.FACTOR_NAMES):

@@ -32,10 +32,13 @@ INCEPTION_SIZE = 299
 
 class Encoder:
     """A loaded image encoder: `embed(params, images [N, H, W, C] in [-1, 1]) -> [N, dim]` (pure, differentiable),
-    its `params`, its `spec` (how to load it again) and `dim`."""
+    its `params`, its `spec` (how to load it again), `dim`, and `heads`: the name of each embedding
+    column where they have one (a `recognizer_values` encoder's value heads), else None."""
 
-    def __init__(self, spec: str, apply: Callable, params: Any, dim: int, resolution: int, normalize: bool):
+    def __init__(self, spec: str, apply: Callable, params: Any, dim: int, resolution: int, normalize: bool,
+                 heads: tuple[str, ...] | None = None):
         self.spec, self.params, self.dim, self.resolution, self.normalize = spec, params, dim, resolution, normalize
+        self.heads = heads
         self._apply = apply
 
     def __repr__(self):
@@ -78,7 +81,7 @@ def load_encoder(spec: str, *, normalize: bool = False, heads: tuple[str, ...] |
             raise ValueError(f"encoder spec {spec!r}: heads must be some of its value heads {cfg.value_heads}, "
                              f"got {heads}")
         apply = lambda params, images: jnp.concatenate([net.logits(params, images)[h] for h in heads], axis=-1)  # noqa: E731
-        return Encoder(spec, apply, net.params, len(heads), cfg.img_resolution, normalize)
+        return Encoder(spec, apply, net.params, len(heads), cfg.img_resolution, normalize, heads)
     if kind == "inception":  # images in [-1, 1] are the network's own input scale (see latentjax.nn.inception)
         net = load_inception(path)
         return Encoder(spec, _frozen_statistics(net), net.variables, FEATURE_DIM, INCEPTION_SIZE, normalize)

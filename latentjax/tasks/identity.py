@@ -48,6 +48,40 @@ def pixel_loss(out, target, weights, scales):
     return 0.84 * structure + 0.16 * weighted_l1
 
 
+def pose_comparison(pose, angles: tuple[tuple[str, str], ...] = ()):
+    """The pose loss per pair: `error(params, out, attribute_images, identity_images) -> [N]`, the mean
+    squared difference of `pose`'s estimates of the output and of the attribute image.
+
+    `angles` names (cos, sin) head pairs of an angle that only some images have (a polygon's
+    rotation; a circle's vector is near 0). Those pairs are compared as directions, weighted by the
+    length (up to 1) of the attribute image's vector and of the identity image's, so that an image
+    without the angle asks nothing of the output's; the squared difference of the pose network's
+    raw vectors would instead pull the output towards the attribute image's shape."""
+    names = pose.heads or ()
+    wanted = [name for pair in angles for name in pair]
+    if any(len(pair) != 2 for pair in angles) or not set(wanted) <= set(names) or len(set(wanted)) != len(wanted):
+        raise ValueError(f"config.pose_angles must be distinct (cos, sin) pairs of the pose encoder's heads {names}, "
+                         f"got {angles}")
+    pairs = np.asarray([[names.index(c), names.index(s)] for c, s in angles], int).reshape(-1, 2)
+    plain = np.asarray([i for i, name in enumerate(names) if name not in wanted] if names else range(pose.dim), int)
+    count = len(plain) + pairs.size
+
+    def unit(v):  # a direction; vectors shorter than 0.5 (no angle to speak of) are not blown up
+        return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 0.5)
+
+    def error(params, out, attribute_images, identity_images):
+        got = pose.embed(params, out)
+        target = jax.lax.stop_gradient(pose.embed(params, attribute_images))
+        total = jnp.sum((got[:, plain] - target[:, plain]) ** 2, axis=-1)
+        if len(pairs):
+            reference = jax.lax.stop_gradient(pose.embed(params, identity_images))[:, pairs]
+            length = lambda v: jnp.minimum(jnp.linalg.norm(v, axis=-1), 1.0)  # noqa: E731
+            weight = length(target[:, pairs]) * length(reference)
+            total += jnp.sum(weight * jnp.sum((unit(got[:, pairs]) - unit(target[:, pairs])) ** 2, -1), -1)
+        return total / count
+    return error
+
+
 def make_task(config) -> Task:
     """The identity-mapper task for `config` (see `configs/identity.py` for the fields)."""
     batch_size, cross_every, eval_size = int(config.batch_size), int(config.cross_every), int(config.eval_size)
@@ -62,6 +96,10 @@ def make_task(config) -> Task:
     data_space = latent_space(G, "w", truncation_psi=float(config.truncation_psi), class_index=config.get("class_index"))
     pose = (load_encoder(config.pose_encoder, heads=tuple(config.get("pose_heads", ())) or None)
             if config.get("pose_encoder") else None)
+    if pose is not None:
+        compare_pose = pose_comparison(pose, tuple(tuple(pair) for pair in config.get("pose_angles", ())))
+    elif config.get("pose_angles"):
+        raise ValueError(f"config.pose_angles {config.pose_angles} needs a config.pose_encoder")
     resolution = G.img_resolution
     if resolution < MS_SSIM_WINDOW:
         raise ValueError(f"the pixel loss's MS-SSIM needs images of at least {MS_SSIM_WINDOW} pixels; "
@@ -100,11 +138,10 @@ def make_task(config) -> Task:
         out = fresh.decode(frozen["generator"], w)
         return inputs, w, out, id_embedding, fresh.identity.embed(frozen["identity"], out)
 
-    def pose_error(frozen, out, attribute_images):
+    def pose_error(frozen, out, attribute_images, identity_images):
         if pose is None:
             return jnp.zeros(out.shape[0])
-        target = jax.lax.stop_gradient(pose.embed(frozen["pose"], attribute_images))
-        return jnp.mean((pose.embed(frozen["pose"], out) - target) ** 2, axis=-1)
+        return compare_pose(frozen["pose"], out, attribute_images, identity_images)
 
     def step(state, batch, key, step):
         k_data, k_real = jax.random.split(key)
@@ -117,7 +154,7 @@ def make_task(config) -> Task:
         def main_loss(trainable):
             inputs, w, out, id_embedding, out_embedding = forward(trainable, frozen, identity_images, attribute_images)
             parts = {"identity": jnp.mean(jnp.abs(out_embedding - id_embedding)),
-                     "pose": jnp.mean(pose_error(frozen, out, attribute_images)),
+                     "pose": jnp.mean(pose_error(frozen, out, attribute_images, identity_images)),
                      "pixel": jnp.where(cross, 0.0, jnp.mean(pixel_loss(out, attribute_images, weights, scales)))}
             total = w_identity * parts["identity"] + w_pose * parts["pose"] + w_pixel * parts["pixel"]
             return total, (parts, w, inputs)
@@ -162,7 +199,7 @@ def make_task(config) -> Task:
         _, _, same, _, same_embedding = forward(trainable, frozen, images, images)
         mse = jnp.mean((same - images) ** 2, axis=(1, 2, 3))
         return {"disentanglement": jnp.mean(id_cos - attr_cos), "identity_similarity": jnp.mean(id_cos),
-                "pose_error": jnp.mean(pose_error(frozen, out, attributes)),
+                "pose_error": jnp.mean(pose_error(frozen, out, attributes, images)),
                 "reconstruction_mse": jnp.mean(mse), "reconstruction_psnr": jnp.mean(10 * jnp.log10(4.0 / mse)),
                 "reconstruction_identity": jnp.mean(jnp.sum(same_embedding * id_embedding, -1))}
 

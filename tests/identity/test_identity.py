@@ -104,7 +104,7 @@ def test_encoders_from_their_specs(tmp_path):
                                np.concatenate([logits["x"], logits["y"]], axis=1), rtol=1e-6)
     picked = load_encoder(f"recognizer_values:{path}", heads=("y",))
     np.testing.assert_allclose(picked.embed(picked.params, images), logits["y"], rtol=1e-6)
-    assert picked.dim == 1
+    assert picked.dim == 1 and picked.heads == ("y",) and values.heads == ("x", "y") and pooled.heads is None
     for spec, bad in ((f"recognizer_values:{path}", ("shape",)), (f"recognizer_values:{path}", ()),
                       (f"recognizer:{path}", ("x",))):
         with pytest.raises(ValueError, match=r"heads must be some of its value heads \('x', 'y'\)|only be picked"):
@@ -271,6 +271,32 @@ def test_sequence_command_writes_frames_gif_mp4_and_metrics(parts, tmp_path, mon
                  str(mapper_dir), "--out", str(frames_dir / "inside")]) == 2
 
 
+def test_pose_comparison_compares_angles_as_directions_where_both_images_have_one():
+    """Plain heads: mean squared difference. A (cos, sin) pair: the squared difference of directions,
+    weighted by the attribute and identity images' vector lengths (up to 1), over all columns."""
+    from latentjax.identity.encoders import Encoder
+    from latentjax.tasks.identity import pose_comparison
+
+    pixel = lambda params, images: images[:, 0, 0, :]  # noqa: E731  the estimates ride in the first pixel
+    pose = Encoder("test:pose", pixel, {}, 3, 1, False, heads=("x", "turn_cos", "turn_sin"))
+    as_images = lambda rows: jnp.asarray(rows, jnp.float32)[:, None, None, :]  # noqa: E731
+    out = as_images([[0.5, 0.0, 2.0], [0.5, 0.0, 1.0], [0.5, 0.0, 1.0], [0.5, 0.3, 0.0]])
+    attributes = as_images([[0.1, 0.0, 1.0], [0.5, 0.0, -1.0], [0.5, 0.01, 0.0], [0.5, 1.0, 0.0]])
+    identity = as_images([[0.0, 1.0, 0.0], [0.0, 0.6, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    plain = pose_comparison(pose)(None, out, attributes, identity)
+    np.testing.assert_allclose(plain, np.mean((out - attributes)[:, 0, 0] ** 2, axis=-1), rtol=1e-6)
+    angles = pose_comparison(pose, (("turn_cos", "turn_sin"),))(None, out, attributes, identity)
+    # same direction (any length) | opposite, identity's vector 0.6 long | the attribute image has no angle
+    # (length 0.01, its direction measured as if 0.5 long) | the identity image has none
+    np.testing.assert_allclose(angles, [0.16 / 3, 0.6 * 4 / 3, 0.01 * (0.02 ** 2 + 1) / 3, 0.0], rtol=1e-5, atol=1e-7)
+    grads = jax.grad(lambda o: jnp.sum(pose_comparison(pose, (("turn_cos", "turn_sin"),))(None, o, attributes,
+                                                                                         identity)))(out)
+    assert np.all(np.isfinite(grads))
+    for bad in ((("turn_cos",),), (("x", "nope"),), (("turn_cos", "turn_sin"), ("turn_sin", "x"))):
+        with pytest.raises(ValueError, match=r"config.pose_angles must be distinct \(cos, sin\) pairs"):
+            pose_comparison(pose, bad)
+
+
 @pytest.mark.slow
 def test_killed_on_eight_devices_resumes_on_one_to_the_same_state(parts, tmp_path):
     """The smoke config through the harness: steps 1-2 on 8 simulated devices, SIGKILLed before the
@@ -311,6 +337,9 @@ def test_face_recipe_smoke_on_a_stylegan2_snapshot_with_resnet_encoders(tmp_path
              f"--config.attribute_encoder=resnet:{FIXTURES / 'resnet' / 'bottleneck.pt'}", "--workdir", str(tmp_path)]
     values = parse_config_flags(flags, "train")
     assert values.config.pose_encoder == "" and values.config.pose_weight == 0.001
+    from latentjax.tasks.identity import make_task
+    with pytest.raises(ValueError, match=r"config.pose_angles .* needs a config.pose_encoder"):
+        make_task(parse_config_flags(flags + ["--config.pose_angles=(('a', 'b'),)"], "train").config)
     assert int(train(values.config, tmp_path)["step"]) == 4
     mapper = lj.identity.load(tmp_path / "identity_mapper")
     assert mapper.identity.dim == 16 and mapper.attributes.dim == 64 and mapper.mapping.config.in_features == 80

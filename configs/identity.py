@@ -37,6 +37,7 @@ def get_config(arg=None):
     config.pose_encoder = "recognizer_values:builtin:shapes_pose"  # '' for none
     config.pose_heads = ()  # the pose encoder's value heads the pose loss compares; () for all
     config.pose_angles = ()  # (cos, sin) head pairs compared as directions where both images have the angle
+    config.pose_angle_weight = 1.0  # of the angle pairs' terms against the other heads'
     config.hidden = (256, 256, 128)  # the mapping MLP's hidden widths; its output is the generator's w
     config.class_index = None
     config.data = "shapes"  # training images: 'shapes' (true renders of fresh factors) or 'generator' (its samples)

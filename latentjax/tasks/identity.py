@@ -48,7 +48,7 @@ def pixel_loss(out, target, weights, scales):
     return 0.84 * structure + 0.16 * weighted_l1
 
 
-def pose_comparison(pose, angles: tuple[tuple[str, str], ...] = ()):
+def pose_comparison(pose, angles: tuple[tuple[str, str], ...] = (), angle_weight: float = 1.0):
     """The pose loss per pair: `error(params, out, attribute_images, identity_images) -> [N]`, the mean
     squared difference of `pose`'s estimates of the output and of the attribute image.
 
@@ -56,7 +56,8 @@ def pose_comparison(pose, angles: tuple[tuple[str, str], ...] = ()):
     rotation; a circle's vector is near 0). Those pairs are compared as directions, weighted by the
     length (up to 1) of the attribute image's vector and of the identity image's, so that an image
     without the angle asks nothing of the output's; the squared difference of the pose network's
-    raw vectors would instead pull the output towards the attribute image's shape."""
+    raw vectors would instead pull the output towards the attribute image's shape. `angle_weight`
+    scales the angle terms against the plain ones (`config.pose_angle_weight`)."""
     names = pose.heads or ()
     wanted = [name for pair in angles for name in pair]
     if any(len(pair) != 2 for pair in angles) or not set(wanted) <= set(names) or len(set(wanted)) != len(wanted):
@@ -77,7 +78,7 @@ def pose_comparison(pose, angles: tuple[tuple[str, str], ...] = ()):
             reference = jax.lax.stop_gradient(pose.embed(params, identity_images))[:, pairs]
             length = lambda v: jnp.minimum(jnp.linalg.norm(v, axis=-1), 1.0)  # noqa: E731
             weight = length(target[:, pairs]) * length(reference)
-            total += jnp.sum(weight * jnp.sum((unit(got[:, pairs]) - unit(target[:, pairs])) ** 2, -1), -1)
+            total += angle_weight * jnp.sum(weight * jnp.sum((unit(got[:, pairs]) - unit(target[:, pairs])) ** 2, -1), -1)
         return total / count
     return error
 
@@ -97,7 +98,8 @@ def make_task(config) -> Task:
     pose = (load_encoder(config.pose_encoder, heads=tuple(config.get("pose_heads", ())) or None)
             if config.get("pose_encoder") else None)
     if pose is not None:
-        compare_pose = pose_comparison(pose, tuple(tuple(pair) for pair in config.get("pose_angles", ())))
+        compare_pose = pose_comparison(pose, tuple(tuple(pair) for pair in config.get("pose_angles", ())),
+                                       float(config.get("pose_angle_weight", 1.0)))
     elif config.get("pose_angles"):
         raise ValueError(f"config.pose_angles {config.pose_angles} needs a config.pose_encoder")
     resolution = G.img_resolution

@@ -289,6 +289,8 @@ def test_pose_comparison_compares_angles_as_directions_where_both_images_have_on
     # same direction (any length) | opposite, identity's vector 0.6 long | the attribute image has no angle
     # (length 0.01, its direction measured as if 0.5 long) | the identity image has none
     np.testing.assert_allclose(angles, [0.16 / 3, 0.6 * 4 / 3, 0.01 * (0.02 ** 2 + 1) / 3, 0.0], rtol=1e-5, atol=1e-7)
+    halved = pose_comparison(pose, (("turn_cos", "turn_sin"),), angle_weight=0.5)(None, out, attributes, identity)
+    np.testing.assert_allclose(halved, [0.16 / 3, 0.3 * 4 / 3, 0.005 * (0.02 ** 2 + 1) / 3, 0.0], rtol=1e-5, atol=1e-7)
     grads = jax.grad(lambda o: jnp.sum(pose_comparison(pose, (("turn_cos", "turn_sin"),))(None, o, attributes,
                                                                                          identity)))(out)
     assert np.all(np.isfinite(grads))

@@ -15,6 +15,9 @@ by the latents' distance from the decoder's shape boundaries (`seeding.shape_mar
 and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per
 shape class, whether the images are off or only their read-out: the valid share and median error
 again after fitting each sample's factors to its image (`quality.refitted_errors`, the first `--refit-samples` samples).
+`--wrap-samples N` asks whether w joins the ends of the periodic factors (hue, rotation:
+`quality.wrap_paths`): the share of straight paths between samples on either side of 0 that go
+the long way round, against paths across 0.5.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def main() -> None:
     parser.add_argument("--refit-samples", type=int, default=500)
     parser.add_argument("--boundary-scan", type=int, default=0,
                         help="> 0: walk this many latents straight across a shape boundary (seeded generators)")
+    parser.add_argument("--wrap-samples", type=int, default=0,
+                        help="> 0: from this many w samples, walk straight across the ends of hue and rotation")
     parser.add_argument("--out", default="benchmarks/results/shapes_generator_quality.json")
     args = parser.parse_args()
 
@@ -88,9 +93,22 @@ def main() -> None:
                    "scan": boundary_scan(G, decoder, key, args.boundary_scan) if args.boundary_scan else None}
 
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
+    wrap = wrap_table(G, key, args.wrap_samples) if args.wrap_samples > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
                  generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed, refit=refit,
-                 shape_margin=margins)
+                 shape_margin=margins, wrap=wrap)
+
+
+def wrap_table(G, key, num_samples: int) -> dict:
+    """`shapes_quality.wrap_paths` for each periodic factor in w: does the latent space join 1 to 0?"""
+    wrap = {f: shapes_quality.wrap_paths(G, key, f, num_samples=num_samples) for f in shapes.world.PERIODIC_FACTORS}
+    print(f"\nstraight paths in w between valid samples of {num_samples} draws, across the ends (0 | 1) and "
+          "across 0.5:\n| factor | pairs across the ends | long way round | pairs across 0.5 | long way round |\n"
+          "|---|---:|---:|---:|---:|")
+    for f, row in wrap.items():
+        print(f"| {f} | {row['wrap']['pairs']} | {row['wrap']['long_way']:.2f} | {row['control']['pairs']} | "
+              f"{row['control']['long_way']:.2f} |")
+    return wrap
 
 
 MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, np.inf)

@@ -141,6 +141,57 @@ def refitted_errors(images: jax.Array, steps: int = 300, lr: float = 2e-3) -> di
             "refitted": reading.render_error(images, {**refitted, "shape": out["shape"]})}
 
 
+def wrap_paths(generator, key, factor: str, space: str = "w", num_samples: int = 4000, band: float = 0.1,
+               points: int = 9, batch_size: int = 250) -> dict:
+    """`wrap_excursions` of `num_samples` samples of a generator's `space` (batch i from `fold_in(key, i)`)."""
+    if num_samples % batch_size:
+        raise ValueError(f"num_samples ({num_samples}) must be a multiple of batch_size ({batch_size})")
+    latents = latent_space(generator, space)
+    decode = jax.jit(latents.decode)
+    draws = np.concatenate([np.asarray(latents.sample(jax.random.fold_in(key, i), batch_size, generator.params))
+                            for i in range(num_samples // batch_size)])
+    return wrap_excursions(lambda z: jnp.clip(decode(generator.params, z), -1.0, 1.0), draws, factor, band, points,
+                           batch_size)
+
+
+def wrap_excursions(decode, latents, factor: str, band: float = 0.1, points: int = 9, batch_size: int = 250) -> dict:
+    """Does a latent space join a periodic factor's ends (`world.PERIODIC_FACTORS`: 0 and 1 are the
+    same image)? `decode` maps latents [n, ...] to images. Valid samples of the same shape (not
+    circles for rotation) are paired across the wrap (one value in [1 - band, 1), the other in
+    [0, band)) and, as a control, across 0.5 ([0.5 - band, 0.5) with [0.5, 0.5 + band)). Each pair's
+    straight latent path is decoded at `points` interior points; its excursion is the largest
+    circular distance of a valid point's value from the pair's circular midpoint. Returns, for
+    "wrap" and "control": the number of pairs, the share that goes the long way round (excursion
+    > 0.25) and the median excursion. Where a space lays the factor on a line (the seeding decoder's
+    normal CDF), the wrap pairs sit at its two ends, and a continuous map into the space (a mapper,
+    a walk) must pass every other value to get from one to the other."""
+    if factor not in world.PERIODIC_FACTORS:
+        raise ValueError(f"factor must be one of the periodic factors {world.PERIODIC_FACTORS}, got {factor!r}")
+    if not 0 < band < 0.25 or points < 1:
+        raise ValueError(f"need 0 < band < 0.25 and points >= 1, got band {band}, points {points}")
+    latents, readout = np.asarray(latents), jax.jit(reading.readout)
+    read = [readout(decode(jnp.asarray(latents[i:i + batch_size]))) for i in range(0, len(latents), batch_size)]
+    values, shapes, valid = (np.concatenate([np.asarray(out[k]) for out in read]) for k in (factor, "shape", "valid"))
+    keep = valid & ((shapes != world.SHAPES.index("circle")) | (factor != "rotation"))
+    t = np.linspace(0.0, 1.0, points + 2)[1:-1].reshape(-1, *([1] * (latents.ndim - 1)))
+    result = {}
+    for name, centre in (("wrap", 0.0), ("control", 0.5)):
+        excursions = []
+        for shape in np.unique(shapes[keep]):
+            low = np.flatnonzero(keep & (shapes == shape) & ((values - (centre - band)) % 1.0 < band))
+            high = np.flatnonzero(keep & (shapes == shape) & ((values - centre) % 1.0 < band))
+            for a, b in zip(low, high):
+                out = readout(decode(jnp.asarray((1 - t) * latents[a] + t * latents[b])))
+                distance = np.abs((np.asarray(out[factor]) - centre + 0.5) % 1.0 - 0.5)[np.asarray(out["valid"])]
+                if distance.size:
+                    excursions.append(float(distance.max()))
+        excursions = np.asarray(excursions)
+        result[name] = {"pairs": int(excursions.size),
+                        "long_way": float(np.mean(excursions > 0.25)) if excursions.size else float("nan"),
+                        "median_excursion": float(np.median(excursions)) if excursions.size else float("nan")}
+    return result
+
+
 def true_render_quality(key, resolution: int, num_samples: int = 10_000, batch_size: int = 250) -> dict:
     """The same numbers for true renders: the noise floor of `num_samples` samples."""
     return summarize(world.sample(jax.random.fold_in(key, i), batch_size, resolution)[0]

@@ -63,3 +63,28 @@ def test_render_error_is_the_read_outs_measure_and_refitting_factors_only_lowers
     refit = shapes_quality.refitted_errors(blurred, steps=50)
     assert float(jnp.median(refit["readout"])) > 0.01
     assert float(jnp.median(refit["refitted"])) < float(jnp.median(refit["readout"]))
+
+
+def test_wrap_excursions_tell_a_line_from_a_circle():
+    """Hue from the normal CDF of one latent coordinate (0 and 1 at the two ends of the space) against
+    hue as the angle of two coordinates (the ends joined): only the first sends straight paths across
+    the wrap the long way round; paths across 0.5 stay short in both."""
+    latents = np.asarray(jax.random.normal(jax.random.key(0), (400, 2)))
+    fixed = {"shape": 1, "x": 0.5, "y": 0.5, "scale": 0.7, "rotation": 0.3, "background": 0.2}
+
+    def renderer(hue_of):
+        def decode(u):
+            factors = {k: jnp.full(u.shape[0], v, jnp.int32 if k == "shape" else jnp.float32) for k, v in fixed.items()}
+            return shapes.render({**factors, "hue": hue_of(u)}, 32).images
+        return decode
+
+    line = renderer(lambda u: jnp.clip(jax.scipy.stats.norm.cdf(u[:, 0]), 0.0, 1.0 - 1e-6))
+    circle = renderer(lambda u: (jnp.arctan2(u[:, 1], u[:, 0]) / (2 * jnp.pi)) % 1.0)
+    on_line = shapes_quality.wrap_excursions(line, latents, "hue", points=5)
+    on_circle = shapes_quality.wrap_excursions(circle, latents, "hue", points=5)
+    assert min(on_line["wrap"]["pairs"], on_circle["wrap"]["pairs"], on_line["control"]["pairs"]) >= 10
+    assert on_line["wrap"]["long_way"] == 1.0 and on_line["wrap"]["median_excursion"] > 0.4
+    assert on_circle["wrap"]["long_way"] == 0.0 and on_circle["wrap"]["median_excursion"] < 0.1
+    assert on_line["control"]["long_way"] == 0.0 and on_circle["control"]["long_way"] == 0.0
+    with pytest.raises(ValueError, match="periodic factors"):
+        shapes_quality.wrap_excursions(line, latents, "x")

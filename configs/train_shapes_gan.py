@@ -54,7 +54,8 @@ def get_config(arg=None):
     config.grid_seed = 0
     config.eval_size = 256  # fixed latents whose images the read-out checks (latentjax.shapes.quality.training_metrics)
     config.distill_weight = 0.0  # > 0: keep the warm start's loss in G's (latentjax.tasks.gan)
-    config.seeding = ml_collections.ConfigDict(dict(seed=0, rounds=2))  # latentjax.shapes.seeding
+    # latentjax.shapes.seeding; periodic="circle" joins the ends of hue and rotation (z_dim >= 9)
+    config.seeding = ml_collections.ConfigDict(dict(seed=0, rounds=2, periodic="line"))
     config.object_weight = 9.0  # the warm start's extra weight on object pixels
 
     if arg.builtin:

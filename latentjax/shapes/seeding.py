@@ -11,6 +11,12 @@ of z. Rounds take different u_k, so from two rounds on every factor is mixed (no
 of z moves one factor alone). Each coordinate then goes through the normal CDF: the continuous
 factors are exactly U(0, 1), and `shape` is the third of the range u_0 falls in (each class 1/3).
 Everything is drawn from one seed, so a config stores only the seed.
+
+The normal CDF lays the periodic factors (hue, rotation: 0 and 1 are the same image) on a line,
+their two ends in opposite tails of the latent space, so that no continuous path joins red to red
+(`quality.wrap_paths` measures it on a generator). `periodic="circle"` reads each periodic factor
+instead as the angle of its coordinate and one more, unmixed, of its own: the angle of an isotropic
+Gaussian pair is exactly U(0, 1) turns, and the ends meet.
 """
 
 from __future__ import annotations
@@ -29,24 +35,34 @@ NUM_FACTORS = len(world.FACTOR_NAMES)
 MAX_ANGLE = math.pi / 4  # the largest rotation of a mixing round: factors far from linear in z, yet smooth
 
 
+PERIODIC = ("line", "circle")  # how the periodic factors are laid out in the latent space
+
+
 class FactorDecoder(NamedTuple):
     """Arrays of one decoder; `decode_factors(decoder, z)` applies it."""
 
-    projection: np.ndarray   # [z_dim, 7] orthonormal columns, one per factor in `world.FACTOR_NAMES`
+    # [z_dim, 7] orthonormal columns, one per factor in `world.FACTOR_NAMES`, then (periodic="circle")
+    # one per factor of `world.PERIODIC_FACTORS`, the second coordinate of its angle
+    projection: np.ndarray
     conditioners: np.ndarray  # [rounds] int: the coordinate u_k that sets a round's angles
     pairs: np.ndarray        # [rounds, 3, 2] int: the pairs (u_i, u_j) a round rotates
     frequencies: np.ndarray  # [rounds, 3] of each angle's sine in u_k
     phases: np.ndarray       # [rounds, 3]
 
 
-def factor_decoder(seed: int, z_dim: int, rounds: int = 2) -> FactorDecoder:
-    """The decoder drawn from `seed` for latents of `z_dim` (>= 7) dimensions, with `rounds` mixing rounds."""
-    if isinstance(z_dim, bool) or not isinstance(z_dim, (int, np.integer)) or z_dim < NUM_FACTORS:
-        raise ValueError(f"z_dim must be an int >= {NUM_FACTORS} (one dimension per factor), got {z_dim!r}")
+def factor_decoder(seed: int, z_dim: int, rounds: int = 2, periodic: str = "line") -> FactorDecoder:
+    """The decoder drawn from `seed` for latents of `z_dim` dimensions (>= 7; 9 for `periodic="circle"`),
+    with `rounds` mixing rounds. The same seed gives the same mixing whatever `periodic`."""
+    if periodic not in PERIODIC:
+        raise ValueError(f"periodic must be one of {PERIODIC}, got {periodic!r}")
+    columns = NUM_FACTORS + (len(world.PERIODIC_FACTORS) if periodic == "circle" else 0)
+    if isinstance(z_dim, bool) or not isinstance(z_dim, (int, np.integer)) or z_dim < columns:
+        raise ValueError(f"z_dim must be an int >= {columns} (one dimension per factor"
+                         f"{', two per periodic one' if periodic == 'circle' else ''}), got {z_dim!r}")
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
         raise ValueError(f"rounds must be a non-negative int, got {rounds!r}")
     rng = np.random.default_rng(seed)
-    projection = np.linalg.qr(rng.standard_normal((z_dim, z_dim)))[0][:, :NUM_FACTORS]
+    projection = np.linalg.qr(rng.standard_normal((z_dim, z_dim)))[0][:, :columns]
     conditioners = np.resize(rng.permutation(NUM_FACTORS), rounds)
     pairs = np.array([rng.permutation([i for i in range(NUM_FACTORS) if i != k]) for k in conditioners])
     return FactorDecoder(projection.astype(np.float32), conditioners.astype(np.int32),
@@ -56,15 +72,20 @@ def factor_decoder(seed: int, z_dim: int, rounds: int = 2) -> FactorDecoder:
 
 
 def decoder_from(spec, z_dim: int) -> FactorDecoder:
-    """The decoder a config's or a generator's metadata names: `spec` is {"seed": int, "rounds": int}."""
-    return factor_decoder(int(spec["seed"]), z_dim, int(spec["rounds"]))
+    """The decoder a config's or a generator's metadata names: `spec` is {"seed": int, "rounds": int}
+    and optionally "periodic" ("line" where absent, the layout of the decoders made before it)."""
+    return factor_decoder(int(spec["seed"]), z_dim, int(spec["rounds"]), str(spec.get("periodic", "line")))
 
 
 def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]:
     """The factors ([n] each, `world.sample_factors`'s dtypes and law) of latents z [n, z_dim]."""
-    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in mixed_coordinates(decoder, z)]  # [0, 1): the renderer's range
+    u = mixed_coordinates(decoder, z)
+    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in u[:NUM_FACTORS]]  # [0, 1): the renderer's range
     factors = {"shape": jnp.floor(len(world.SHAPES) * p[0]).astype(jnp.int32)}
     factors.update(zip(world.FACTOR_NAMES[1:], p[1:]))
+    for name, partner in zip(world.PERIODIC_FACTORS, u[NUM_FACTORS:]):  # periodic="circle"
+        turns = jnp.arctan2(partner, u[world.FACTOR_NAMES.index(name)]) / (2 * jnp.pi)
+        factors[name] = jnp.clip(turns % 1.0, 0.0, 1.0 - 1e-6)
     return factors
 
 
@@ -98,8 +119,8 @@ def check_oversample(oversample, name: str = "oversample") -> None:
 
 
 def mixed_coordinates(decoder: FactorDecoder, z: jax.Array) -> list[jax.Array]:
-    """The seven standard-normal coordinates [n] each of latents z after the mixing rounds, in
-    `world.FACTOR_NAMES`' order."""
+    """The standard-normal coordinates [n] each of latents z: the seven after the mixing rounds, in
+    `world.FACTOR_NAMES`' order, then the periodic factors' second coordinates (periodic="circle")."""
     if z.ndim != 2 or z.shape[1] != decoder.projection.shape[0]:
         raise ValueError(f"z must be [n, {decoder.projection.shape[0]}], got shape {tuple(z.shape)}")
     u = list(jnp.moveaxis(z.astype(jnp.float32) @ decoder.projection, -1, 0))

@@ -79,6 +79,31 @@ def test_decoder_is_drawn_from_its_seed_and_checks_its_arguments():
         seeding.decode_factors(a, jnp.zeros((4, 9)))
 
 
+def test_a_circle_decoder_joins_the_ends_of_the_periodic_factors(decoded):
+    """periodic="circle": the same seed's shape and non-periodic factors, hue and rotation U(0, 1) from
+    the angle of a pair, and straight latent paths across their ends stay near the ends (the line
+    decoder's go round through every other value)."""
+    z, line_factors = decoded
+    circle = seeding.decoder_from({"seed": 3, "rounds": 2, "periodic": "circle"}, 16)
+    factors = {k: np.asarray(v) for k, v in seeding.decode_factors(circle, jnp.asarray(z)).items()}
+    for name in ("shape", "x", "y", "scale", "background"):
+        np.testing.assert_array_equal(factors[name], line_factors[name])
+    n = z.shape[0]
+    for name in world.PERIODIC_FACTORS:
+        u = np.sort(factors[name])
+        assert np.max(np.maximum(np.arange(1, n + 1) / n - u, u - np.arange(n) / n)) < 1.63 / np.sqrt(n), name
+    decode = lambda decoder: lambda latents: world.render(seeding.decode_factors(decoder, latents), 32).images  # noqa: E731
+    joined, cut = (quality.wrap_excursions(decode(decoder), z[:600], "hue", points=5)["wrap"]
+                   for decoder in (circle, seeding.factor_decoder(3, 16)))
+    # a few paths bend round: the mixing rounds curve a straight line of z in the angle's pair
+    assert min(joined["pairs"], cut["pairs"]) >= 10 and joined["long_way"] < 0.2 and cut["long_way"] > 0.9, (joined, cut)
+    assert joined["median_excursion"] < 0.1 < 0.4 < cut["median_excursion"]
+    with pytest.raises(ValueError, match="z_dim must be an int >= 9"):
+        seeding.factor_decoder(0, 8, periodic="circle")
+    with pytest.raises(ValueError, match="periodic must be one of"):
+        seeding.factor_decoder(0, 8, periodic="torus")
+
+
 def test_shape_margin_is_the_distance_to_a_shape_boundary_in_standard_normal_units(decoded):
     """Under the prior the margin's law near 0 is the normal density at the two boundaries (a
     fraction 4 * phi(0.4307) * t below t); a tiny step changes the decoded shape only where the
@@ -139,7 +164,7 @@ def test_distill_run_learns_the_renders_and_exports_a_warm_start(tmp_path):
     assert all(0 <= r["eval/valid"] <= 1 and r["eval/l1_to_target"] > 0 for r in evaluations)
     exported = lj.load_generator(str(tmp_path / distill.EXPORT_DIR))
     assert exported.metadata["source_format"] == "latentjax.tasks.distill"
-    assert exported.metadata["seeding"] == {"seed": 0, "rounds": 2}
+    assert exported.metadata["seeding"] == {"seed": 0, "rounds": 2, "periodic": "line"}
     gan_config = shapes_gan_config("smoke")
     key = jax.random.key(0)
     assert gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), gan.generator_config(gan_config), key)

@@ -82,6 +82,10 @@ def main() -> None:
     for name, (ours, truth) in zip(names, rows):
         print(f"| {name} | {ours:.4f} | {truth:.4f} |")
 
+    print("\nvalid samples by tenths of each factor's range (rotation: non-circles):")
+    for name, counts in generated["histograms"].items():
+        print(f"| {name} | " + " ".join(f"{c:>4}" for c in counts) + " |")
+
     agreement, margins, seed = None, None, seeding_of(G.metadata)
     if seed is not None:
         decoder = seeding.decoder_from(seed, G.z_dim)

@@ -57,10 +57,19 @@ def factor_distances(estimates: dict, valid) -> dict[str, float]:
     return distances
 
 
+def factor_histograms(estimates: dict, valid, bins: int = 10) -> dict[str, list[int]]:
+    """Counts of the valid samples' values of each continuous factor in `bins` equal bins of [0, 1)
+    (rotation: non-circles), to show where a distance comes from (the prior puts as many in each)."""
+    valid = np.asarray(valid, bool)
+    not_circle = np.asarray(estimates["shape"]) != world.SHAPES.index("circle")
+    return {name: np.histogram(np.asarray(estimates[name])[valid & (not_circle | (name != "rotation"))], bins,
+                               (0.0, 1.0))[0].tolist() for name in world.FACTOR_NAMES[1:]}
+
+
 def summarize(images_batches) -> dict:
     """Read out batches of images ([-1, 1] NHWC) and return the valid fraction (also at each of
-    `TOLERANCES`), rerender-error percentiles of one-object images and the factor distances of the
-    valid images (and of all one-object images)."""
+    `TOLERANCES`), rerender-error percentiles of one-object images, the factor distances of the
+    valid images (and of all one-object images) and their `factor_histograms`."""
     readout = jax.jit(reading.readout)
     keys = (*world.FACTOR_NAMES, "valid", "num_objects", "rerender_error")
     parts = {name: [] for name in keys}
@@ -75,6 +84,7 @@ def summarize(images_batches) -> dict:
             "rerender_error_percentiles": {str(p): float(np.percentile(error[one_object], p)) if one_object.any()
                                            else float("nan") for p in PERCENTILES},
             "distances": factor_distances(out, out["valid"]),
+            "histograms": factor_histograms(out, out["valid"]),
             "distances_one_object": factor_distances(out, one_object)}
 
 

@@ -43,6 +43,10 @@ def test_true_renders_are_valid_and_close_to_the_prior():
     assert result["rerender_error_percentiles"]["90"] < 0.005  # exact renders (see factors' docstring)
     assert result["distances"]["shape"] < 0.08
     assert max(v for k, v in result["distances"].items() if k != "shape") < 0.05
+    histograms = result["histograms"]
+    assert set(histograms) == set(shapes.FACTOR_NAMES[1:]) and all(len(c) == 10 for c in histograms.values())
+    assert sum(histograms["x"]) == round(512 * result["valid_fraction"]) > sum(histograms["rotation"])  # no circles
+    assert min(histograms["hue"]) > 0.5 * sum(histograms["hue"]) / 10  # the prior is uniform
 
 
 def test_render_error_is_the_read_outs_measure_and_refitting_factors_only_lowers_it():

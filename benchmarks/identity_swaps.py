@@ -11,7 +11,8 @@ same mapper with an untrained mapping MLP (what training adds), and inversion + 
 both images inverted into w+ (`lj.invert`, MSE, `--inversion-steps`), the output decoded from the
 attribute image's first k layers and the identity image's others (style mixing), for every
 crossover k; the best k by the sum of errors is reported (on `--inversion-pairs` pairs, the same
-first pairs). Prints a table and writes JSON.
+first pairs). Prints a table, then where the mapper misses hue (`failure_profile`: by tenth of the
+identity's hue), and writes JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 import latentjax as lj
 from latentjax.identity import IdentityMapper
-from latentjax.shapes.swaps import summarize_swaps, swap_errors, swap_pairs
+from latentjax.shapes.swaps import failure_profile, summarize_swaps, swap_errors, swap_pairs
 from timing import describe_environment, write_record
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,8 +80,11 @@ def main(argv=None):
     print(f"{'swap':<26}" + "".join(f"{c:>17}" for c in COLUMNS))
     for name, row in rows.items():
         print(f"{name:<26}" + "".join(f"{row[c]:>17.3f}" for c in COLUMNS))
+    hue_misses = failure_profile(mapper.swap, jax.random.key(args.seed), args.pairs, resolution, "hue", tol=args.tol)
+    print("\nidentity mapper: share of valid outputs whose hue error exceeds 0.05, by tenth of the identity's hue\n"
+          + " ".join(f"{v:.2f}" for v in hue_misses))
     write_record(args.out, "identity_swaps", mapper=args.mapper, pairs=args.pairs, seed=args.seed, tol=args.tol,
-                 step=mapper.metadata.get("step"), rows=rows)
+                 step=mapper.metadata.get("step"), rows=rows, hue_misses_by_tenth=hue_misses)
 
 
 if __name__ == "__main__":

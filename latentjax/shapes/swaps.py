@@ -4,8 +4,9 @@ image keep the one's identity and follow the other's attributes?
 In the shapes world identity is shape and hue (`IDENTITY_FACTORS`) and the attributes are x, y,
 scale, rotation and background (`ATTRIBUTE_FACTORS`). Both inputs are true renders of fresh
 factors, so the factors the output should have are known exactly. `swap_scores(swap, key, n,
-resolution)` scores any `swap(identity_images, attribute_images) -> images`; `sequence_scores`
-scores a sequence made for one identity from driver frames.
+resolution)` scores any `swap(identity_images, attribute_images) -> images`, `failure_profile`
+shows for which values of a factor it misses that factor; `sequence_scores` scores a sequence made
+for one identity from driver frames.
 Details: docs/shapes.md#latentjaxshapesswaps
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from latentjax.identity.sequence import jitter
 from latentjax.shapes.reading import VALID_TOL, factor_distance, factor_errors, readout
-from latentjax.shapes.world import FACTOR_NAMES, PERIODIC_FACTORS, render, sample_factors
+from latentjax.shapes.world import FACTOR_NAMES, PERIODIC_FACTORS, SHAPES, render, sample_factors
 
 IDENTITY_FACTORS = ("shape", "hue")
 ATTRIBUTE_FACTORS = ("x", "y", "scale", "rotation", "background")
@@ -66,6 +67,26 @@ def swap_scores(swap: Callable, key, n: int, resolution: int, *, tol: float = VA
                 ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
     """`summarize_swaps` of `swap` on n pairs of true renders of fresh factors (`swap_pairs(key, n, ranges)`),
     `batch_size` pairs per call."""
+    return summarize_swaps(_swapped(swap, key, n, resolution, tol, batch_size, ranges)[0])
+
+
+def failure_profile(swap: Callable, key, n: int, resolution: int, factor: str, *, threshold: float = 0.05,
+                    bins: int = 10, tol: float = VALID_TOL, batch_size: int = 256) -> list[float]:
+    """Where a swap misses one factor: over `swap_scores`' n pairs, the share of valid outputs whose
+    `factor` error exceeds `threshold` (shape: is wrong), by `bins` equal bins of the value the
+    output should have (`swap_truth`; shape: by class). NaN where a bin holds no valid output."""
+    if factor not in FACTOR_NAMES:
+        raise ValueError(f"factor must be one of {FACTOR_NAMES}, got {factor!r}")
+    errors, identity, attributes = _swapped(swap, key, n, resolution, tol, batch_size, None)
+    intended = np.asarray(swap_truth(identity, attributes)[factor])
+    where = intended if factor == "shape" else np.minimum((intended * bins).astype(int), bins - 1)
+    missed, counted = errors[factor] > (0.5 if factor == "shape" else threshold), np.isfinite(errors[factor])
+    return [float(np.mean(missed[counted & (where == b)])) if (counted & (where == b)).any() else float("nan")
+            for b in range(len(SHAPES) if factor == "shape" else bins)]
+
+
+def _swapped(swap, key, n, resolution, tol, batch_size, ranges):
+    """(`swap_errors` of n fresh pairs, concatenated; their identity factors; their attribute factors)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     identity, attributes = swap_pairs(key, n, ranges)
@@ -75,7 +96,7 @@ def swap_scores(swap: Callable, key, n: int, resolution: int, *, tol: float = VA
         a, b = take(identity), take(attributes)
         outputs = swap(render(a, resolution).images, render(b, resolution).images)
         parts.append(swap_errors(jnp.asarray(outputs), a, b, tol))
-    return summarize_swaps({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, identity, attributes
 
 
 def sequence_scores(frames, identity: Mapping[str, jax.Array], drivers: Mapping[str, jax.Array],

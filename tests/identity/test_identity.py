@@ -379,3 +379,13 @@ def test_the_shipped_shapes_mapper_keeps_identity_and_follows_attributes():
     assert scores["valid"] > 0.6 and scores["shape_accuracy"] > 0.9 and scores["hue_error"] < 0.05, scores
     assert max(scores[f"{f}_error"] for f in ("x", "y", "scale", "background")) < 0.07, scores
     assert scores["rotation_error"] < 0.1, scores
+
+
+def test_the_shipped_pose_network_gives_a_circle_no_rotation():
+    """builtin:shapes_pose's (cos, sin) rotation vector is near 0 for a circle and near unit length for a
+    square or triangle: why the identity task compares it as a direction where both images have one."""
+    pose = load_encoder("recognizer_values:builtin:shapes_pose", heads=("rotation_cos", "rotation_sin"))
+    factors = lj.shapes.sample_factors(jax.random.key(4), 96)
+    length = np.linalg.norm(pose.embed(pose.params, lj.shapes.render(factors, 32).images), axis=-1)
+    shape = np.asarray(factors["shape"])
+    assert length[shape == 0].mean() < 0.1 and length[shape > 0].mean() > 0.9, (length[shape == 0], length[shape > 0])

@@ -80,7 +80,8 @@ def main(argv=None):
                              loss="mse", key=jax.random.key(i), progress=False).images
         rows["identity mapper"].append(sequence_scores(frames, truth, drivers, args.tol))
         rows["per-frame inversion"].append(sequence_scores(inverted, truth, drivers, args.tol))
-        print(f"identity {i}: kept {rows['identity mapper'][-1]['identity_kept']:.2f} (mapper), "
+        print(f"identity {i} ({lj.shapes.world.SHAPES[int(truth['shape'])]}, hue {float(truth['hue']):.3f}): kept "
+              f"{rows['identity mapper'][-1]['identity_kept']:.2f} (mapper), "
               f"{rows['per-frame inversion'][-1]['identity_kept']:.2f} (inversion)")
         if gif is None:
             gif = np.stack([image_grid(p, cols=3, pad=1) for p in to_uint8(np.stack(
@@ -94,7 +95,8 @@ def main(argv=None):
     Path(args.gif).write_bytes(encode_gif(gif, duration_ms=80, bounce=False))
     write_record(args.out, "identity_sequence", mapper=args.mapper, identities=args.identities, frames=args.frames,
                  inversion_steps=args.inversion_steps, seed=args.seed, tol=args.tol, step=mapper.metadata.get("step"), means=means,
-                 per_identity=rows)
+                 per_identity=rows, identities_shape_hue=[[int(identities["shape"][i]), float(identities["hue"][i])]
+                                                          for i in range(args.identities)])
 
 
 if __name__ == "__main__":

@@ -113,6 +113,15 @@ def test_encoders_from_their_specs(tmp_path):
     np.testing.assert_allclose(heads.embed(heads.params, images), np.concatenate(
         [logits["x"], jax.nn.softmax(logits["shape"]), logits["y"]], axis=1), rtol=1e-5, atol=1e-7)
     assert heads.dim == 5
+    with pytest.raises(ValueError, match="no NAME_cos / NAME_sin head pair"):
+        load_encoder(f"recognizer_turns:{path}")
+    turning, turning_path = _recognizer(tmp_path, "turning", ("shape", "hue_cos", "hue_sin"), (3, 1, 1), 5)
+    turns = load_encoder(f"recognizer_turns:{turning_path}")
+    out = turning.logits(turning.params, images)
+    np.testing.assert_allclose(turns.embed(turns.params, images), np.concatenate(
+        [jax.nn.softmax(out["shape"]), np.arctan2(out["hue_sin"], out["hue_cos"]) / (2 * np.pi) % 1.0], axis=1),
+        rtol=1e-5, atol=1e-6)
+    assert turns.dim == 4
     larger = jax.image.resize(images, (3, 32, 32, 3), "linear")  # other sizes are resized to the encoder's
     assert values.embed(values.params, larger).shape == (3, 2)
     resnet = load_resnet(FIXTURES / "resnet" / "basic.pt")

@@ -3,8 +3,8 @@
 An `Encoder` is loaded from a spec string, so a mapper's directory records which encoders it was
 trained with and loads them again: `recognizer:PATH` (a `latentjax.nn.recognizer` network's pooled
 last stage), `recognizer_values:PATH` (its value heads), `recognizer_heads:PATH` (every head, class
-heads as softmax probabilities), `recognizer_turns:PATH` (the same, each NAME_cos / NAME_sin head
-pair as one angle in turns, [0, 1)), `resnet:PATH` (a torchvision-layout ResNet state dict's pooled
+heads as softmax probabilities), `recognizer_turns:PATH` (the same, then each NAME_cos / NAME_sin
+head pair's angle in turns, [0, 1)), `resnet:PATH` (a torchvision-layout ResNet state dict's pooled
 penultimate features), `vggface2:PATH` (the same for a VGGFace2 ResNet-50) and `inception:PATH` (a
 torchvision Inception v3 state dict's pooled 2048 features at 299x299, the reference's attribute
 encoder). Images come in as
@@ -102,23 +102,22 @@ def load_encoder(spec: str, *, normalize: bool = False, heads: tuple[str, ...] |
 
 
 def _turns_encoder(spec: str, net, normalize: bool) -> Encoder:
-    """`recognizer_turns`: every head, class heads as probabilities, each NAME_cos / NAME_sin pair of
-    value heads as its angle in turns, in [0, 1). Cut at 0 like a generator that lays a periodic factor
-    on a line (`latentjax.shapes.seeding`'s "line"), so that a continuous mapper need not jump there."""
+    """`recognizer_turns`: `recognizer_heads`' embedding, then each NAME_cos / NAME_sin pair of value
+    heads' angle in turns, in [0, 1). The turns are cut at 0 like a generator that lays a periodic
+    factor on a line (`latentjax.shapes.seeding`'s "line"), so that a continuous mapper fed them need
+    not jump there; the cosine and sine stay, for a loss that sees the angle's full change."""
     cfg = net.config
     angles = [h[:-4] for h in cfg.head_names if h.endswith("_cos") and f"{h[:-4]}_sin" in cfg.head_names]
     if not angles:
         raise ValueError(f"encoder spec {spec!r}: the recognizer has no NAME_cos / NAME_sin head pair "
                          f"(heads: {cfg.head_names})")
-    paired = {f"{a}_{part}" for a in angles for part in ("cos", "sin")}
-    columns = [(h, k) for h, k in zip(cfg.head_names, cfg.head_classes) if h not in paired]
 
     def apply(params, images):
         out = net.logits(params, images)
-        parts = [out[h] if k == 1 else jax.nn.softmax(out[h]) for h, k in columns]
+        parts = [out[h] if k == 1 else jax.nn.softmax(out[h]) for h, k in zip(cfg.head_names, cfg.head_classes)]
         parts += [(jnp.arctan2(out[f"{a}_sin"], out[f"{a}_cos"]) / (2 * jnp.pi)) % 1.0 for a in angles]
         return jnp.concatenate(parts, axis=-1)
-    return Encoder(spec, apply, net.params, sum(k for _, k in columns) + len(angles), cfg.img_resolution, normalize)
+    return Encoder(spec, apply, net.params, sum(cfg.head_classes) + len(angles), cfg.img_resolution, normalize)
 
 
 def _frozen_statistics(net, prepare=lambda images: images):

@@ -119,9 +119,9 @@ def test_encoders_from_their_specs(tmp_path):
     turns = load_encoder(f"recognizer_turns:{turning_path}")
     out = turning.logits(turning.params, images)
     np.testing.assert_allclose(turns.embed(turns.params, images), np.concatenate(
-        [jax.nn.softmax(out["shape"]), np.arctan2(out["hue_sin"], out["hue_cos"]) / (2 * np.pi) % 1.0], axis=1),
-        rtol=1e-5, atol=1e-6)
-    assert turns.dim == 4
+        [jax.nn.softmax(out["shape"]), out["hue_cos"], out["hue_sin"],
+         np.arctan2(out["hue_sin"], out["hue_cos"]) / (2 * np.pi) % 1.0], axis=1), rtol=1e-5, atol=1e-6)
+    assert turns.dim == 6
     larger = jax.image.resize(images, (3, 32, 32, 3), "linear")  # other sizes are resized to the encoder's
     assert values.embed(values.params, larger).shape == (3, 2)
     resnet = load_resnet(FIXTURES / "resnet" / "basic.pt")

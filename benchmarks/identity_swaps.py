@@ -26,7 +26,7 @@ import numpy as np
 
 import latentjax as lj
 from latentjax.identity import IdentityMapper
-from latentjax.shapes.swaps import failure_profile, summarize_swaps, swap_errors, swap_pairs
+from latentjax.shapes.swaps import failure_profile, summarize_swaps, swap_errors, swap_pairs, swapped
 from timing import describe_environment, write_record
 
 RESULTS = Path(__file__).parent / "results"
@@ -71,8 +71,9 @@ def main(argv=None):
     swaps = {"identity mapper": mapper.swap, "untrained mapping": untrained.swap,
              "copy the attribute image": lambda identity, attributes: attributes,
              "copy the identity image": lambda identity, attributes: identity}
-    rows = {name: lj.shapes.swap_scores(swap, jax.random.key(args.seed), args.pairs, resolution, tol=args.tol)
-            for name, swap in swaps.items()}
+    results = {name: swapped(swap, jax.random.key(args.seed), args.pairs, resolution, tol=args.tol)
+               for name, swap in swaps.items()}
+    rows = {name: summarize_swaps(errors) for name, (errors, _, _) in results.items()}
     rows["inversion + latent swap"] = inversion_swap(mapper.space.generator, jax.random.key(args.seed),
                                                      args.inversion_pairs, args.inversion_steps, args.tol)
     print(f"\n{args.pairs} pairs of fresh true renders ({args.inversion_pairs} for the inversion baseline); errors "
@@ -80,7 +81,7 @@ def main(argv=None):
     print(f"{'swap':<26}" + "".join(f"{c:>17}" for c in COLUMNS))
     for name, row in rows.items():
         print(f"{name:<26}" + "".join(f"{row[c]:>17.3f}" for c in COLUMNS))
-    hue_misses = failure_profile(mapper.swap, jax.random.key(args.seed), args.pairs, resolution, "hue", tol=args.tol)
+    hue_misses = failure_profile(*results["identity mapper"], "hue")
     print("\nidentity mapper: share of valid outputs whose hue error exceeds 0.05, by tenth of the identity's hue\n"
           + " ".join(f"{v:.2f}" for v in hue_misses))
     write_record(args.out, "identity_swaps", mapper=args.mapper, pairs=args.pairs, seed=args.seed, tol=args.tol,

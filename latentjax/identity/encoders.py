@@ -70,11 +70,8 @@ def load_encoder(spec: str, *, normalize: bool = False, heads: tuple[str, ...] |
         if kind == "recognizer":
             return Encoder(spec, net.embed, net.params, cfg.width * 2 ** (cfg.depth - 1), cfg.img_resolution, normalize)
         if kind == "recognizer_heads":
-            def heads_apply(params, images):
-                out = net.logits(params, images)
-                return jnp.concatenate([out[h] if k == 1 else jax.nn.softmax(out[h]) for h, k in
-                                        zip(cfg.head_names, cfg.head_classes)], axis=-1)
-            return Encoder(spec, heads_apply, net.params, sum(cfg.head_classes), cfg.img_resolution, normalize)
+            apply = lambda params, images: jnp.concatenate(_every_head(cfg, net.logits(params, images)), axis=-1)  # noqa: E731
+            return Encoder(spec, apply, net.params, sum(cfg.head_classes), cfg.img_resolution, normalize)
         if kind == "recognizer_turns":
             return _turns_encoder(spec, net, normalize)
         if not cfg.value_heads:
@@ -114,10 +111,15 @@ def _turns_encoder(spec: str, net, normalize: bool) -> Encoder:
 
     def apply(params, images):
         out = net.logits(params, images)
-        parts = [out[h] if k == 1 else jax.nn.softmax(out[h]) for h, k in zip(cfg.head_names, cfg.head_classes)]
-        parts += [(jnp.arctan2(out[f"{a}_sin"], out[f"{a}_cos"]) / (2 * jnp.pi)) % 1.0 for a in angles]
-        return jnp.concatenate(parts, axis=-1)
+        turns = [(jnp.arctan2(out[f"{a}_sin"], out[f"{a}_cos"]) / (2 * jnp.pi)) % 1.0 for a in angles]
+        return jnp.concatenate(_every_head(cfg, out) + turns, axis=-1)
     return Encoder(spec, apply, net.params, sum(cfg.head_classes) + len(angles), cfg.img_resolution, normalize)
+
+
+def _every_head(cfg, logits: dict) -> list:
+    """Each head's output in the recognizer's head order: a value head as it is, a class head as
+    softmax probabilities (`recognizer_heads`' embedding, in parts)."""
+    return [logits[h] if k == 1 else jax.nn.softmax(logits[h]) for h, k in zip(cfg.head_names, cfg.head_classes)]
 
 
 def _frozen_statistics(net, prepare=lambda images: images):

@@ -4,8 +4,8 @@ image keep the one's identity and follow the other's attributes?
 In the shapes world identity is shape and hue (`IDENTITY_FACTORS`) and the attributes are x, y,
 scale, rotation and background (`ATTRIBUTE_FACTORS`). Both inputs are true renders of fresh
 factors, so the factors the output should have are known exactly. `swap_scores(swap, key, n,
-resolution)` scores any `swap(identity_images, attribute_images) -> images`, `failure_profile`
-shows for which values of a factor it misses that factor; `sequence_scores` scores a sequence made
+resolution)` scores any `swap(identity_images, attribute_images) -> images`; `failure_profile` of
+`swapped`'s result shows for which values of a factor it misses that factor; `sequence_scores` scores a sequence made
 for one identity from driver frames.
 Details: docs/shapes.md#latentjaxshapesswaps
 """
@@ -65,28 +65,14 @@ def summarize_swaps(errors: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 def swap_scores(swap: Callable, key, n: int, resolution: int, *, tol: float = VALID_TOL, batch_size: int = 256,
                 ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
-    """`summarize_swaps` of `swap` on n pairs of true renders of fresh factors (`swap_pairs(key, n, ranges)`),
-    `batch_size` pairs per call."""
-    return summarize_swaps(_swapped(swap, key, n, resolution, tol, batch_size, ranges)[0])
+    """`summarize_swaps` of `swap` on n pairs of true renders of fresh factors (`swapped`)."""
+    return summarize_swaps(swapped(swap, key, n, resolution, tol=tol, batch_size=batch_size, ranges=ranges)[0])
 
 
-def failure_profile(swap: Callable, key, n: int, resolution: int, factor: str, *, threshold: float = 0.05,
-                    bins: int = 10, tol: float = VALID_TOL, batch_size: int = 256) -> list[float]:
-    """Where a swap misses one factor: over `swap_scores`' n pairs, the share of valid outputs whose
-    `factor` error exceeds `threshold` (shape: is wrong), by `bins` equal bins of the value the
-    output should have (`swap_truth`; shape: by class). NaN where a bin holds no valid output."""
-    if factor not in FACTOR_NAMES:
-        raise ValueError(f"factor must be one of {FACTOR_NAMES}, got {factor!r}")
-    errors, identity, attributes = _swapped(swap, key, n, resolution, tol, batch_size, None)
-    intended = np.asarray(swap_truth(identity, attributes)[factor])
-    where = intended if factor == "shape" else np.minimum((intended * bins).astype(int), bins - 1)
-    missed, counted = errors[factor] > (0.5 if factor == "shape" else threshold), np.isfinite(errors[factor])
-    return [float(np.mean(missed[counted & (where == b)])) if (counted & (where == b)).any() else float("nan")
-            for b in range(len(SHAPES) if factor == "shape" else bins)]
-
-
-def _swapped(swap, key, n, resolution, tol, batch_size, ranges):
-    """(`swap_errors` of n fresh pairs, concatenated; their identity factors; their attribute factors)."""
+def swapped(swap: Callable, key, n: int, resolution: int, *, tol: float = VALID_TOL, batch_size: int = 256,
+            ranges: Mapping[str, tuple[float, float]] | None = None):
+    """`swap` on n pairs of true renders of fresh factors (`swap_pairs(key, n, ranges)`), `batch_size`
+    pairs per call: (their `swap_errors`, concatenated; the identity factors; the attribute factors)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     identity, attributes = swap_pairs(key, n, ranges)
@@ -97,6 +83,25 @@ def _swapped(swap, key, n, resolution, tol, batch_size, ranges):
         outputs = swap(render(a, resolution).images, render(b, resolution).images)
         parts.append(swap_errors(jnp.asarray(outputs), a, b, tol))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, identity, attributes
+
+
+def failure_profile(errors: Mapping[str, np.ndarray], identity: Mapping[str, jax.Array],
+                    attributes: Mapping[str, jax.Array], factor: str, *, threshold: float = 0.05,
+                    bins: int = 10) -> list[float]:
+    """Where a swap misses one factor, from `swapped`'s (errors, identity, attributes): the share of
+    valid outputs whose `factor` error exceeds `threshold` (shape: is wrong), by `bins` equal bins of
+    the value the output should have (`swap_truth`; shape: by class). NaN where a bin holds no valid
+    output."""
+    if factor not in FACTOR_NAMES:
+        raise ValueError(f"factor must be one of {FACTOR_NAMES}, got {factor!r}")
+    intended = np.asarray(swap_truth(identity, attributes)[factor])
+    if intended.shape != errors[factor].shape:
+        raise ValueError(f"errors[{factor!r}] has shape {errors[factor].shape}, the factors {intended.shape}: "
+                         f"pass one `swapped` result")
+    where = intended if factor == "shape" else np.minimum((intended * bins).astype(int), bins - 1)
+    missed, counted = errors[factor] > (0.5 if factor == "shape" else threshold), np.isfinite(errors[factor])
+    return [float(np.mean(missed[counted & (where == b)])) if (counted & (where == b)).any() else float("nan")
+            for b in range(len(SHAPES) if factor == "shape" else bins)]
 
 
 def sequence_scores(frames, identity: Mapping[str, jax.Array], drivers: Mapping[str, jax.Array],

@@ -200,21 +200,24 @@ def test_failure_profile_shows_where_a_swap_misses_a_factor():
     """A swap that keeps the identity image unless its hue is in [0, 0.2) (then it copies the attribute
     image) misses hue in the first two tenths only; shape is profiled by class."""
     from latentjax.shapes.reading import readout
-    from latentjax.shapes.swaps import failure_profile
+    from latentjax.shapes.swaps import failure_profile, swapped
 
     def red_blind(identity_images, attribute_images):
         red = (readout(identity_images)["hue"] < 0.2)[:, None, None, None]
         return jnp.where(red, attribute_images, identity_images)
 
     key = jax.random.key(7)
-    profile = failure_profile(red_blind, key, 300, 32, "hue")
+    result = swapped(red_blind, key, 300, 32, batch_size=128)
+    profile = failure_profile(*result, "hue")
     assert len(profile) == 10 and min(profile[:2]) > 0.7 and max(profile[2:]) == 0.0, profile
-    shapes_missed = failure_profile(red_blind, key, 300, 32, "shape")
+    shapes_missed = failure_profile(*result, "shape")
     # missed only for red identities (1/5) whose attribute image shows another shape (2/3): about 0.13
     assert len(shapes_missed) == 3 and all(0.03 < v < 0.3 for v in shapes_missed), shapes_missed
-    assert failure_profile(lambda a, b: a, key, 50, 32, "shape") == [0.0, 0.0, 0.0]
+    assert failure_profile(*swapped(lambda a, b: a, key, 50, 32), "shape") == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="factor must be one of"):
-        failure_profile(red_blind, key, 10, 32, "colour")
+        failure_profile(*result, "colour")
+    with pytest.raises(ValueError, match="pass one `swapped` result"):
+        failure_profile(result[0], *swapped(red_blind, key, 20, 32)[1:], "hue")
 
 
 def test_sequences_keep_one_identity_embedding_and_measure_jitter(parts, tmp_path):

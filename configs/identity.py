@@ -8,7 +8,8 @@ r"""An identity mapper into a frozen generator (`latentjax.tasks.identity`; Nitz
         --config.generator=G --config.identity_encoder=resnet:A.pt --config.attribute_encoder=resnet:B.pt
 
 The default maps into the built-in shapes generator. Identity is what an object is (shape and
-hue): what `builtin:shapes_identity` says of it (its shape probabilities and hue angle).
+hue): what `builtin:shapes_identity` says of it (its shape probabilities and hue angle, with the
+hue also in turns, cut at red where the generator cuts it, so that the mapper need not jump there).
 Attributes are where and how it is shown (x, y, scale, rotation, background):
 `builtin:shapes_pose`, fine-tuned, whose factor estimates are also the landmarks of the pose loss. The mapper learns from true renders of fresh factors (`data`),
 the images it is asked to swap; 'generator' trains on the generator's own samples, as the
@@ -35,7 +36,8 @@ def get_config(arg=None):
     config = harness_config("latentjax.tasks.identity", total_steps=12_000, batch_size=16, eval_every=2000,
                             ckpt_every=1000, keep_ckpts=2, sample_every=2000)
     config.generator = "builtin:shapes"
-    config.identity_encoder = "recognizer_heads:builtin:shapes_identity"  # shape probabilities and hue angle
+    # shape probabilities, hue angle (cos, sin) and hue in turns, cut at red like builtin:shapes lays it
+    config.identity_encoder = "recognizer_turns:builtin:shapes_identity"
     config.attribute_encoder = "recognizer:builtin:shapes_pose"
     config.pose_encoder = "recognizer_values:builtin:shapes_pose"  # '' for none
     config.pose_heads = ()  # the pose encoder's value heads the pose loss compares; () for all

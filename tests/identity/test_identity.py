@@ -386,11 +386,25 @@ def test_the_shipped_shapes_mapper_keeps_identity_and_follows_attributes():
     """builtin:shapes at the strict tolerance: shape and hue follow the identity image (chance: shape
     accuracy 1/3, hue error 0.25), the rest the attribute image (chance: about 0.25-0.33), on fresh pairs."""
     mapper = lj.identity.load("builtin:shapes")
-    assert mapper.metadata["step"] == 24_000 and mapper.identity.spec == "recognizer_heads:builtin:shapes_identity"
+    assert mapper.metadata["step"] == 16_000 and mapper.identity.spec == "recognizer_turns:builtin:shapes_identity"
     scores = lj.shapes.swap_scores(mapper.swap, jax.random.key(11), 64, 32)
     assert scores["valid"] > 0.6 and scores["shape_accuracy"] > 0.9 and scores["hue_error"] < 0.05, scores
     assert max(scores[f"{f}_error"] for f in ("x", "y", "scale", "background")) < 0.07, scores
     assert scores["rotation_error"] < 0.1, scores
+
+
+def test_the_shipped_shapes_mapper_keeps_red_identities():
+    """builtin:shapes lays hue on a line whose two ends are both red; the shipped mapper, fed the hue in
+    turns cut at red too, keeps red identities from either end (attribute images of another hue)."""
+    from latentjax.shapes.swaps import summarize_swaps, swap_errors
+
+    mapper = lj.identity.load("builtin:shapes")
+    identity = lj.shapes.sample_factors(jax.random.key(12), 96)
+    identity["hue"] = (jnp.linspace(-0.04, 0.04, 96) * jnp.where(jnp.arange(96) % 2 == 0, 1, -1)) % 1.0
+    attributes = {**lj.shapes.sample_factors(jax.random.key(13), 96), "hue": jnp.full(96, 0.5)}
+    outputs = mapper.swap(lj.shapes.render(identity, 32).images, lj.shapes.render(attributes, 32).images)
+    scores = summarize_swaps(swap_errors(outputs, identity, attributes))
+    assert scores["valid"] > 0.6 and scores["hue_error"] < 0.03, scores
 
 
 def test_the_shipped_pose_network_gives_a_circle_no_rotation():

@@ -63,7 +63,7 @@ def test_one_code_with_unit_importance_is_the_plain_generator(spaces, case, laye
     space = spaces[case]
     codes = space.sample(jax.random.key(1), 1)
     image = composed(space, codes, jnp.ones((1, channels)), layer)
-    np.testing.assert_allclose(image, plain(space, codes)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(image, plain(space, codes)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_identical_codes_with_importance_averaging_one_are_the_plain_generator(spaces):
@@ -73,7 +73,7 @@ def test_identical_codes_with_importance_averaging_one_are_the_plain_generator(s
     importance = jax.random.uniform(jax.random.key(3), (3, 64), minval=0.1)
     importance = 3 * importance / importance.sum(axis=0)  # per channel, the codes' weights sum to N = 3
     image = composed(space, jnp.repeat(code, 3, axis=0), importance, "b8")
-    np.testing.assert_allclose(image, plain(space, code)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(image, plain(space, code)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_the_initial_composition_is_the_mean_feature_over_n(spaces):
@@ -95,7 +95,7 @@ def test_one_hot_importance_is_style_mixing(sg2, spaces):
     image = composed(space, codes, jnp.zeros((3, 64)).at[1].set(3.0), "b8")
     ws = lambda w: jnp.broadcast_to(w, (1, sg2.num_ws, sg2.w_dim))  # noqa: E731
     mixed = jax.jit(sg2.synthesis)(sg2.params, sg2.mix(ws(codes[1]), ws(codes.mean(0)), 3))
-    np.testing.assert_allclose(image, mixed[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(image, mixed[0], rtol=1e-4, atol=1e-5)
     assert relative_error(image, plain(space, codes[1:2])[0]) > 1e-2  # the mean code does matter
 
 
@@ -109,7 +109,7 @@ def test_composition_matches_a_manual_composition(sg2, pggan, spaces):
     feature = np.einsum("nhwc,nc->hwc", np.asarray(f["b8"], np.float64), alpha) / 3
     skip = np.einsum("nhwc,n->hwc", np.asarray(f["b4.img"], np.float64), alpha.mean(1)) / 3
     expected = hooked(space, codes.mean(0, keepdims=True), ("b4.img", "b8"), (skip, feature))
-    np.testing.assert_allclose(composed(space, codes, alpha, "b8"), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(composed(space, codes, alpha, "b8"), expected, rtol=1e-4, atol=1e-5)
 
     space = spaces["pggan"]
     codes = space.sample(jax.random.key(6), 3)
@@ -118,7 +118,7 @@ def test_composition_matches_a_manual_composition(sg2, pggan, spaces):
     feature = np.einsum("nhwc,nc->hwc", np.asarray(f, np.float64), alpha) / 3
     # PGGAN's layers after b4.fc read no latent: any code gives the same image
     expected = hooked(space, space.sample(jax.random.key(7), 1), ("b4.fc",), (feature,))
-    np.testing.assert_allclose(composed(space, codes, alpha, "b4.fc"), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(composed(space, codes, alpha, "b4.fc"), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_default_layers_and_composition_layers(sg2, spaces):
@@ -252,7 +252,7 @@ def test_inversion_loss_decreases_and_results_are_consistent(sg2, spaces, sg2_ca
     np.testing.assert_allclose(result.losses["mse"], np.mean((result.images - targets) ** 2, axis=(1, 2, 3)),
                                rtol=1e-5)
     images = decode_multicode(spaces["sg2-w"], result.latents, result.importance, result.layer)
-    np.testing.assert_allclose(images, result.images, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(images, result.images, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

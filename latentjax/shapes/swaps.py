@@ -5,8 +5,8 @@ In the shapes world identity is shape and hue (`IDENTITY_FACTORS`) and the attri
 scale, rotation and background (`ATTRIBUTE_FACTORS`). Both inputs are true renders of fresh
 factors, so the factors the output should have are known exactly. `swap_scores(swap, key, n,
 resolution)` scores any `swap(identity_images, attribute_images) -> images`; `failure_profile` of
-`swapped`'s result shows for which values of a factor it misses that factor; `sequence_scores` scores a sequence made
-for one identity from driver frames.
+`swapped`'s result shows for which values of a factor it misses that factor; `sequence_scores`
+scores a sequence made for one identity from driver frames.
 Details: docs/shapes.md#latentjaxshapesswaps
 """
 

@@ -17,7 +17,9 @@ shape class, whether the images are off or only their read-out: the valid share 
 again after fitting each sample's factors to its image (`quality.refitted_errors`, the first `--refit-samples` samples).
 `--wrap-samples N` asks whether w joins the ends of the periodic factors (hue, rotation:
 `quality.wrap_paths`): the share of straight paths between samples on either side of 0 that go
-the long way round, against paths across 0.5.
+the long way round, against paths across 0.5. `--sharpen WIDTH BAND` measures the same samples
+moved off the seeding decoder's shape boundaries (`seeding.sharpen_boundaries`): the valid share
+this generator would have if it switched shapes BAND / WIDTH times faster.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main() -> None:
                         help="> 0: walk this many latents straight across a shape boundary (seeded generators)")
     parser.add_argument("--wrap-samples", type=int, default=0,
                         help="> 0: from this many w samples, walk straight across the ends of hue and rotation")
+    parser.add_argument("--sharpen", type=float, nargs=2, metavar=("WIDTH", "BAND"),
+                        help="also read the samples moved off the shape boundaries (seeded generators)")
     parser.add_argument("--out", default="benchmarks/results/shapes_generator_quality.json")
     args = parser.parse_args()
 
@@ -86,7 +90,7 @@ def main() -> None:
     for name, counts in generated["histograms"].items():
         print(f"| {name} | " + " ".join(f"{c:>4}" for c in counts) + " |")
 
-    agreement, margins, seed = None, None, seeding_of(G.metadata)
+    agreement, margins, sharpened, seed = None, None, None, seeding_of(G.metadata)
     if seed is not None:
         decoder = seeding.decoder_from(seed, G.z_dim)
         agreement = shapes_quality.factor_agreement((images, seeding.decode_factors(decoder, z)) for z, images in batches)
@@ -95,12 +99,14 @@ def main() -> None:
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
         margins = {"bands": margin_table(decoder, batches),
                    "scan": boundary_scan(G, decoder, key, args.boundary_scan) if args.boundary_scan else None}
+        if args.sharpen:
+            sharpened = sharpened_quality(G, decoder, batches, *args.sharpen)
 
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     wrap = wrap_table(G, key, args.wrap_samples) if args.wrap_samples > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
                  generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed, refit=refit,
-                 shape_margin=margins, wrap=wrap)
+                 shape_margin=margins, wrap=wrap, sharpened=sharpened)
 
 
 def wrap_table(G, key, num_samples: int) -> dict:
@@ -113,6 +119,21 @@ def wrap_table(G, key, num_samples: int) -> dict:
         print(f"| {f} | {row['wrap']['pairs']} | {row['wrap']['long_way']:.2f} | {row['control']['pairs']} | "
               f"{row['control']['long_way']:.2f} |")
     return wrap
+
+
+def sharpened_quality(G, decoder, batches, width: float, band: float) -> dict:
+    """`shapes_quality.summarize` of the same latents moved off the decoder's shape boundaries
+    (`seeding.sharpen_boundaries`, margins below `width` stretched to below `band`), every other factor
+    kept. Each z is first scaled to the norm StyleGAN2's mapping scales it to, so the shape the
+    decoder reads is the one the generator reads."""
+    decode = jax.jit(lambda z: jnp.clip(lj.latent_space(G, "z").decode(G.params, z), -1.0, 1.0))
+    moved = (seeding.sharpen_boundaries(decoder, z * jax.lax.rsqrt(jnp.mean(jnp.square(z), 1, keepdims=True)),
+                                        width, band) for z, _ in batches)
+    result = shapes_quality.summarize(decode(z) for z in moved)
+    print(f"\nthe same latents moved off the shape boundaries (margins below {width} stretched to below {band}): "
+          f"valid {result['valid_fraction']:.4f}; distances " +
+          ", ".join(f"{name} {value:.3f}" for name, value in result["distances"].items()))
+    return {"width": width, "band": band, **result}
 
 
 MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, np.inf)

@@ -123,14 +123,53 @@ def mixed_coordinates(decoder: FactorDecoder, z: jax.Array) -> list[jax.Array]:
     `world.FACTOR_NAMES`' order, then the periodic factors' second coordinates (periodic="circle")."""
     if z.ndim != 2 or z.shape[1] != decoder.projection.shape[0]:
         raise ValueError(f"z must be [n, {decoder.projection.shape[0]}], got shape {tuple(z.shape)}")
-    u = list(jnp.moveaxis(z.astype(jnp.float32) @ decoder.projection, -1, 0))
-    for k, pairs, frequencies, phases in zip(decoder.conditioners.tolist(), decoder.pairs.tolist(),
-                                             decoder.frequencies, decoder.phases):
+    return _mixing_rounds(decoder, list(jnp.moveaxis(z.astype(jnp.float32) @ decoder.projection, -1, 0)))
+
+
+def _mixing_rounds(decoder: FactorDecoder, u: list[jax.Array], inverse: bool = False) -> list[jax.Array]:
+    """The mixing rounds applied to coordinates u, or (`inverse`) undone: each round rotates pairs by
+    angles of a coordinate it leaves alone, so the rounds are undone backwards with opposite angles."""
+    u = list(u)
+    rounds = list(zip(decoder.conditioners.tolist(), decoder.pairs.tolist(), decoder.frequencies, decoder.phases))
+    for k, pairs, frequencies, phases in (reversed(rounds) if inverse else rounds):
         for (i, j), frequency, phase in zip(pairs, frequencies, phases):
-            angle = MAX_ANGLE * jnp.sin(frequency * u[k] + phase)
+            angle = MAX_ANGLE * jnp.sin(frequency * u[k] + phase) * (-1.0 if inverse else 1.0)
             cos, sin = jnp.cos(angle), jnp.sin(angle)
             u[i], u[j] = cos * u[i] - sin * u[j], sin * u[i] + cos * u[j]
     return u
+
+
+def with_coordinates(decoder: FactorDecoder, z: jax.Array, mixed: list[jax.Array]) -> jax.Array:
+    """Latents z [n, z_dim] changed only as far as needed for their `mixed_coordinates` to become
+    `mixed`: the mixing is undone and the change of the projected coordinates added back along the
+    projection, so the part of z the decoder ignores stays as it was."""
+    unmixed = jnp.stack(_mixing_rounds(decoder, mixed, inverse=True), axis=-1)
+    projection = jnp.asarray(decoder.projection)
+    return z + (unmixed - z.astype(jnp.float32) @ projection) @ projection.T
+
+
+def sharpen_boundaries(decoder: FactorDecoder, z: jax.Array, width: float, band: float) -> jax.Array:
+    """Latents z [n, z_dim] moved along the shape coordinate away from the decoder's shape boundaries:
+    a `shape_margin` m below `width` becomes m * band / width, and the margins from `width` to the
+    largest the middle class has (half the distance between two boundaries) are squeezed linearly
+    into what is left above `band`. The shape and every other factor decode as before; only the
+    share of latents within `band` of a boundary shrinks from about that of `band` to that of
+    `width`. Fed to a generator seeded by this decoder, it asks what that generator's valid share
+    would be if it switched shapes `band / width` times faster (measured in the README)."""
+    boundaries = shape_boundaries()
+    reach = float(boundaries[1] - boundaries[0]) / 2  # the middle class's largest margin
+    if not 0.0 < float(width) < float(band) < reach:
+        raise ValueError(f"need 0 < width < band < {reach:.4f} (half the distance between two shape boundaries), "
+                         f"got width={width!r}, band={band!r}")
+    u = mixed_coordinates(decoder, z)
+    offset = u[0][:, None] - boundaries
+    margin = jnp.abs(offset)
+    squeezed = jnp.where(margin < width, margin * (band / width),
+                         band + (margin - width) * ((reach - band) / (reach - width)))
+    moved = boundaries + jnp.sign(offset) * squeezed
+    nearest = jnp.argmin(margin, axis=-1)[:, None]
+    shape_coordinate = jnp.take_along_axis(jnp.where(margin < reach, moved, u[0][:, None]), nearest, -1)[:, 0]
+    return with_coordinates(decoder, z, [shape_coordinate, *u[1:]])
 
 
 def render_targets(decoder: FactorDecoder, z: jax.Array, resolution: int, object_weight: float

@@ -135,6 +135,30 @@ def test_boundary_latents_are_the_prior_draws_nearest_a_shape_boundary():
         seeding.boundary_latents(decoder, jax.random.key(1), 5, 16, 0)
 
 
+@pytest.mark.parametrize("periodic", seeding.PERIODIC)
+def test_sharpened_latents_leave_the_boundaries_and_keep_every_factor(periodic):
+    decoder = seeding.factor_decoder(5, 16, periodic=periodic)
+    z = jax.random.normal(jax.random.key(3), (4000, 16))
+    moved = seeding.sharpen_boundaries(decoder, z, 0.02, 0.2)
+    before, after = seeding.decode_factors(decoder, z), seeding.decode_factors(decoder, moved)
+    np.testing.assert_array_equal(after["shape"], before["shape"])
+    for name in world.FACTOR_NAMES[1:]:
+        np.testing.assert_allclose(after[name], before[name], atol=2e-5, err_msg=name)
+    margin, new_margin = (np.asarray(seeding.shape_margin(decoder, x)) for x in (z, moved))
+    reach = float(np.diff(np.asarray(seeding.shape_boundaries()))[0]) / 2
+    near, middle, far = margin < 0.02, (margin > 0.05) & (margin < 0.3), margin > reach + 0.01
+    np.testing.assert_allclose(new_margin[near], margin[near] * 10, rtol=1e-3, atol=1e-5)
+    assert np.all(new_margin[middle] > 0.2) and np.all(new_margin[middle] >= margin[middle] - 1e-5)
+    np.testing.assert_allclose(np.asarray(moved)[far], np.asarray(z)[far], atol=1e-5)
+    # only the decoder's own coordinates move: the part of z outside its projection is unchanged
+    rest = np.eye(16) - decoder.projection @ decoder.projection.T
+    np.testing.assert_allclose(np.asarray(moved) @ rest, np.asarray(z) @ rest, atol=1e-5)
+    assert np.mean(new_margin < 0.2) < 0.3 * np.mean(margin < 0.2)
+    for width, band in ((0.0, 0.2), (0.2, 0.1), (0.02, 0.5)):
+        with pytest.raises(ValueError, match="need 0 < width < band"):
+            seeding.sharpen_boundaries(decoder, z, width, band)
+
+
 def test_distill_batches_draw_the_configured_share_near_shape_boundaries():
     config = shapes_gan_config("smoke,distill")
     config.batch_size, config.boundary_fraction, config.boundary_oversample = 16, 0.25, 16

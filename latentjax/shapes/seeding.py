@@ -22,6 +22,7 @@ Gaussian pair is exactly U(0, 1) turns, and the ends meet.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Mapping, NamedTuple
 
 import jax
@@ -97,9 +98,10 @@ def shape_margin(decoder: FactorDecoder, z: jax.Array) -> jax.Array:
     return jnp.min(jnp.abs(shape_coordinate[:, None] - shape_boundaries()), axis=-1)
 
 
-def shape_boundaries() -> jax.Array:
-    """[len(world.SHAPES) - 1] values of the shape coordinate at which `decode_factors` changes shape."""
-    return norm.ppf(jnp.arange(1, len(world.SHAPES)) / len(world.SHAPES))
+def shape_boundaries() -> np.ndarray:
+    """[len(world.SHAPES) - 1] values of the shape coordinate at which `decode_factors` changes shape
+    (constants, so that functions of them work under `jit`)."""
+    return np.array([NormalDist().inv_cdf(k / len(world.SHAPES)) for k in range(1, len(world.SHAPES))], np.float32)
 
 
 def boundary_latents(decoder: FactorDecoder, key: jax.Array, n: int, z_dim: int, oversample: int) -> jax.Array:

@@ -400,7 +400,7 @@ def test_the_shipped_shapes_mapper_keeps_red_identities():
 
     mapper = lj.identity.load("builtin:shapes")
     identity = lj.shapes.sample_factors(jax.random.key(12), 96)
-    identity["hue"] = (jnp.linspace(-0.04, 0.04, 96) * jnp.where(jnp.arange(96) % 2 == 0, 1, -1)) % 1.0
+    identity["hue"] = jnp.linspace(-0.04, 0.04, 96) % 1.0  # half at each end of the line
     attributes = {**lj.shapes.sample_factors(jax.random.key(13), 96), "hue": jnp.full(96, 0.5)}
     outputs = mapper.swap(lj.shapes.render(identity, 32).images, lj.shapes.render(attributes, 32).images)
     scores = summarize_swaps(swap_errors(outputs, identity, attributes))

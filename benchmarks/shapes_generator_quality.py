@@ -39,15 +39,6 @@ from latentjax.viz.report import markdown_table
 from timing import write_record
 
 
-def seeding_of(metadata: dict) -> dict | None:
-    """The seeding block of a generator's metadata, or of the generator it was warm-started from."""
-    while metadata:
-        if "seeding" in metadata:
-            return metadata["seeding"]
-        metadata = metadata.get("init_metadata")
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="builtin:shapes")
@@ -90,7 +81,7 @@ def main() -> None:
     for name, counts in generated["histograms"].items():
         print(f"| {name} | " + " ".join(f"{c:>4}" for c in counts) + " |")
 
-    agreement, margins, sharpened, seed = None, None, None, seeding_of(G.metadata)
+    agreement, margins, sharpened, seed = None, None, None, seeding.spec_of(G.metadata)
     if seed is not None:
         decoder = seeding.decoder_from(seed, G.z_dim)
         agreement = shapes_quality.factor_agreement((images, seeding.decode_factors(decoder, z)) for z, images in batches)

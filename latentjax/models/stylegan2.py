@@ -407,3 +407,39 @@ def widen(generator: StyleGAN2, config: StyleGAN2Config, key) -> StyleGAN2:
 
     params = jax.tree_util.tree_map_with_path(embed, StyleGAN2.init(config, key).params, generator.params)
     return StyleGAN2(config, params, generator.metadata)
+
+
+def mapping_weights(generator: StyleGAN2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The mapping network's layers as (weight [in, out], bias [out]) in the units they are applied in
+    (the stored params times the equalised learning rate's scales): each layer is
+    `act(x @ weight + bias) * gain` of the one before, from the normalised z to w."""
+    cfg, mapping = generator.config, generator.params["mapping"]
+    layers = []
+    for idx in range(cfg.mapping_layers):
+        weight, bias = (np.asarray(mapping[f"fc{idx}"][name], np.float64) for name in ("weight", "bias"))
+        layers.append((weight * cfg.mapping_lr_multiplier / np.sqrt(weight.shape[0]), bias * cfg.mapping_lr_multiplier))
+    return layers
+
+
+def with_mapping(generator: StyleGAN2, layers, metadata: dict | None = None, w_avg=None) -> StyleGAN2:
+    """`generator` with its mapping network replaced by `layers` ((weight, bias) pairs as `mapping_weights`
+    gives them: the first reads z_dim inputs, every hidden layer is as wide as the first, the last
+    gives w_dim), the synthesis params kept, and `w_avg` (the centre of truncation) where given, else the
+    generator's: a mapping built or fitted outside, stored as a StyleGAN2 of `len(layers)` mapping layers."""
+    cfg = generator.config
+    hidden = layers[0][0].shape[1] if len(layers) > 1 else cfg.w_dim
+    expected = [(cfg.z_dim + (cfg.embed_features if cfg.c_dim else 0), hidden)] + [(hidden, hidden)] * (len(layers) - 2)
+    expected += [(hidden, cfg.w_dim)] if len(layers) > 1 else []
+    shapes = [(tuple(np.shape(w)), tuple(np.shape(b))) for w, b in layers]
+    if not layers or shapes != [(shape, (shape[1],)) for shape in expected]:
+        raise ValueError(f"with_mapping: layers must be (weight, bias) of shapes {[(s, (s[1],)) for s in expected]} "
+                         f"for this generator (z_dim {cfg.z_dim}, w_dim {cfg.w_dim}), got {shapes}")
+    config = dataclasses.replace(cfg, mapping_layers=len(layers), mapping_features=hidden)
+    lr = cfg.mapping_lr_multiplier
+    mapping = {f"fc{idx}": {"weight": jnp.asarray(np.asarray(w) * np.sqrt(np.shape(w)[0]) / lr, jnp.float32),
+                            "bias": jnp.asarray(np.asarray(b) / lr, jnp.float32)} for idx, (w, b) in enumerate(layers)}
+    mapping["w_avg"] = jnp.asarray(generator.params["mapping"]["w_avg"] if w_avg is None else w_avg, jnp.float32)
+    if cfg.c_dim:
+        mapping["embed"] = generator.params["mapping"]["embed"]
+    return StyleGAN2(config, {**generator.params, "mapping": mapping},
+                     generator.metadata if metadata is None else metadata)

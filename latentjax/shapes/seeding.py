@@ -78,6 +78,16 @@ def decoder_from(spec, z_dim: int) -> FactorDecoder:
     return factor_decoder(int(spec["seed"]), z_dim, int(spec["rounds"]), str(spec.get("periodic", "line")))
 
 
+def spec_of(metadata: dict) -> dict | None:
+    """The seeding decoder's spec that a generator's metadata names, its own or that of the generator it
+    was warm-started from (`init_metadata`, followed back), or None."""
+    while metadata:
+        if "seeding" in metadata:
+            return metadata["seeding"]
+        metadata = metadata.get("init_metadata")
+    return None
+
+
 def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]:
     """The factors ([n] each, `world.sample_factors`'s dtypes and law) of latents z [n, z_dim]."""
     u = mixed_coordinates(decoder, z)
@@ -158,20 +168,38 @@ def sharpen_boundaries(decoder: FactorDecoder, z: jax.Array, width: float, band:
     share of latents within `band` of a boundary shrinks from about that of `band` to that of
     `width`. Fed to a generator seeded by this decoder, it asks what that generator's valid share
     would be if it switched shapes `band / width` times faster (measured in the README)."""
-    boundaries = shape_boundaries()
-    reach = float(boundaries[1] - boundaries[0]) / 2  # the middle class's largest margin
-    if not 0.0 < float(width) < float(band) < reach:
-        raise ValueError(f"need 0 < width < band < {reach:.4f} (half the distance between two shape boundaries), "
-                         f"got width={width!r}, band={band!r}")
     u = mixed_coordinates(decoder, z)
-    offset = u[0][:, None] - boundaries
+    shape_coordinate = u[0] + jnp.sum(boundary_shifts(u[0], width, band), axis=-1)
+    return with_coordinates(decoder, z, [shape_coordinate, *u[1:]])
+
+
+def boundary_shifts(shape_coordinate: jax.Array, width: float, band: float) -> jax.Array:
+    """[n, len(shape_boundaries())] how far `sharpen_boundaries` moves each shape coordinate [n], in the
+    column of the boundary it moves it away from (the others are zero)."""
+    boundaries, reach = shape_boundaries(), _sharpening_reach(width, band)
+    offset = shape_coordinate[:, None] - boundaries
     margin = jnp.abs(offset)
     squeezed = jnp.where(margin < width, margin * (band / width),
                          band + (margin - width) * ((reach - band) / (reach - width)))
-    moved = boundaries + jnp.sign(offset) * squeezed
-    nearest = jnp.argmin(margin, axis=-1)[:, None]
-    shape_coordinate = jnp.take_along_axis(jnp.where(margin < reach, moved, u[0][:, None]), nearest, -1)[:, 0]
-    return with_coordinates(decoder, z, [shape_coordinate, *u[1:]])
+    return jnp.where(margin < reach, jnp.sign(offset) * (squeezed - margin), 0.0)
+
+
+def shift_kinks(width: float, band: float) -> np.ndarray:
+    """[len(shape_boundaries()), 5] the shape coordinates at which each boundary's `boundary_shifts` bends:
+    it is linear between them and zero outside the outer two."""
+    reach = _sharpening_reach(width, band)
+    return shape_boundaries()[:, None] + np.array([-reach, -width, 0.0, width, reach], np.float32)
+
+
+def _sharpening_reach(width: float, band: float) -> float:
+    """Half the distance between two shape boundaries (the middle class's largest margin), after
+    checking that 0 < width < band < it."""
+    boundaries = shape_boundaries()
+    reach = float(boundaries[1] - boundaries[0]) / 2
+    if not 0.0 < float(width) < float(band) < reach:
+        raise ValueError(f"need 0 < width < band < {reach:.4f} (half the distance between two shape boundaries), "
+                         f"got width={width!r}, band={band!r}")
+    return reach
 
 
 def render_targets(decoder: FactorDecoder, z: jax.Array, resolution: int, object_weight: float

@@ -193,13 +193,12 @@ def sharpened_layers(teacher_layers, regressor: dict, directions, projection, ki
     width_all = max(2 * z_dim + hidden, teacher_width + 2, 2 * last_in + num_kinks)
     layers = []
 
-    def layer(blocks, inputs):
+    def layer(blocks):
         """One layer from column blocks (weight [inputs, n], bias [n]), padded to the common width."""
         weight = jnp.concatenate([w for w, _ in blocks], axis=1)
         bias = jnp.concatenate([b for _, b in blocks])
         pad = width_all - weight.shape[1]
         layers.append((jnp.pad(weight, ((0, 0), (0, pad))), jnp.pad(bias, (0, pad))))
-        return weight.shape[1]
 
     def passed(read, offset: int, inputs: int):
         """A read-out (weight, bias) of the value that a pair block at `offset` passes on."""
@@ -214,7 +213,7 @@ def sharpened_layers(teacher_layers, regressor: dict, directions, projection, ki
     x_read, inputs = (jnp.eye(z_dim), jnp.zeros(z_dim)), z_dim
     r_read = (projection @ regressor["hidden"][0]["weight"], regressor["hidden"][0]["bias"])
     for nxt in regressor["hidden"][1:] + [None]:
-        layer([pair(x_read), r_read], inputs)
+        layer([pair(x_read), r_read])
         inputs = width_all
         x_read = passed(x_read, 0, inputs)
         r_cols = jnp.zeros((inputs, hidden)).at[2 * z_dim:2 * z_dim + hidden].set(jnp.eye(hidden))
@@ -223,13 +222,13 @@ def sharpened_layers(teacher_layers, regressor: dict, directions, projection, ki
     u_read = (r_cols @ regressor["readout"]["weight"][:, None], regressor["readout"]["bias"][None])
     # 2. the teacher's layers but the last, beside the coordinate passed on
     for weight, bias in teacher_layers[:-1]:
-        layer([(x_read[0] @ weight, x_read[1] @ weight + bias), pair(u_read)], inputs)
+        layer([(x_read[0] @ weight, x_read[1] @ weight + bias), pair(u_read)])
         n = weight.shape[1]
         x_read = (jnp.zeros((inputs, n)).at[:n].set(jnp.eye(n)), jnp.zeros(n))
         u_read = passed(u_read, n, inputs)
     # 3. the last layer's input passed on, beside one unit per kink
     flat_kinks = jnp.ravel(kinks)
-    layer([pair(x_read), (jnp.repeat(u_read[0], num_kinks, axis=1), u_read[1] - flat_kinks)], inputs)
+    layer([pair(x_read), (jnp.repeat(u_read[0], num_kinks, axis=1), u_read[1] - flat_kinks)])
     x_read = passed(x_read, 0, inputs)
     shift_read = jnp.zeros((inputs, directions.shape[0]))
     coefficients = kink_weights(kinks, width, band)  # [boundaries, kinks per boundary]

@@ -33,6 +33,7 @@ import numpy as np
 
 import latentjax as lj
 from latentjax import shapes
+from latentjax.ops.layers import normalize_2nd_moment
 from latentjax.shapes import quality as shapes_quality
 from latentjax.shapes import seeding
 from latentjax.viz.report import markdown_table
@@ -118,8 +119,7 @@ def sharpened_quality(G, decoder, batches, width: float, band: float) -> dict:
     kept. Each z is first scaled to the norm StyleGAN2's mapping scales it to, so the shape the
     decoder reads is the one the generator reads."""
     decode = jax.jit(lambda z: jnp.clip(lj.latent_space(G, "z").decode(G.params, z), -1.0, 1.0))
-    moved = (seeding.sharpen_boundaries(decoder, z * jax.lax.rsqrt(jnp.mean(jnp.square(z), 1, keepdims=True)),
-                                        width, band) for z, _ in batches)
+    moved = (seeding.sharpen_boundaries(decoder, normalize_2nd_moment(z), width, band) for z, _ in batches)
     result = shapes_quality.summarize(decode(z) for z in moved)
     print(f"\nthe same latents moved off the shape boundaries (margins below {width} stretched to below {band}): "
           f"valid {result['valid_fraction']:.4f}; distances " +

@@ -148,8 +148,7 @@ def init_regressor(key, inputs: int, width: int, depth: int) -> dict:
 
 def regress(regressor: dict, x):
     """The regressed shape coordinate [n] of projected coordinates x [n, inputs]."""
-    for layer in regressor["hidden"]:
-        x = activation(x @ layer["weight"] + layer["bias"])
+    x = apply_layers([(layer["weight"], layer["bias"]) for layer in regressor["hidden"]], x)
     return x @ regressor["readout"]["weight"] + regressor["readout"]["bias"]
 
 

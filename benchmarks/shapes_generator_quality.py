@@ -10,7 +10,9 @@ next to the same numbers for true renders (the noise floor for that sample count
 JSON to benchmarks/results/shapes_generator_quality.json. A generator that comes from the supervised
 warm start (`latentjax.tasks.distill`, its metadata or its warm start's names the seeding decoder) also
 gets its agreement with that decoder's factors (`quality.factor_agreement` of each image with its
-latent's decoded factors): how much of the seeded latent organisation it kept, and its valid share
+latent's decoded factors): how much of the seeded latent organisation it kept, the mean signed
+error by tenths of each factor's decoded value (`quality.factor_bias`: whether it draws a range
+narrower than asked), and its valid share
 by the latents' distance from the decoder's shape boundaries (`seeding.shape_margin`); `--boundary-scan N` walks N latents straight across a boundary
 and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per
 shape class, whether the images are off or only their read-out: the valid share and median error
@@ -82,13 +84,17 @@ def main() -> None:
     for name, counts in generated["histograms"].items():
         print(f"| {name} | " + " ".join(f"{c:>4}" for c in counts) + " |")
 
-    agreement, margins, sharpened, seed = None, None, None, seeding.spec_of(G.metadata)
+    agreement, bias, margins, sharpened, seed = None, None, None, None, seeding.spec_of(G.metadata)
     if seed is not None:
         decoder = seeding.decoder_from(seed, G.z_dim)
         agreement = shapes_quality.factor_agreement((images, seeding.decode_factors(decoder, z)) for z, images in batches)
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
+        bias = shapes_quality.factor_bias((images, seeding.decode_factors(decoder, z)) for z, images in batches)
+        print("\nmean signed error (read-out - decoder) of the valid samples by tenths of the decoder's value:")
+        for name, means in bias.items():
+            print(f"| {name} | " + " ".join(f"{m:+.3f}" for m in means) + " |")
         margins = {"bands": margin_table(decoder, batches),
                    "scan": boundary_scan(G, decoder, key, args.boundary_scan) if args.boundary_scan else None}
         if args.sharpen:
@@ -97,7 +103,7 @@ def main() -> None:
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     wrap = wrap_table(G, key, args.wrap_samples) if args.wrap_samples > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
-                 generated=generated, true_renders=floor, seed_agreement=agreement, seeding=seed, refit=refit,
+                 generated=generated, true_renders=floor, seed_agreement=agreement, seed_bias=bias, seeding=seed, refit=refit,
                  shape_margin=margins, wrap=wrap, sharpened=sharpened)
 
 

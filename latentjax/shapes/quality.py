@@ -126,6 +126,33 @@ def factor_agreement(pairs) -> dict:
     return {"num_valid": int(valid.sum()), **reading.summarize_errors(merged)}
 
 
+def factor_bias(pairs, bins: int = 10) -> dict[str, list[float]]:
+    """Mean signed error (read-out minus given; periodic factors wrapped into [-0.5, 0.5)) of the valid
+    images over pairs (images, factors) as in `factor_agreement`, by `bins` equal bins of the given
+    value of each continuous factor (rotation: non-circles; NaN for an empty bin). A generator that
+    draws its range narrower than asked shows positive errors in the low bins and negative ones in
+    the high bins, which a mean absolute error does not tell apart from noise."""
+    errors = {name: [] for name in world.FACTOR_NAMES[1:]}
+    given = {name: [] for name in world.FACTOR_NAMES[1:]}
+    for images, factors in pairs:
+        out = {k: np.asarray(v) for k, v in reading.readout(images).items()}
+        keep = out["valid"].astype(bool)
+        for name in errors:
+            truth = np.asarray(factors[name])
+            error = out[name] - truth
+            if name in world.PERIODIC_FACTORS:
+                error = (error + 0.5) % 1.0 - 0.5
+            counted = keep & (np.asarray(factors["shape"]) != world.SHAPES.index("circle")) if name == "rotation" else keep
+            errors[name].append(error[counted])
+            given[name].append(truth[counted])
+    bias = {}
+    for name in errors:
+        error, truth = np.concatenate(errors[name]), np.concatenate(given[name])
+        index = np.minimum((truth * bins).astype(int), bins - 1)
+        bias[name] = [float(error[index == b].mean()) if (index == b).any() else float("nan") for b in range(bins)]
+    return bias
+
+
 @functools.partial(jax.jit, static_argnames=("steps",))
 def refitted_errors(images: jax.Array, steps: int = 300, lr: float = 2e-3) -> dict[str, jax.Array]:
     """Is an image off, or only its read-out? The read-out's factors of each image refined by `steps`

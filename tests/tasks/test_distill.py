@@ -298,6 +298,22 @@ def test_factor_agreement_is_exact_on_renders_of_the_factors_and_not_on_others()
     assert blank == {"num_valid": 0}
 
 
+def test_factor_bias_is_zero_on_renders_of_the_factors_and_tells_a_narrowed_range():
+    factors = world.sample_factors(jax.random.key(3), 400)
+    exact = quality.factor_bias([(world.render(factors, 32).images, factors)])
+    assert set(exact) == set(world.FACTOR_NAMES[1:]) and all(len(means) == 10 for means in exact.values())
+    assert max(abs(m) for means in exact.values() for m in means) < 0.01
+    narrowed = {**factors, **{name: 0.5 + 0.8 * (factors[name] - 0.5) for name in ("x", "rotation", "background")}}
+    bias = quality.factor_bias([(world.render(narrowed, 32).images, factors)])
+    for name in ("x", "rotation", "background"):  # drawn 0.08 too far in at the ends, 0 in the middle
+        assert 0.06 < bias[name][0] < 0.1 and -0.1 < bias[name][-1] < -0.06 and abs(bias[name][5]) < 0.02
+    assert max(abs(m) for m in bias["hue"]) < 0.01
+    red = {**factors, "hue": jnp.full(400, 0.02)}  # drawn at hue 0.98: off by -0.04 round the circle, not 0.96
+    wrapped = quality.factor_bias([(world.render({**red, "hue": jnp.full(400, 0.98)}, 32).images, red)])
+    np.testing.assert_allclose(wrapped["hue"][0], -0.04, atol=0.005)
+    assert all(np.isnan(m) for m in wrapped["hue"][1:])
+
+
 def test_gan_fine_tune_can_keep_the_warm_start_loss(tmp_path):
     """`distill_weight` > 0 adds the seeded renders' loss to G's (logged as loss_distill), and the GAN's
     end-of-run evaluation reads its EMA generator's images back."""

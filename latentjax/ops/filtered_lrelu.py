@@ -9,6 +9,8 @@ Details: docs/networks.md#latentjaxopsfiltered_lrelu
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,6 +51,20 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up: int = 1, down: int = 1, padd
         return _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
     if impl != "fast":
         raise ValueError(f"impl must be 'fast' or 'ref', got {impl!r}")
+    return _filtered_lrelu_fast(x, b, _hashable(fu), _hashable(fd), up, down, tuple(padding), float(gain), float(slope),
+                                None if clamp is None else float(clamp), bool(flip_filter))
+
+
+def _hashable(f):
+    """A filter as a static argument of `jax.jit`: None, or (shape, taps)."""
+    return None if f is None else (f.shape, tuple(f.ravel().tolist()))
+
+
+@functools.partial(jax.jit, static_argnums=tuple(range(2, 11)))
+def _filtered_lrelu_fast(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip_filter):
+    """The fast path, compiled once per layer configuration: eagerly it runs as one program instead
+    of dozens of single-op ones (under an outer jit it is inlined)."""
+    fu, fd = (None if f is None else np.reshape(np.asarray(f[1], np.float32), f[0]) for f in (fu, fd))
     x = bias_act(x, b)
     x = _resample(x, fu, up=up, down=1, padding=padding, gain=up * up, flip_filter=flip_filter)
     x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp)

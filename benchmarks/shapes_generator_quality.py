@@ -12,7 +12,7 @@ warm start (`latentjax.tasks.distill`, its metadata or its warm start's names th
 gets its agreement with that decoder's factors (`quality.factor_agreement` of each image with its
 latent's decoded factors): how much of the seeded latent organisation it kept, the mean signed
 error by tenths of each factor's decoded value (`quality.factor_bias`: whether it draws a range
-narrower than asked), and its valid share
+narrower than asked; `--bias-tol` counts samples at a looser tolerance), and its valid share
 by the latents' distance from the decoder's shape boundaries (`seeding.shape_margin`); `--boundary-scan N` walks N latents straight across a boundary
 and reports the valid share and how far w has moved along the way. `--refit-steps N` asks, per
 shape class, whether the images are off or only their read-out: the valid share and median error
@@ -56,6 +56,8 @@ def main() -> None:
                         help="> 0: from this many w samples, walk straight across the ends of hue and rotation")
     parser.add_argument("--sharpen", type=float, nargs=2, metavar=("WIDTH", "BAND"),
                         help="also read the samples moved off the shape boundaries (seeded generators)")
+    parser.add_argument("--bias-tol", type=float, default=shapes.reading.VALID_TOL,
+                        help="rerender tolerance of the samples the signed-error table counts")
     parser.add_argument("--out", default="benchmarks/results/shapes_generator_quality.json")
     args = parser.parse_args()
 
@@ -91,8 +93,10 @@ def main() -> None:
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
-        bias = shapes_quality.factor_bias((images, seeding.decode_factors(decoder, z)) for z, images in batches)
-        print("\nmean signed error (read-out - decoder) of the valid samples by tenths of the decoder's value:")
+        bias = shapes_quality.factor_bias(((images, seeding.decode_factors(decoder, z)) for z, images in batches),
+                                          tol=args.bias_tol)
+        print(f"\nmean signed error (read-out - decoder) of the samples valid at {args.bias_tol} by tenths of the"
+              " decoder's value:")
         for name, means in bias.items():
             print(f"| {name} | " + " ".join(f"{m:+.3f}" for m in means) + " |")
         margins = {"bands": margin_table(decoder, batches),
@@ -103,8 +107,8 @@ def main() -> None:
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     wrap = wrap_table(G, key, args.wrap_samples) if args.wrap_samples > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
-                 generated=generated, true_renders=floor, seed_agreement=agreement, seed_bias=bias, seeding=seed, refit=refit,
-                 shape_margin=margins, wrap=wrap, sharpened=sharpened)
+                 generated=generated, true_renders=floor, seed_agreement=agreement, seed_bias=bias, bias_tol=args.bias_tol,
+                 seeding=seed, refit=refit, shape_margin=margins, wrap=wrap, sharpened=sharpened)
 
 
 def wrap_table(G, key, num_samples: int) -> dict:

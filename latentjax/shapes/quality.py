@@ -126,16 +126,16 @@ def factor_agreement(pairs) -> dict:
     return {"num_valid": int(valid.sum()), **reading.summarize_errors(merged)}
 
 
-def factor_bias(pairs, bins: int = 10) -> dict[str, list[float]]:
-    """Mean signed error (read-out minus given; periodic factors wrapped into [-0.5, 0.5)) of the valid
-    images over pairs (images, factors) as in `factor_agreement`, by `bins` equal bins of the given
+def factor_bias(pairs, bins: int = 10, tol: float = reading.VALID_TOL) -> dict[str, list[float]]:
+    """Mean signed error (read-out minus given; periodic factors wrapped into [-0.5, 0.5)) of the images
+    valid at rerender tolerance `tol` over pairs (images, factors) as in `factor_agreement`, by `bins` equal bins of the given
     value of each continuous factor (rotation: non-circles; NaN for an empty bin). A generator that
     draws its range narrower than asked shows positive errors in the low bins and negative ones in
     the high bins, which a mean absolute error does not tell apart from noise."""
     errors = {name: [] for name in world.FACTOR_NAMES[1:]}
     given = {name: [] for name in world.FACTOR_NAMES[1:]}
     for images, factors in pairs:
-        out = {k: np.asarray(v) for k, v in reading.readout(images).items()}
+        out = {k: np.asarray(v) for k, v in reading.readout(images, tol).items()}
         keep = out["valid"].astype(bool)
         for name in errors:
             truth = np.asarray(factors[name])

@@ -107,8 +107,9 @@ def main() -> None:
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     wrap = wrap_table(G, key, args.wrap_samples) if args.wrap_samples > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
-                 generated=generated, true_renders=floor, seed_agreement=agreement, seed_bias=bias, bias_tol=args.bias_tol,
-                 seeding=seed, refit=refit, shape_margin=margins, wrap=wrap, sharpened=sharpened)
+                 generated=generated, true_renders=floor, seed_agreement=agreement, seed_bias=bias,
+                 bias_tol=args.bias_tol, seeding=seed, refit=refit, shape_margin=margins, wrap=wrap,
+                 sharpened=sharpened)
 
 
 def wrap_table(G, key, num_samples: int) -> dict:

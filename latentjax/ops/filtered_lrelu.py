@@ -51,8 +51,8 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up: int = 1, down: int = 1, padd
         return _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
     if impl != "fast":
         raise ValueError(f"impl must be 'fast' or 'ref', got {impl!r}")
-    return _filtered_lrelu_fast(x, b, _hashable(fu), _hashable(fd), up, down, tuple(padding), float(gain), float(slope),
-                                None if clamp is None else float(clamp), bool(flip_filter))
+    return _filtered_lrelu_fast(x, b, _hashable(fu), _hashable(fd), up, down, tuple(padding), float(gain),
+                                float(slope), None if clamp is None else float(clamp), bool(flip_filter))
 
 
 def _hashable(f):

@@ -128,21 +128,24 @@ def factor_agreement(pairs) -> dict:
 
 def factor_bias(pairs, bins: int = 10, tol: float = reading.VALID_TOL) -> dict[str, list[float]]:
     """Mean signed error (read-out minus given; periodic factors wrapped into [-0.5, 0.5)) of the images
-    valid at rerender tolerance `tol` over pairs (images, factors) as in `factor_agreement`, by `bins` equal bins of the given
-    value of each continuous factor (rotation: non-circles; NaN for an empty bin). A generator that
-    draws its range narrower than asked shows positive errors in the low bins and negative ones in
-    the high bins, which a mean absolute error does not tell apart from noise."""
+    valid at rerender tolerance `tol`, over pairs (images, factors) as in `factor_agreement`, by `bins`
+    equal bins of the given value of each continuous factor (rotation: non-circles; NaN for an empty
+    bin). A generator that draws its range narrower than asked shows positive errors in the low bins
+    and negative ones in the high bins, which a mean absolute error does not tell apart from noise."""
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be an int >= 1, got {bins!r}")
     errors = {name: [] for name in world.FACTOR_NAMES[1:]}
     given = {name: [] for name in world.FACTOR_NAMES[1:]}
     for images, factors in pairs:
         out = {k: np.asarray(v) for k, v in reading.readout(images, tol).items()}
         keep = out["valid"].astype(bool)
+        polygon = np.asarray(factors["shape"]) != world.SHAPES.index("circle")
         for name in errors:
             truth = np.asarray(factors[name])
             error = out[name] - truth
             if name in world.PERIODIC_FACTORS:
                 error = (error + 0.5) % 1.0 - 0.5
-            counted = keep & (np.asarray(factors["shape"]) != world.SHAPES.index("circle")) if name == "rotation" else keep
+            counted = keep & polygon if name == "rotation" else keep
             errors[name].append(error[counted])
             given[name].append(truth[counted])
     bias = {}

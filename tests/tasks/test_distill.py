@@ -312,6 +312,8 @@ def test_factor_bias_is_zero_on_renders_of_the_factors_and_tells_a_narrowed_rang
     wrapped = quality.factor_bias([(world.render({**red, "hue": jnp.full(400, 0.98)}, 32).images, red)])
     np.testing.assert_allclose(wrapped["hue"][0], -0.04, atol=0.005)
     assert all(np.isnan(m) for m in wrapped["hue"][1:])
+    with pytest.raises(ValueError, match="bins must be an int >= 1"):
+        quality.factor_bias([], bins=0)
 
 
 def test_gan_fine_tune_can_keep_the_warm_start_loss(tmp_path):

@@ -21,7 +21,12 @@ again after fitting each sample's factors to its image (`quality.refitted_errors
 `quality.wrap_paths`): the share of straight paths between samples on either side of 0 that go
 the long way round, against paths across 0.5. `--sharpen WIDTH BAND` measures the same samples
 moved off the seeding decoder's shape boundaries (`seeding.sharpen_boundaries`): the valid share
-this generator would have if it switched shapes BAND / WIDTH times faster.
+this generator would have if it switched shapes BAND / WIDTH times faster. `--stretch K` measures
+the same samples with the decoder's coordinates of `--stretch-factors` (rotation, background) scaled
+by K: asked a wider range, does it draw one, and at what cost in validity? `--invert-ends N` asks
+whether the synthesis network can draw the ends of those factors at all: N samples from each
+factor's outer 7% at each end and N from the middle, each w optimised (`--invert-steps` Adam steps)
+towards the render of its decoded factors, valid share and factor error before and after.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import latentjax as lj
 from latentjax import shapes
@@ -58,6 +64,13 @@ def main() -> None:
                         help="also read the samples moved off the shape boundaries (seeded generators)")
     parser.add_argument("--bias-tol", type=float, default=shapes.reading.VALID_TOL,
                         help="rerender tolerance of the samples the signed-error table counts")
+    parser.add_argument("--stretch", type=float, metavar="K",
+                        help="also read the samples with the decoder's coordinates of --stretch-factors scaled by K")
+    parser.add_argument("--stretch-factors", nargs="+", default=["rotation", "background"],
+                        choices=shapes.FACTOR_NAMES[1:])
+    parser.add_argument("--invert-ends", type=int, default=0, metavar="N",
+                        help="> 0: fit w to the renders of N samples at the ends of each of --stretch-factors")
+    parser.add_argument("--invert-steps", type=int, default=300)
     parser.add_argument("--out", default="benchmarks/results/shapes_generator_quality.json")
     args = parser.parse_args()
 
@@ -86,7 +99,8 @@ def main() -> None:
     for name, counts in generated["histograms"].items():
         print(f"| {name} | " + " ".join(f"{c:>4}" for c in counts) + " |")
 
-    agreement, bias, margins, sharpened, seed = None, None, None, None, seeding.spec_of(G.metadata)
+    agreement, bias, valid_by, margins, sharpened, seed = None, None, None, None, None, seeding.spec_of(G.metadata)
+    stretched, inverted = None, None
     if seed is not None:
         decoder = seeding.decoder_from(seed, G.z_dim)
         agreement = shapes_quality.factor_agreement((images, seeding.decode_factors(decoder, z)) for z, images in batches)
@@ -99,17 +113,25 @@ def main() -> None:
               " decoder's value:")
         for name, means in bias.items():
             print(f"| {name} | " + " ".join(f"{m:+.3f}" for m in means) + " |")
+        valid_by = shapes_quality.valid_by_factor((images, seeding.decode_factors(decoder, z)) for z, images in batches)
+        print("\nvalid share by tenths of the decoder's value:")
+        for name, shares in valid_by.items():
+            print(f"| {name} | " + " ".join(f"{v:.2f}" for v in shares) + " |")
         margins = {"bands": margin_table(decoder, batches),
                    "scan": boundary_scan(G, decoder, key, args.boundary_scan) if args.boundary_scan else None}
         if args.sharpen:
             sharpened = sharpened_quality(G, decoder, batches, *args.sharpen)
+        if args.stretch:
+            stretched = stretched_quality(G, decoder, seed, batches, args.stretch, args.stretch_factors)
+        if args.invert_ends > 0:
+            inverted = ends_inversion(G, decoder, key, args.invert_ends, args.invert_steps, args.stretch_factors)
 
     refit = refit_table(G, key, args.refit_samples, args.refit_steps) if args.refit_steps > 0 else None
     wrap = wrap_table(G, key, args.wrap_samples) if args.wrap_samples > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
                  generated=generated, true_renders=floor, seed_agreement=agreement, seed_bias=bias,
-                 bias_tol=args.bias_tol, seeding=seed, refit=refit, shape_margin=margins, wrap=wrap,
-                 sharpened=sharpened)
+                 bias_tol=args.bias_tol, seed_valid_by_factor=valid_by, seeding=seed, refit=refit, shape_margin=margins, wrap=wrap,
+                 sharpened=sharpened, stretched=stretched, inverted_ends=inverted)
 
 
 def wrap_table(G, key, num_samples: int) -> dict:
@@ -136,6 +158,80 @@ def sharpened_quality(G, decoder, batches, width: float, band: float) -> dict:
           f"valid {result['valid_fraction']:.4f}; distances " +
           ", ".join(f"{name} {value:.3f}" for name, value in result["distances"].items()))
     return {"width": width, "band": band, **result}
+
+
+def stretched_quality(G, decoder, seed: dict, batches, scale: float, factors) -> dict:
+    """`shapes_quality.summarize` of the same latents with the seeding decoder's coordinates of `factors`
+    scaled by `scale` (`seeding.with_coordinates`; every other coordinate kept), with the signed error
+    and valid share by tenths of the stretched values: a generator that draws a factor narrower than
+    asked, asked wider, draws it wider only if its synthesis network can draw the ends."""
+    periodic = seed.get("periodic", "line")
+    if periodic != "line" and set(factors) & set(shapes.world.PERIODIC_FACTORS):
+        raise ValueError(f"--stretch scales a factor's coordinate, but this decoder lays {shapes.world.PERIODIC_FACTORS}"
+                         f" on a {periodic}: stretch only {sorted(set(factors) - set(shapes.world.PERIODIC_FACTORS))}")
+    index = [shapes.FACTOR_NAMES.index(name) for name in factors]
+    decode = jax.jit(lambda z: jnp.clip(lj.latent_space(G, "z").decode(G.params, z), -1.0, 1.0))
+
+    def stretch(z):
+        u = seeding.mixed_coordinates(decoder, normalize_2nd_moment(z))
+        return seeding.with_coordinates(decoder, normalize_2nd_moment(z),
+                                        [scale * c if i in index else c for i, c in enumerate(u)])
+
+    pairs = [(decode(z), seeding.decode_factors(decoder, z)) for z in (stretch(z) for z, _ in batches)]
+    result = shapes_quality.summarize(images for images, _ in pairs)
+    bias, valid_by = shapes_quality.factor_bias(pairs), shapes_quality.valid_by_factor(pairs)
+    print(f"\nthe same latents with the decoder's {', '.join(factors)} coordinates scaled by {scale}: valid "
+          f"{result['valid_fraction']:.4f}; distances " +
+          ", ".join(f"{name} {value:.3f}" for name, value in result["distances"].items()))
+    for name in factors:
+        print(f"| {name} signed error | " + " ".join(f"{m:+.3f}" for m in bias[name]) + " |")
+        print(f"| {name} valid share | " + " ".join(f"{v:.2f}" for v in valid_by[name]) + " |")
+    return {"scale": scale, "factors": list(factors), **result, "bias": bias, "valid_by_factor": valid_by}
+
+
+def ends_inversion(G, decoder, key, num_samples: int, steps: int, factors, end: float = 0.07) -> dict:
+    """Per group (each of `factors` within `end` of 0 or 1; the middle: all of them within 0.2-0.8) of
+    `num_samples` prior draws: valid share and median error of each factor before and after fitting
+    one w per sample (Adam, lr 0.01, from the sample's own w) to the render of its decoded factors
+    (rotation's error: non-circles).
+    Fitting frees the drawing from the mapping: what stays invalid, the synthesis cannot draw."""
+    z = normalize_2nd_moment(jax.random.normal(key, (200 * num_samples, G.z_dim)))
+    asked = {name: np.asarray(v) for name, v in seeding.decode_factors(decoder, z).items()}
+    groups = {f"{name} ends": (asked[name] < end) | (asked[name] > 1 - end) for name in factors}
+    groups["middle"] = np.all([np.abs(asked[name] - 0.5) < 0.3 for name in factors], axis=0)
+    space = lj.latent_space(G, "w")
+    decode = jax.jit(lambda w: space.decode(G.params, w))
+    tx = optax.adam(0.01)
+
+    @jax.jit
+    def fit(w, target):
+        def step(carry, _):
+            w, state = carry
+            grad = jax.grad(lambda w: jnp.mean(jnp.square(decode(w) - target)))(w)
+            updates, state = tx.update(grad, state)
+            return (optax.apply_updates(w, updates), state), None
+        return jax.lax.scan(step, (w, tx.init(w)), None, length=steps)[0][0]
+
+    def measure(w, factors_of):
+        out = shapes.reading.readout(jnp.clip(decode(w), -1.0, 1.0))
+        polygon = np.asarray(factors_of["shape"]) != shapes.SHAPES.index("circle")  # rotation: non-circles
+        errors = {name: float(np.median(np.abs(np.asarray(shapes.reading.factor_distance(
+            name, out[name], factors_of[name])))[polygon if name == "rotation" else slice(None)])) for name in factors}
+        return {"valid": float(np.mean(np.asarray(out["valid"]))), "median_error": errors}
+
+    table = {}
+    for group, mask in groups.items():
+        chosen = z[np.flatnonzero(mask)[:num_samples]]
+        factors_of = seeding.decode_factors(decoder, chosen)
+        w = G.mapping(G.params, chosen)[:, 0]
+        target = shapes.world.render(factors_of, G.img_resolution).images
+        table[group] = {"samples": int(chosen.shape[0]), "mapping": measure(w, factors_of),
+                        "fitted": measure(fit(w, target), factors_of)}
+    print(f"\nw fitted ({steps} Adam steps) to the renders of the decoded factors:\n" + markdown_table(
+        ["group", "samples", "valid (mapping)", "valid (fitted)"] + [f"{n} error (fitted)" for n in factors],
+        [[group, row["samples"], f"{row['mapping']['valid']:.2f}", f"{row['fitted']['valid']:.2f}"]
+         + [f"{row['fitted']['median_error'][n]:.3f}" for n in factors] for group, row in table.items()]))
+    return table
 
 
 MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, np.inf)

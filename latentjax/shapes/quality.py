@@ -132,28 +132,42 @@ def factor_bias(pairs, bins: int = 10, tol: float = reading.VALID_TOL) -> dict[s
     equal bins of the given value of each continuous factor (rotation: non-circles; NaN for an empty
     bin). A generator that draws its range narrower than asked shows positive errors in the low bins
     and negative ones in the high bins, which a mean absolute error does not tell apart from noise."""
+    return _binned_by_given(pairs, bins, tol, lambda error, valid: (error, valid))
+
+
+def valid_by_factor(pairs, bins: int = 10, tol: float = reading.VALID_TOL) -> dict[str, list[float]]:
+    """Share of the images valid at rerender tolerance `tol`, over pairs (images, factors) as in
+    `factor_bias`, by `bins` equal bins of the given value of each continuous factor (rotation:
+    non-circles; NaN for an empty bin): which asked values a generator fails to draw cleanly."""
+    return _binned_by_given(pairs, bins, tol, lambda error, valid: (valid.astype(np.float64), np.ones_like(valid)))
+
+
+def _binned_by_given(pairs, bins: int, tol: float, measure) -> dict[str, list[float]]:
+    """Per continuous factor, the mean by `bins` equal bins of its given value of `measure(error, valid)`'s
+    first array over the samples its second (a mask) keeps; error is the read-out minus the given value,
+    periodic factors wrapped, and rotation counts non-circles only."""
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be an int >= 1, got {bins!r}")
-    errors = {name: [] for name in world.FACTOR_NAMES[1:]}
+    values = {name: [] for name in world.FACTOR_NAMES[1:]}
     given = {name: [] for name in world.FACTOR_NAMES[1:]}
     for images, factors in pairs:
         out = {k: np.asarray(v) for k, v in reading.readout(images, tol).items()}
-        keep = out["valid"].astype(bool)
         polygon = np.asarray(factors["shape"]) != world.SHAPES.index("circle")
-        for name in errors:
+        for name in values:
             truth = np.asarray(factors[name])
             error = out[name] - truth
             if name in world.PERIODIC_FACTORS:
                 error = (error + 0.5) % 1.0 - 0.5
+            value, keep = measure(error, out["valid"].astype(bool))
             counted = keep & polygon if name == "rotation" else keep
-            errors[name].append(error[counted])
+            values[name].append(value[counted])
             given[name].append(truth[counted])
-    bias = {}
-    for name in errors:
-        error, truth = np.concatenate(errors[name]), np.concatenate(given[name])
+    means = {}
+    for name in values:
+        value, truth = np.concatenate(values[name]), np.concatenate(given[name])
         index = np.minimum((truth * bins).astype(int), bins - 1)
-        bias[name] = [float(error[index == b].mean()) if (index == b).any() else float("nan") for b in range(bins)]
-    return bias
+        means[name] = [float(value[index == b].mean()) if (index == b).any() else float("nan") for b in range(bins)]
+    return means
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))

@@ -316,6 +316,20 @@ def test_factor_bias_is_zero_on_renders_of_the_factors_and_tells_a_narrowed_rang
         quality.factor_bias([], bins=0)
 
 
+def test_valid_by_factor_is_one_on_renders_and_finds_the_bins_a_generator_fails():
+    factors = world.sample_factors(jax.random.key(4), 400)
+    images = world.render(factors, 32).images
+    share = quality.valid_by_factor([(images, factors)])
+    assert all(len(s) == 10 and min(s) == 1.0 for s in share.values())
+    failed = np.asarray(factors["background"]) >= 0.9  # blank grey where the asked background is in its last tenth
+    broken = jnp.where(jnp.asarray(failed)[:, None, None, None], 0.0, images)
+    share = quality.valid_by_factor([(broken, factors)])
+    assert share["background"][-1] == 0.0 and min(share["background"][:-1]) == 1.0
+    np.testing.assert_allclose(np.mean(share["x"]), 1 - failed.mean(), atol=0.05)  # spread over x's bins
+    with pytest.raises(ValueError, match="bins must be an int >= 1"):
+        quality.valid_by_factor([], bins=1.5)
+
+
 def test_gan_fine_tune_can_keep_the_warm_start_loss(tmp_path):
     """`distill_weight` > 0 adds the seeded renders' loss to G's (logged as loss_distill), and the GAN's
     end-of-run evaluation reads its EMA generator's images back."""

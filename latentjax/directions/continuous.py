@@ -149,27 +149,32 @@ def blurred_mse(images, target, mask, sigma: float):
 
 # --- trajectories ---------------------------------------------------------------------------------
 def inversion_programs(space: LatentSpace, settings: ContinuousFactorsConfig):
-    """(decode, invert), jitted once for every transform: `decode(params, codes)` -> images and
-    `invert(params, codes, target, mask)` -> (codes after `inversion_steps` Adam steps on the
-    blurred, masked error from `codes`, their per-sample errors)."""
+    """(decode, invert): `decode(params, codes)` -> images, jitted, and `invert(params, codes, target,
+    mask)` -> (codes after `inversion_steps` Adam steps on the blurred, masked error from `codes`,
+    their per-sample errors). The steps are one jitted program run in a Python loop, not a `lax.scan`:
+    XLA on CPU runs a generator's convolutions several times slower inside a loop it compiles (one
+    transform at the Quick start's settings on `builtin:shapes`, one core: 202 s in a scan, 51 s so)."""
     tx = optax.adam(settings.inversion_lr)
     decode = lambda params, codes: space.decode(params, space.embed(codes))  # noqa: E731
 
+    def errors(params, codes, target, mask):
+        return blurred_mse(decode(params, codes), target, mask, settings.sigma)
+
+    @jax.jit
+    def step(params, codes, opt, target, mask):
+        grad = jax.grad(lambda c: jnp.sum(errors(params, c, target, mask)))(codes)
+        updates, opt = tx.update(grad, opt)
+        return optax.apply_updates(codes, updates), opt
+
+    final_errors = jax.jit(errors)
+
     def invert(params, codes, target, mask):
-        def loss(c):
-            per_sample = blurred_mse(decode(params, c), target, mask, settings.sigma)
-            return jnp.sum(per_sample), per_sample
+        opt = tx.init(codes)
+        for _ in range(settings.inversion_steps):
+            codes, opt = step(params, codes, opt, target, mask)
+        return codes, final_errors(params, codes, target, mask)
 
-        def step(carry, _):
-            c, opt = carry
-            (_, per_sample), grad = jax.value_and_grad(loss, has_aux=True)(c)
-            updates, opt = tx.update(grad, opt)
-            return (optax.apply_updates(c, updates), opt), per_sample
-
-        (codes, _), errors = jax.lax.scan(step, (codes, tx.init(codes)), None, length=settings.inversion_steps)
-        return codes, loss(codes)[1]
-
-    return jax.jit(decode), jax.jit(invert)
+    return jax.jit(decode), invert
 
 
 def trajectories(space: LatentSpace, params, name: str, settings: ContinuousFactorsConfig, key,

@@ -204,13 +204,16 @@ def ends_inversion(G, decoder, key, num_samples: int, steps: int, factors, end: 
     tx = optax.adam(0.01)
 
     @jax.jit
-    def fit(w, target):
-        def step(carry, _):
-            w, state = carry
-            grad = jax.grad(lambda w: jnp.mean(jnp.square(decode(w) - target)))(w)
-            updates, state = tx.update(grad, state)
-            return (optax.apply_updates(w, updates), state), None
-        return jax.lax.scan(step, (w, tx.init(w)), None, length=steps)[0][0]
+    def step(w, state, target):
+        grad = jax.grad(lambda w: jnp.mean(jnp.square(decode(w) - target)))(w)
+        updates, state = tx.update(grad, state)
+        return optax.apply_updates(w, updates), state
+
+    def fit(w, target):  # a Python loop: XLA on CPU runs these convolutions ~5x slower inside lax.scan
+        state = tx.init(w)
+        for _ in range(steps):
+            w, state = step(w, state, target)
+        return w
 
     def measure(w, factors_of):
         out = shapes.reading.readout(jnp.clip(decode(w), -1.0, 1.0))

@@ -103,17 +103,17 @@ def main() -> None:
     stretched, inverted = None, None
     if seed is not None:
         decoder = seeding.decoder_from(seed, G.z_dim)
-        agreement = shapes_quality.factor_agreement((images, seeding.decode_factors(decoder, z)) for z, images in batches)
+        pairs = [(images, seeding.decode_factors(decoder, z)) for z, images in batches]  # each image, its asked factors
+        agreement = shapes_quality.factor_agreement(pairs)
         print(f"\nagreement with the seeding decoder {seed} over {agreement['num_valid']} valid samples:")
         print("| " + " | ".join(k for k in agreement if k != "num_valid") + " |")
         print("| " + " | ".join(f"{v:.4f}" for k, v in agreement.items() if k != "num_valid") + " |")
-        bias = shapes_quality.factor_bias(((images, seeding.decode_factors(decoder, z)) for z, images in batches),
-                                          tol=args.bias_tol)
+        bias = shapes_quality.factor_bias(pairs, tol=args.bias_tol)
         print(f"\nmean signed error (read-out - decoder) of the samples valid at {args.bias_tol} by tenths of the"
               " decoder's value:")
         for name, means in bias.items():
             print(f"| {name} | " + " ".join(f"{m:+.3f}" for m in means) + " |")
-        valid_by = shapes_quality.valid_by_factor((images, seeding.decode_factors(decoder, z)) for z, images in batches)
+        valid_by = shapes_quality.valid_by_factor(pairs)
         print("\nvalid share by tenths of the decoder's value:")
         for name, shares in valid_by.items():
             print(f"| {name} | " + " ".join(f"{v:.2f}" for v in shares) + " |")
@@ -130,8 +130,8 @@ def main() -> None:
     wrap = wrap_table(G, key, args.wrap_samples) if args.wrap_samples > 0 else None
     write_record(args.out, "shapes_generator_quality", generator=args.generator, seed=args.seed, seconds=seconds,
                  generated=generated, true_renders=floor, seed_agreement=agreement, seed_bias=bias,
-                 bias_tol=args.bias_tol, seed_valid_by_factor=valid_by, seeding=seed, refit=refit, shape_margin=margins, wrap=wrap,
-                 sharpened=sharpened, stretched=stretched, inverted_ends=inverted)
+                 bias_tol=args.bias_tol, seed_valid_by_factor=valid_by, seeding=seed, refit=refit,
+                 shape_margin=margins, wrap=wrap, sharpened=sharpened, stretched=stretched, inverted_ends=inverted)
 
 
 def wrap_table(G, key, num_samples: int) -> dict:
@@ -167,8 +167,9 @@ def stretched_quality(G, decoder, seed: dict, batches, scale: float, factors) ->
     asked, asked wider, draws it wider only if its synthesis network can draw the ends."""
     periodic = seed.get("periodic", "line")
     if periodic != "line" and set(factors) & set(shapes.world.PERIODIC_FACTORS):
-        raise ValueError(f"--stretch scales a factor's coordinate, but this decoder lays {shapes.world.PERIODIC_FACTORS}"
-                         f" on a {periodic}: stretch only {sorted(set(factors) - set(shapes.world.PERIODIC_FACTORS))}")
+        periodic_factors = shapes.world.PERIODIC_FACTORS
+        raise ValueError(f"--stretch scales a factor's coordinate, but this decoder lays {periodic_factors} on a "
+                         f"{periodic}: stretch only {sorted(set(factors) - set(periodic_factors))}")
     index = [shapes.FACTOR_NAMES.index(name) for name in factors]
     decode = jax.jit(lambda z: jnp.clip(lj.latent_space(G, "z").decode(G.params, z), -1.0, 1.0))
 

@@ -153,7 +153,7 @@ def inversion_programs(space: LatentSpace, settings: ContinuousFactorsConfig):
     mask)` -> (codes after `inversion_steps` Adam steps on the blurred, masked error from `codes`,
     their per-sample errors). The steps are one jitted program run in a Python loop, not a `lax.scan`:
     XLA on CPU runs a generator's convolutions several times slower inside a loop it compiles (one
-    transform at the Quick start's settings on `builtin:shapes`, one core: 202 s in a scan, 51 s so)."""
+    transform at the Quick start's settings on `builtin:shapes`, one core: 202 s in a scan, 51 s in a loop)."""
     tx = optax.adam(settings.inversion_lr)
     decode = lambda params, codes: space.decode(params, space.embed(codes))  # noqa: E731
 

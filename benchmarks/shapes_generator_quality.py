@@ -174,9 +174,9 @@ def stretched_quality(G, decoder, seed: dict, batches, scale: float, factors) ->
     decode = jax.jit(lambda z: jnp.clip(lj.latent_space(G, "z").decode(G.params, z), -1.0, 1.0))
 
     def stretch(z):
-        u = seeding.mixed_coordinates(decoder, normalize_2nd_moment(z))
-        return seeding.with_coordinates(decoder, normalize_2nd_moment(z),
-                                        [scale * c if i in index else c for i, c in enumerate(u)])
+        z = normalize_2nd_moment(z)
+        u = seeding.mixed_coordinates(decoder, z)
+        return seeding.with_coordinates(decoder, z, [scale * c if i in index else c for i, c in enumerate(u)])
 
     pairs = [(decode(z), seeding.decode_factors(decoder, z)) for z in (stretch(z) for z, _ in batches)]
     result = shapes_quality.summarize(images for images, _ in pairs)
@@ -218,10 +218,9 @@ def ends_inversion(G, decoder, key, num_samples: int, steps: int, factors, end: 
 
     def measure(w, factors_of):
         out = shapes.reading.readout(jnp.clip(decode(w), -1.0, 1.0))
-        polygon = np.asarray(factors_of["shape"]) != shapes.SHAPES.index("circle")  # rotation: non-circles
-        errors = {name: float(np.median(np.abs(np.asarray(shapes.reading.factor_distance(
-            name, out[name], factors_of[name])))[polygon if name == "rotation" else slice(None)])) for name in factors}
-        return {"valid": float(np.mean(np.asarray(out["valid"]))), "median_error": errors}
+        errors = shapes.reading.factor_errors(out, factors_of)  # rotation: NaN on circles
+        return {"valid": float(np.mean(np.asarray(out["valid"]))),
+                "median_error": {name: float(np.nanmedian(np.asarray(errors[name]))) for name in factors}}
 
     table = {}
     for group, mask in groups.items():

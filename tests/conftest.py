@@ -1,10 +1,23 @@
 """Shared test set-up: float32 at highest matmul precision, programs compiled without LLVM's
-optimisation passes (set before JAX starts its backend), files with slow tests scheduled first,
-and the fixtures several files load. Helpers that test files import live in `support.py`."""
+optimisation passes (set before JAX starts its backend) into one compilation cache for the whole
+run, files with slow tests scheduled first, and the fixtures several files load. Helpers that test
+files import live in `support.py`."""
 
 import os
+import shutil
+import tempfile
 
-from support import COMPILE_FLAGS, FIXTURES
+# One persistent compilation cache for the run, made by the first process that loads this file
+# (pytest, or xdist's controller) and inherited through the environment by the workers and by the
+# subprocesses tests start: the same program compiled in two places (a resumed run and an
+# uninterrupted one; a fixture generator's decode in several files) compiles once. Cache keys
+# include XLA_FLAGS, so differently compiled programs never share an entry.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="latentjax-tests-xla-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+from support import COMPILE_FLAGS, FIXTURES  # noqa: E402
 
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {COMPILE_FLAGS}".strip()
 
@@ -14,6 +27,9 @@ import pytest  # noqa: E402
 import latentjax as lj  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])  # JAX may be imported already
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 def pytest_collection_modifyitems(items):
@@ -24,16 +40,14 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path not in slow_files)  # stable: order within a file is kept
 
 
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
 
 @pytest.fixture
 def fixtures_dir():
     return FIXTURES
-
-
-@pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory):
-    """A persistent compilation cache shared by the subprocesses that one test session starts."""
-    return tmp_path_factory.mktemp("jax_compile_cache")
 
 
 # Fixture generators that several test files use, loaded once per test process.

@@ -40,15 +40,12 @@ def nchw(x):
     return np.asarray(x).transpose(0, 3, 1, 2)
 
 
-def run_python(script: str, devices: int = 1, env: dict | None = None, cache: Path | None = None,
-               wait: bool = True, timeout: float = 300):
+def run_python(script: str, devices: int = 1, env: dict | None = None, wait: bool = True, timeout: float = 300):
     """Run `script` in a fresh interpreter with `devices` simulated CPU devices, the repo and tests
-    importable, and compiled programs cached in `cache`; returns stdout (or the Popen if not `wait`).
-    """
+    importable, and the test run's compilation cache (inherited through the environment); returns
+    stdout (or the Popen if not `wait`)."""
     full_env = {**device_env(devices),
                 "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")]),
-                **({"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-                   if cache else {}),
                 **(env or {})}
     prelude = "import jax\njax.config.update('jax_default_matmul_precision', 'highest')\n"
     proc = subprocess.Popen([sys.executable, "-c", prelude + textwrap.dedent(script)], env=full_env,

@@ -14,8 +14,8 @@ Details: docs/methods.md#latentjaxmetricsdisentanglement
 from __future__ import annotations
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.svm import LinearSVC
+
+# scikit-learn is imported where its estimators are used: it takes about a third of `import latentjax`.
 
 IMPORTANCES = ("gbt", "ridge")
 
@@ -111,6 +111,8 @@ def sap_matrix(codes, factors, *, test=None, train_fraction: float = 2 / 3,
                continuous_factors: bool = False) -> np.ndarray:
     """The SAP score matrix [K, F]: per code dimension and factor, a one-dimensional LinearSVC's test
     accuracy (discrete factors) or the squared correlation on the training samples (continuous)."""
+    from sklearn.svm import LinearSVC
+
     codes, factors = _check(codes, factors)
     x, y, x_test, y_test = _split(codes, factors, test, train_fraction)
     scores = np.zeros((codes.shape[1], factors.shape[1]))
@@ -142,6 +144,8 @@ def sap(codes, factors, *, test=None, train_fraction: float = 2 / 3, continuous_
 def gbt_importance(codes, factors, codes_test, factors_test) -> tuple[np.ndarray, float, float]:
     """(importance [K, F], train accuracy, test accuracy): one `GradientBoostingClassifier` (the
     defaults) per factor, its feature importances and its accuracies averaged over factors."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
     importance = np.zeros((codes.shape[1], factors.shape[1]))
     train, test = [], []
     for j in range(factors.shape[1]):
@@ -226,6 +230,8 @@ def _bits(p: np.ndarray) -> float:
 
 def separability_entropies(latents, logits, num_keep: int | None = None) -> np.ndarray:
     """H(label | SVM prediction) in bits [A], one per attribute column of `logits` (see `linear_separability`)."""
+    from sklearn.svm import LinearSVC
+
     latents, logits = _check(latents, logits, names=("latents", "logits"))
     n = len(latents)
     num_keep = n // 2 if num_keep is None else int(num_keep)

@@ -403,7 +403,7 @@ def test_largest_change_group_is_our_heuristic():
 
 # --- the harness ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory, compile_cache):
+def smoke_runs(tmp_path_factory):
     """In subprocesses sharing compiled programs: an uninterrupted smoke run; one stopped at step 2
     (before the subspace stage) and resumed; and `latentjax train` on the smoke config with the
     same generator and settings."""
@@ -427,12 +427,12 @@ def smoke_runs(tmp_path_factory, compile_cache):
     assert not os.path.exists(os.path.join(resumed, dp.SUBSPACES_FILE))  # S has not trained at step 2
     assert dp.Directions.load(os.path.join(resumed, "directions.npz")).channels is None
     train(train_config("x", settings, **harness), resumed, task=dp.build_task(space, settings))
-    """, cache=compile_cache)
+    """)
     run_python(f"""
     from latentjax.cli import main
     assert main(["train", "--config", "{CONFIG_FILE}:smoke", "--config.generator={generator}",
                  "--config.settings.layer=b4", "--workdir", {str(root / "cli")!r}]) == 0
-    """, cache=compile_cache)
+    """)
     return root
 
 
@@ -556,7 +556,7 @@ def test_config_variants_are_checked():
 
 
 @pytest.mark.slow  # a subprocess with 8 simulated devices
-def test_eight_devices_match_one_device(tmp_path, compile_cache):
+def test_eight_devices_match_one_device(tmp_path):
     script = f"""
     import numpy as np
     import latentjax as lj
@@ -584,4 +584,4 @@ def test_eight_devices_match_one_device(tmp_path, compile_cache):
         assert_trees_close(runs[8][0][name], runs[1][0][name], rtol=1e-4, atol=1e-6)
     print("ok")
     """
-    assert run_python(script, devices=8, cache=compile_cache).strip().endswith("ok")
+    assert run_python(script, devices=8).strip().endswith("ok")

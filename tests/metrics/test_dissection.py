@@ -204,7 +204,7 @@ def test_streamed_iqr_dissection_matches_the_exact_search():
         dissect(_batches(activations, masks, 16), threshold="top", progress=False)
 
 
-def test_eight_devices_match_one_device(compile_cache):
+def test_eight_devices_match_one_device():
     """`dissect` splits each batch over the mesh (padding odd batches with samples that do not count)
     and a probe computes its batches split the same way: the tallies, thresholds and IoU are those of
     one device, for host batches of 5 and for a world probe."""
@@ -236,4 +236,4 @@ def test_eight_devices_match_one_device(compile_cache):
     assert results[8][0].seen == 13 and results[8][0].pixels == 13 * 64
     print("ok")
     """
-    assert run_python(script, devices=8, cache=compile_cache).strip().endswith("ok")
+    assert run_python(script, devices=8).strip().endswith("ok")

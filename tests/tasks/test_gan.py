@@ -40,12 +40,11 @@ def launch(workdir, *overrides) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, compile_cache):
+def runs(tmp_path_factory):
     """Uninterrupted smoke runs on 8 devices (the default mesh) and on 1."""
     root = tmp_path_factory.mktemp("gan")
-    procs = [run_python(launch(root / "d8"), devices=8, cache=compile_cache, wait=False),
-             run_python(launch(root / "d1", "--config.mesh=(('data', 1),)"), devices=8, cache=compile_cache,
-                        wait=False)]
+    procs = [run_python(launch(root / "d8"), devices=8, wait=False),
+             run_python(launch(root / "d1", "--config.mesh=(('data', 1),)"), devices=8, wait=False)]
     for proc in procs:  # in parallel: each compiles its own step
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-4000:]
@@ -68,13 +67,13 @@ def test_eight_devices_match_one_device(runs):
     assert_trees_close(read_state(runs / "d8"), read_state(runs / "d1"), rtol=1e-4, atol=1e-5)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_state(runs, tmp_path, compile_cache):
+def test_killed_run_resumes_to_the_uninterrupted_state(runs, tmp_path):
     """On one device (where runs are bitwise reproducible; the simulated multi-device all-reduce
     is not), a run killed at the step-4 checkpoint resumes from step 2 to the uninterrupted state."""
     one_device = "--config.mesh=(('data', 1),)"
-    run_killed(launch(tmp_path, one_device), kill_at_checkpoint=4, devices=8, cache=compile_cache)
+    run_killed(launch(tmp_path, one_device), kill_at_checkpoint=4, devices=8)
     assert open_manager(tmp_path).latest_step() == 2
-    run_python(launch(tmp_path, one_device), devices=8, cache=compile_cache)
+    run_python(launch(tmp_path, one_device), devices=8)
     assert_trees_close(read_state(tmp_path), read_state(runs / "d1"), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(history(tmp_path), history(runs / "d1"), rtol=1e-6)
 

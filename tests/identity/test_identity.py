@@ -155,16 +155,17 @@ def test_mapper_pipeline_and_directory(parts, tmp_path):
     config = MapperConfig(str(generator), f"recognizer:{identity}", f"recognizer:{pose}", hidden=(16,))
     mapper = IdentityMapper.build(config, jax.random.key(3))
     G, space = mapper.space.generator, mapper.space
-    images = space.decode(G.params, space.sample(jax.random.key(4), 4))
-    swapped = mapper.swap(images[:2], images[2:])
-    w = mapper.to_w(mapper.params, mapper.encode_identity(images[:2]), mapper.encode_attributes(images[2:]))
-    np.testing.assert_allclose(swapped, G.synthesis(G.params, jnp.repeat(w[:, None], G.num_ws, axis=1)),
+    images = jax.jit(space.decode)(G.params, space.sample(jax.random.key(4), 4))  # compiled: one program, not per op
+    swapped = jax.jit(mapper.swap)(images[:2], images[2:])
+    w = jax.jit(lambda identity, attributes: mapper.to_w(mapper.params, mapper.encode_identity(identity),
+                                                         mapper.encode_attributes(attributes)))(images[:2], images[2:])
+    np.testing.assert_allclose(swapped, jax.jit(G.synthesis)(G.params, jnp.repeat(w[:, None], G.num_ws, axis=1)),
                                rtol=1e-4, atol=1e-5)
-    grads = jax.grad(lambda p: jnp.mean(mapper.generate(p, images[:2], images[2:]) ** 2))(mapper.params)
+    grads = jax.jit(jax.grad(lambda p: jnp.mean(mapper.generate(p, images[:2], images[2:]) ** 2)))(mapper.params)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     assert float(jnp.abs(grads["attributes"]["conv1"]["kernel"]).sum()) > 0  # the attribute encoder trains
     loaded = lj.identity.load(save_mapper(mapper, tmp_path / "mapper"))
-    np.testing.assert_allclose(loaded.swap(images[:2], images[2:]), swapped, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(loaded.swap)(images[:2], images[2:]), swapped, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="as many identity as attribute images"):
         mapper.swap(images[:2], images[1:])
     (tmp_path / "mapper" / "config.json").write_text('{"format": "latentjax.identity_mapper", "format_version": 1, '

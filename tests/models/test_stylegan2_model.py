@@ -1,6 +1,7 @@
 """StyleGAN2 model properties: transforms agree with eager, noise modes, truncation, shapes."""
 
 import dataclasses
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +31,8 @@ def test_shapes_and_layer_names(G):
     z, c = _inputs()
     ws = G.mapping(G.params, z, c)
     assert ws.shape == (3, SMALL.num_ws, SMALL.w_dim) == (3, 6, 8)
-    assert G.generate(G.params, z, c).shape == (3, 16, 16, 3)
-    features = G.features(G.params, ws)
+    assert jax.eval_shape(G.generate, G.params, z, c).shape == (3, 16, 16, 3)
+    features = G.features(G.params, ws)  # eager: a compiled program's dict outputs come back with sorted keys
     assert list(features) == list(G.layer_names) + ["img"]
     assert features["b8.conv0"].shape == (3, 8, 8, 8) and features["b16.img"].shape == (3, 16, 16, 3)
     assert list(G.features(G.params, ws, layers=["b8"])) == ["b8"]
@@ -159,11 +160,12 @@ def test_widen_draws_the_same_images_and_trains_the_new_channels(architecture):
     assert jax.tree.map(np.shape, wide.params) == jax.tree.map(np.shape, StyleGAN2.init(wide_config,
                                                                                        jax.random.key(0)).params)
     z, c = _inputs()
-    for noise_mode in ("const", "none"):
-        np.testing.assert_allclose(wide.generate(wide.params, z, c, noise_mode=noise_mode),
-                                   narrow.generate(narrow.params, z, c, noise_mode=noise_mode), rtol=1e-4, atol=1e-5)
+    for noise_mode in ("const", "none"):  # compiled: one program each, not one per op
+        np.testing.assert_allclose(jax.jit(partial(wide.generate, noise_mode=noise_mode))(wide.params, z, c),
+                                   jax.jit(partial(narrow.generate, noise_mode=noise_mode))(narrow.params, z, c),
+                                   rtol=1e-4, atol=1e-5)
     # the zeroed weights (new inputs into old outputs) get gradients, so training reaches the new channels
-    grads = jax.grad(lambda p: jnp.mean(wide.generate(p, z, c) ** 2))(wide.params)["synthesis"]
+    grads = jax.jit(jax.grad(lambda p: jnp.mean(wide.generate(p, z, c) ** 2)))(wide.params)["synthesis"]
     assert np.abs(np.asarray(grads["b8"]["conv0"]["weight"])[:, :, 16:, :]).sum() > 0  # b4's new channels
     assert np.abs(np.asarray(grads["b16"]["torgb"]["weight"])[:, :, 8:, :]).sum() > 0  # b16's new channels
     with pytest.raises(ValueError, match="for channels"):

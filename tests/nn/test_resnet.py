@@ -49,7 +49,8 @@ def test_attribute_predictor_scores_presence_probabilities_and_has_gradients(ref
     images = jnp.asarray(reference["images"])
     probs = jax.jit(scorer.score)(scorer.params, images)
     np.testing.assert_allclose(probs, reference["bottleneck_probs"], atol=1e-6)
-    grad = jax.grad(lambda x: scorer.score(scorer.params, x)[:, CELEBA_ATTRIBUTES.index("Smiling")].sum())(images)
+    grad = jax.jit(jax.grad(lambda x: scorer.score(scorer.params, x)[:, CELEBA_ATTRIBUTES.index("Smiling")].sum()))(
+        images)
     assert grad.shape == images.shape and float(jnp.abs(grad).sum()) > 0
     with pytest.raises(ValueError, match="two logits per attribute"):
         attribute_scorer(load_resnet(DIR / "basic.pt"))

@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("generator", "utilisation", "inversion", "learned", "jacobian", "streaming")
 OURS = {"generator": "ours_img_s", "utilisation": "gflop_per_item", "inversion": "target_steps_s",
         "learned": "steps_s", "jacobian": "forward_s", "streaming": "rate"}
 
 
+@pytest.mark.slow  # about two minutes: scheduled first, so that the run does not end on it
 def test_campaign_smoke_measures_every_section(tmp_path):
     out = tmp_path / "campaign"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}

@@ -83,6 +83,7 @@ def test_shift_directions_fit_the_exact_sharpening():
     assert float(jnp.sum(jnp.square(change - fitted)) / jnp.sum(jnp.square(change))) < 0.5
 
 
+@pytest.mark.slow  # about a minute: scheduled first, so that the run does not end on it
 def test_smoke_run_exports_a_stylegan2_with_the_sharpened_mapping(tmp_path):
     config = sharpen_config()
     state = train(config, tmp_path)

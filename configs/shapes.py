@@ -14,10 +14,10 @@ reference) on
 directions, grids and GIFs to `out/shapes/<method>/`, scores every direction by the factor changes
 it causes (each walked to the same image change, beside random directions scored the same way:
 `latentjax.shapes.scoring`) and writes `ground_truth.md`, heatmaps and one `report.html`:
-about 15 minutes on two CPU cores (full budgets: `configs/voynov.py`, `configs/dplase.py`). Voynov &
+about half an hour on two CPU cores (full budgets: `configs/voynov.py`, `configs/dplase.py`). Voynov &
 Babenko uses the `linear` deformator (`ortho`'s matrix exponential calls LAPACK, slow on a busy
 CPU). Images count at the read-out's strict tolerance (`valid_tol` 0.01, the guided scorers'
-`readout:0.01`): 84% of the built-in generator's samples pass it. `configs/shapes.py:smoke`: three directions per method, few
+`readout:0.01`): 91% of the built-in generator's samples pass it. `configs/shapes.py:smoke`: three directions per method, few
 samples and steps (seconds).
 """
 

@@ -24,6 +24,7 @@ penalty. Widths are min(channel_base // res, channel_max) for G and D.
 import ml_collections
 
 from latentjax.config import parse_arg
+from latentjax.shapes import world
 from latentjax.train.trainer import harness_config
 
 
@@ -54,8 +55,10 @@ def get_config(arg=None):
     config.grid_seed = 0
     config.eval_size = 256  # fixed latents whose images the read-out checks (latentjax.shapes.quality.training_metrics)
     config.distill_weight = 0.0  # > 0: keep the warm start's loss in G's (latentjax.tasks.gan)
-    # latentjax.shapes.seeding; periodic="circle" joins the ends of hue and rotation (z_dim >= 9)
-    config.seeding = ml_collections.ConfigDict(dict(seed=0, rounds=2, periodic="line"))
+    # latentjax.shapes.seeding; periodic="circle" joins the ends of hue and rotation (z_dim >= 9);
+    # stretch > 1 asks for a factor's ends more often (to counter a generator drawing it narrower)
+    config.seeding = ml_collections.ConfigDict(dict(seed=0, rounds=2, periodic="line",
+                                                    stretch=dict.fromkeys(world.FACTOR_NAMES[1:], 1.0)))
     config.object_weight = 9.0  # the warm start's extra weight on object pixels
 
     if arg.builtin:

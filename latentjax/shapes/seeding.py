@@ -17,6 +17,11 @@ their two ends in opposite tails of the latent space, so that no continuous path
 (`quality.wrap_paths` measures it on a generator). `periodic="circle"` reads each periodic factor
 instead as the angle of its coordinate and one more, unmixed, of its own: the angle of an isotropic
 Gaussian pair is exactly U(0, 1) turns, and the ends meet.
+
+`stretch` ({factor: K}) scales a continuous factor's coordinate by K before the CDF, so that the
+decoder asks for that factor's ends more often than the prior (K > 1). A generator that regresses
+renders draws a factor it cannot place exactly narrower than asked (regression to the mean);
+asking wider is how a warm start counters that and draws the prior's law (measured in the README).
 """
 
 from __future__ import annotations
@@ -49,13 +54,17 @@ class FactorDecoder(NamedTuple):
     pairs: np.ndarray        # [rounds, 3, 2] int: the pairs (u_i, u_j) a round rotates
     frequencies: np.ndarray  # [rounds, 3] of each angle's sine in u_k
     phases: np.ndarray       # [rounds, 3]
+    stretch: np.ndarray      # [7] each factor coordinate's scale before the normal CDF (1: the prior's law)
 
 
-def factor_decoder(seed: int, z_dim: int, rounds: int = 2, periodic: str = "line") -> FactorDecoder:
+def factor_decoder(seed: int, z_dim: int, rounds: int = 2, periodic: str = "line",
+                   stretch: Mapping[str, float] | None = None) -> FactorDecoder:
     """The decoder drawn from `seed` for latents of `z_dim` dimensions (>= 7; 9 for `periodic="circle"`),
-    with `rounds` mixing rounds. The same seed gives the same mixing whatever `periodic`."""
+    with `rounds` mixing rounds and the continuous factors' coordinates scaled by `stretch` ({name: K > 0},
+    1 where absent). The same seed gives the same mixing whatever `periodic` and `stretch`."""
     if periodic not in PERIODIC:
         raise ValueError(f"periodic must be one of {PERIODIC}, got {periodic!r}")
+    scales = _stretch_scales(stretch, periodic)
     columns = NUM_FACTORS + (len(world.PERIODIC_FACTORS) if periodic == "circle" else 0)
     if isinstance(z_dim, bool) or not isinstance(z_dim, (int, np.integer)) or z_dim < columns:
         raise ValueError(f"z_dim must be an int >= {columns} (one dimension per factor"
@@ -69,13 +78,35 @@ def factor_decoder(seed: int, z_dim: int, rounds: int = 2, periodic: str = "line
     return FactorDecoder(projection.astype(np.float32), conditioners.astype(np.int32),
                          pairs.reshape(rounds, 3, 2).astype(np.int32),
                          rng.uniform(0.5, 1.5, (rounds, 3)).astype(np.float32),
-                         rng.uniform(0.0, 2 * math.pi, (rounds, 3)).astype(np.float32))
+                         rng.uniform(0.0, 2 * math.pi, (rounds, 3)).astype(np.float32), scales)
+
+
+def _stretch_scales(stretch: Mapping[str, float] | None, periodic: str) -> np.ndarray:
+    """[7] coordinate scales from `stretch`, checked: continuous factors only (shape's thirds and a
+    periodic factor's angle under `periodic="circle"` do not stretch), each a finite K > 0."""
+    if stretch is not None and not isinstance(stretch, Mapping):
+        raise TypeError(f"stretch must be a mapping {{factor name: K}}, got {type(stretch).__name__}")
+    fixed = ("shape", *(world.PERIODIC_FACTORS if periodic == "circle" else ()))
+    scales = np.ones(NUM_FACTORS, np.float32)
+    for name, value in dict(stretch or {}).items():
+        if name not in world.FACTOR_NAMES:
+            raise ValueError(f"stretch names {name!r}, not a factor of {world.FACTOR_NAMES}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"stretch[{name!r}] must be a finite number > 0, got {value!r}")
+        if name in fixed and value != 1:
+            stretchable = [n for n in world.FACTOR_NAMES if n not in fixed]
+            raise ValueError(f"stretch[{name!r}] = {value}: with periodic={periodic!r} only {stretchable} stretch")
+        scales[world.FACTOR_NAMES.index(name)] = value
+    return scales
 
 
 def decoder_from(spec, z_dim: int) -> FactorDecoder:
     """The decoder a config's or a generator's metadata names: `spec` is {"seed": int, "rounds": int}
-    and optionally "periodic" ("line" where absent, the layout of the decoders made before it)."""
-    return factor_decoder(int(spec["seed"]), z_dim, int(spec["rounds"]), str(spec.get("periodic", "line")))
+    and optionally "periodic" ("line" where absent, the layout of the decoders made before it) and
+    "stretch" ({factor: K}; none where absent)."""
+    stretch = spec.get("stretch")
+    return factor_decoder(int(spec["seed"]), z_dim, int(spec["rounds"]), str(spec.get("periodic", "line")),
+                          None if stretch is None else dict(stretch))
 
 
 def spec_of(metadata: dict) -> dict | None:
@@ -89,9 +120,11 @@ def spec_of(metadata: dict) -> dict | None:
 
 
 def decode_factors(decoder: FactorDecoder, z: jax.Array) -> dict[str, jax.Array]:
-    """The factors ([n] each, `world.sample_factors`'s dtypes and law) of latents z [n, z_dim]."""
+    """The factors ([n] each, `world.sample_factors`'s dtypes, and its law for factors not stretched)
+    of latents z [n, z_dim]."""
     u = mixed_coordinates(decoder, z)
-    p = [jnp.clip(norm.cdf(v), 0.0, 1.0 - 1e-6) for v in u[:NUM_FACTORS]]  # [0, 1): the renderer's range
+    p = [jnp.clip(norm.cdf(k * v), 0.0, 1.0 - 1e-6)  # [0, 1): the renderer's range
+         for k, v in zip(decoder.stretch.tolist(), u[:NUM_FACTORS])]
     factors = {"shape": jnp.floor(len(world.SHAPES) * p[0]).astype(jnp.int32)}
     factors.update(zip(world.FACTOR_NAMES[1:], p[1:]))
     for name, partner in zip(world.PERIODIC_FACTORS, u[NUM_FACTORS:]):  # periodic="circle"

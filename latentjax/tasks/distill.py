@@ -6,6 +6,7 @@ an adversarial run needs; `latentjax.tasks.gan` then fine-tunes it adversarially
 `config.projection_weight` > 0 adds a sharpening term against each image's own re-render, and
 `config.boundary_fraction` of each batch is drawn near the decoder's shape boundaries
 (`seeding.boundary_latents`), where a generator must switch shapes sharply and few prior draws fall.
+`config.seeding.stretch` asks for chosen factors' ends more often (`seeding.factor_decoder`).
 `config.ema_kimg` > 0 keeps StyleGAN2's moving average of the generator's params, which is then what
 is sampled, evaluated (beside the raw params, `raw_*`) and exported. The mapping network's learning
 rate is scaled by `config.mapping_lr_scale`: StyleGAN2's lr multiplier 0.01 would leave it almost

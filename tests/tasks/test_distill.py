@@ -3,6 +3,7 @@ the distill task learns renders of its factors and exports a generator the GAN t
 
 import dataclasses
 import importlib.util
+from statistics import NormalDist
 
 import jax
 import jax.numpy as jnp
@@ -104,6 +105,33 @@ def test_a_circle_decoder_joins_the_ends_of_the_periodic_factors(decoded):
         seeding.factor_decoder(0, 8, periodic="torus")
 
 
+def test_stretch_scales_a_factor_coordinate_before_the_cdf(decoded):
+    """stretch {rotation: K}: rotation's normal score becomes K times the plain decoder's (so its ends
+    are asked more often: the outer tenths hold 2 * Phi(-1.2816 / K)), every other factor decodes as
+    before, and the spec's "stretch" builds the same decoder; shape, unknown names, non-positive K and
+    an angle under periodic="circle" are refused by name."""
+    z, plain = decoded
+    spec = {"seed": 3, "rounds": 2, "stretch": {"rotation": 1.5, "x": 1.0}}
+    stretched = {k: np.asarray(v) for k, v in seeding.decode_factors(seeding.decoder_from(spec, 16), jnp.asarray(z)).items()}
+    for name in world.FACTOR_NAMES:
+        if name != "rotation":
+            np.testing.assert_array_equal(stretched[name], plain[name])
+    inner = np.abs(plain["rotation"] - 0.5) < 0.45  # clear of the float32 clip at the ends
+    score = lambda p: np.array([NormalDist().inv_cdf(float(v)) for v in p])  # noqa: E731
+    np.testing.assert_allclose(score(stretched["rotation"][inner][:500]), 1.5 * score(plain["rotation"][inner][:500]),
+                               atol=1e-3)
+    outer = np.mean(np.abs(stretched["rotation"] - 0.5) > 0.4)
+    assert abs(outer - 2 * NormalDist().cdf(-1.2816 / 1.5)) < 0.01, outer
+    for stretch, message in (({"shape": 2.0}, "only .*stretch"), ({"size": 2.0}, "not a factor"),
+                             ({"x": 0.0}, r"stretch\['x'\] must be a finite number > 0"),
+                             ({"x": float("nan")}, "finite number")):
+        with pytest.raises(ValueError, match=message):
+            seeding.factor_decoder(3, 16, stretch=stretch)
+    with pytest.raises(ValueError, match=r"stretch\['hue'\] = 2.0: with periodic='circle'"):
+        seeding.factor_decoder(3, 16, periodic="circle", stretch={"hue": 2.0})
+    with pytest.raises(TypeError, match="stretch must be a mapping"):
+        seeding.factor_decoder(3, 16, stretch=[("x", 2.0)])
+
 def test_shape_margin_is_the_distance_to_a_shape_boundary_in_standard_normal_units(decoded):
     """Under the prior the margin's law near 0 is the normal density at the two boundaries (a
     fraction 4 * phi(0.4307) * t below t); a tiny step changes the decoded shape only where the
@@ -188,7 +216,8 @@ def test_distill_run_learns_the_renders_and_exports_a_warm_start(tmp_path):
     assert all(0 <= r["eval/valid"] <= 1 and r["eval/l1_to_target"] > 0 for r in evaluations)
     exported = lj.load_generator(str(tmp_path / distill.EXPORT_DIR))
     assert exported.metadata["source_format"] == "latentjax.tasks.distill"
-    assert exported.metadata["seeding"] == {"seed": 0, "rounds": 2, "periodic": "line"}
+    assert exported.metadata["seeding"] == {"seed": 0, "rounds": 2, "periodic": "line",
+                                            "stretch": dict.fromkeys(world.FACTOR_NAMES[1:], 1.0)}
     gan_config = shapes_gan_config("smoke")
     key = jax.random.key(0)
     assert gan.warm_start_generator(str(tmp_path / distill.EXPORT_DIR), gan.generator_config(gan_config), key)

@@ -21,7 +21,7 @@ Gaussian pair is exactly U(0, 1) turns, and the ends meet.
 `stretch` ({factor: K}) scales a continuous factor's coordinate by K before the CDF, so that the
 decoder asks for that factor's ends more often than the prior (K > 1). A generator that regresses
 renders draws a factor it cannot place exactly narrower than asked (regression to the mean);
-asking wider is how a warm start counters that and draws the prior's law (measured in the README).
+asking wider is how a warm start counters that, to draw closer to the prior's law (measured in the README).
 """
 
 from __future__ import annotations

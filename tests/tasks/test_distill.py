@@ -112,7 +112,9 @@ def test_stretch_scales_a_factor_coordinate_before_the_cdf(decoded):
     an angle under periodic="circle" are refused by name."""
     z, plain = decoded
     spec = {"seed": 3, "rounds": 2, "stretch": {"rotation": 1.5, "x": 1.0}}
-    stretched = {k: np.asarray(v) for k, v in seeding.decode_factors(seeding.decoder_from(spec, 16), jnp.asarray(z)).items()}
+    decoder = seeding.decoder_from(spec, 16)
+    assert all(np.array_equal(a, b) for a, b in zip(decoder, seeding.factor_decoder(3, 16, stretch={"rotation": 1.5})))
+    stretched = {k: np.asarray(v) for k, v in seeding.decode_factors(decoder, jnp.asarray(z)).items()}
     for name in world.FACTOR_NAMES:
         if name != "rotation":
             np.testing.assert_array_equal(stretched[name], plain[name])
@@ -131,6 +133,7 @@ def test_stretch_scales_a_factor_coordinate_before_the_cdf(decoded):
         seeding.factor_decoder(3, 16, periodic="circle", stretch={"hue": 2.0})
     with pytest.raises(TypeError, match="stretch must be a mapping"):
         seeding.factor_decoder(3, 16, stretch=[("x", 2.0)])
+
 
 def test_shape_margin_is_the_distance_to_a_shape_boundary_in_standard_normal_units(decoded):
     """Under the prior the margin's law near 0 is the normal density at the two boundaries (a

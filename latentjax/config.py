@@ -7,7 +7,7 @@ survives `json.dumps` / `json.loads` unchanged. Unknown keys are an error that n
 and `from_dict` checks every value against its field's annotation (`coerce`): an int field refuses
 bools, strings and non-integral floats, a float field takes ints but not NaN, a tuple field needs a
 list of the right elements, `X | None` allows None. Signs and ranges are each config's
-`__post_init__` (helpers: `check_positive`, `check_filter`, `check_clamp`).
+`__post_init__` (helpers: `check_positive`, `check_number`, `check_filter`, `check_clamp`).
 """
 
 from __future__ import annotations
@@ -160,6 +160,18 @@ def check_positive(config, *names: str, minimum: int | float = 1, what: str = "p
         if any(not (isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and v >= minimum)
                for v in values):
             raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def check_number(name: str, value, positive: bool = False, negative: bool = False) -> float:
+    """`value` as a float: a ValueError unless it is a finite number (a bool is not) that is > 0
+    (`positive`), >= 0 (default) or of any sign (`negative`). (A NaN learning rate makes every
+    step NaN; a negative loss weight maximises its term.)"""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value)
+    if not ok or (positive and not value > 0) or (not positive and not negative and value < 0):
+        expected = ("a finite number" if negative else "a finite number > 0" if positive else "a finite number >= 0")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
 
 
 MAX_RESOLUTION = 2 ** 14

@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from latentjax.config import check_number
 from latentjax.inversion.optim import constant_optimizer
 from latentjax.inversion.program import Program, descend
-from latentjax.inversion.project import InversionResult, Inverter, check_number
+from latentjax.inversion.project import InversionResult, Inverter
 from latentjax.metrics.image import rgb
 from latentjax.metrics.lpips import as_vgg16
 from latentjax.metrics.vgg import TAPS, TORCHVISION_TO_CAFFE_SCALE, resize_nearest

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from latentjax.config import ConfigMixin
+from latentjax.config import ConfigMixin, check_number
 from latentjax.inversion.optim import OPTIMIZERS, constant_optimizer
 from latentjax.inversion.program import Program, descend
-from latentjax.inversion.project import INVERSION_SPACES, Inverter, check_number, image_loss, parse_loss, target_features
+from latentjax.inversion.project import INVERSION_SPACES, Inverter, image_loss, parse_loss, target_features
 from latentjax.latent import LatentSpace, latent_space
 from latentjax.metrics.image import rgb
 from latentjax.metrics.lpips import as_vgg16

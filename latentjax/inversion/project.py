@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from latentjax.config import ConfigMixin
+from latentjax.config import ConfigMixin, check_number
 from latentjax.inversion.optim import latent_noise_schedule, noise_regularization, projector_optimizer
 from latentjax.inversion.program import Program, check_targets, descend, target_keys
 from latentjax.latent import LatentSpace, class_indices, latent_space, space_option_names
@@ -147,18 +147,6 @@ def prior_spread(prior) -> float:
 def _check_space(space: str) -> None:
     if space not in INVERSION_SPACES:
         raise ValueError(f"unknown latent space {space!r}; expected one of {INVERSION_SPACES}")
-
-
-def check_number(name: str, value, positive: bool = False, negative: bool = False) -> float:
-    """`value` as a float: a ValueError unless it is a finite number (a bool is not) that is > 0
-    (`positive`), >= 0 (default) or of any sign (`negative`). NaN weights or learning rates would
-    make every latent NaN, and a negative loss weight maximises its term."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and math.isfinite(value)
-    if not ok or (positive and not value > 0) or (not positive and not negative and value < 0):
-        expected = ("a finite number" if negative else "a finite number > 0" if positive else "a finite number >= 0")
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return float(value)
 
 
 def parse_loss(loss, terms: tuple[str, ...] = LOSS_TERMS) -> dict[str, float]:

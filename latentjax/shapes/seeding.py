@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
+from latentjax.config import check_number
 from latentjax.shapes import reading, world
 
 NUM_FACTORS = len(world.FACTOR_NAMES)
@@ -91,8 +92,7 @@ def _stretch_scales(stretch: Mapping[str, float] | None, periodic: str) -> np.nd
     for name, value in dict(stretch or {}).items():
         if name not in world.FACTOR_NAMES:
             raise ValueError(f"stretch names {name!r}, not a factor of {world.FACTOR_NAMES}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"stretch[{name!r}] must be a finite number > 0, got {value!r}")
+        check_number(f"stretch[{name!r}]", value, positive=True)
         if name in fixed and value != 1:
             stretchable = [n for n in world.FACTOR_NAMES if n not in fixed]
             raise ValueError(f"stretch[{name!r}] = {value}: with periodic={periodic!r} only {stretchable} stretch")

@@ -19,7 +19,7 @@ def get_config(arg=None):
                             eval_every=5000, sample_every=5000, ckpt_every=5000)
     config.generator = "checkpoints/shapes_distilled"  # a seeded StyleGAN2 (latentjax.tasks.distill)
     config.width = 0.02  # shape margins below this ...
-    config.band = 0.2  # ... are stretched to below this (seeding.sharpen_boundaries)
+    config.band = 0.2  # ... are stretched to below this (seeding.sharpen_boundaries); < 0.431, 0.4 is more valid (README)
     config.regressor_width = 128
     config.regressor_layers = 2
     config.lr = 0.003

@@ -1,5 +1,5 @@
 r"""Build a sharper shape switch into a seeded generator's mapping network (`latentjax.tasks.sharpen`): the
-distilled generator in `checkpoints/shapes_distilled` becomes `builtin:shapes`.
+widened generator in `checkpoints/shapes_widened` becomes `builtin:shapes` (about a minute on one core).
 
     latentjax train --config configs/sharpen_shapes.py --workdir runs/sharpen
     latentjax train --config configs/sharpen_shapes.py:smoke --workdir out/sharpen   # seconds (CI)
@@ -17,9 +17,9 @@ def get_config(arg=None):
     arg = parse_arg(arg, smoke=False)
     config = harness_config("latentjax.tasks.sharpen", total_steps=20_000, batch_size=1024, log_every=500,
                             eval_every=5000, sample_every=5000, ckpt_every=5000)
-    config.generator = "checkpoints/shapes_distilled"  # a seeded StyleGAN2 (latentjax.tasks.distill)
+    config.generator = "checkpoints/shapes_widened"  # a seeded StyleGAN2 (latentjax.tasks.distill)
     config.width = 0.02  # shape margins below this ...
-    config.band = 0.2  # ... are stretched to below this (seeding.sharpen_boundaries); < 0.431, 0.4 is more valid (README)
+    config.band = 0.4  # ... are stretched to below this (seeding.sharpen_boundaries; < 0.431): 0.2 is less valid (README)
     config.regressor_width = 128
     config.regressor_layers = 2
     config.lr = 0.003
